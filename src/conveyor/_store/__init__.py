@@ -1,0 +1,1 @@
+"""INTERNAL: the one seam to the database. Nothing here imports worker, maintenance or CLI code."""

@@ -1,0 +1,55 @@
+"""LeaderLock: one process at a time runs the maintenance services (a session advisory lock).
+
+The lock lives as long as its connection: when the leader dies or is cut off, Postgres releases
+it and another worker takes over on its next attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+
+from conveyor._store.queries import sql
+
+log = logging.getLogger("conveyor.leader")
+
+
+class LeaderLock:
+    """Try to become the leader; stay leader while the connection lives."""
+
+    def __init__(self, database_url: str) -> None:
+        self._url = database_url
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self.is_leader = False
+
+    async def attempt_elect(self) -> bool:
+        """Return True when this process holds the leader lock (taking it if it is free)."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self.is_leader = False
+                self._conn = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, application_name="conveyor-leader"
+                )
+            if self.is_leader:
+                # Prove the session (and with it the lock) is still alive.
+                await self._conn.execute("SELECT 1")
+                return True
+            cur = await self._conn.execute(sql("leader_try_lock"))
+            row = await cur.fetchone()
+            self.is_leader = bool(row and row[0])
+        except psycopg.OperationalError as exc:
+            log.warning("leader election failed (%s); will retry", exc)
+            await self.close()
+        return self.is_leader
+
+    async def close(self) -> None:
+        """Give up the lock by closing the session."""
+        self.is_leader = False
+        if self._conn is not None:
+            try:
+                await self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None

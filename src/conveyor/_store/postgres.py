@@ -1,0 +1,254 @@
+"""PostgresStore: the Store protocol on psycopg 3 and an async connection pool."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from conveyor._store.caller import Row
+from conveyor._store.protocol import Completion, Failure, Pruned, Rescued
+from conveyor._store.queries import sql
+from conveyor.job import Job
+
+
+class PostgresStore:
+    """All of the worker's SQL, run on a small pool of autocommit connections."""
+
+    def __init__(self, database_url: str, *, max_connections: int = 4, name: str = "") -> None:
+        self.database_url = database_url
+        self._pool = AsyncConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=max_connections,
+            kwargs={"autocommit": True, "application_name": name or "conveyor"},
+            open=False,
+            timeout=15.0,
+            name=name or None,
+        )
+
+    async def open(self) -> None:
+        """Open the pool; connections are made in the background and retried."""
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        """Close every connection."""
+        await self._pool.close()
+
+    async def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql(name), params)
+            return list(await cur.fetchall()) if cur.description else []
+
+    async def execute(self, name: str, params: dict[str, Any]) -> list[Row]:
+        """Run a named query on a pooled connection (used by admin operations)."""
+        return await self._rows(name, params)
+
+    # -- jobs: the hot path -------------------------------------------------------------------
+
+    async def job_fetch_available(
+        self,
+        *,
+        queue: str,
+        tasks: Sequence[str],
+        task_max_attempts: Sequence[int],
+        limit: int,
+        lease_seconds: float,
+        token: UUID,
+        worker_id: str,
+        now: datetime | None = None,
+    ) -> list[Job]:
+        rows = await self._rows(
+            "job_fetch_available",
+            {
+                "queue": queue,
+                "tasks": list(tasks),
+                "task_max_attempts": list(task_max_attempts),
+                "limit": limit,
+                "lease_seconds": lease_seconds,
+                "token": token,
+                "worker_id": worker_id,
+                "now": now,
+            },
+        )
+        return [Job.from_row(row) for row in rows]
+
+    async def job_complete_many(
+        self, completions: Sequence[Completion], now: datetime | None = None
+    ) -> set[int]:
+        params = {
+            "ids": [c.job_id for c in completions],
+            "tokens": [c.token for c in completions],
+            "results": [c.result_json for c in completions],
+            "now": now,
+        }
+        keyed = [c for c in completions if c.idempotency]
+        if not keyed:
+            return {row["id"] for row in await self._rows("job_complete_many", params)}
+        async with self._pool.connection() as conn, conn.transaction():
+            done = {row["id"] for row in await _fetch(conn, "job_complete_many", params)}
+            await _record_keys(conn, [c for c in keyed if c.job_id in done], now)
+            return done
+
+    async def job_complete_in(
+        self, conn: AsyncConnection[Any], completion: Completion, now: datetime | None = None
+    ) -> bool:
+        """Complete one job on the handler's own connection, inside its open transaction."""
+        params = {
+            "ids": [completion.job_id],
+            "tokens": [completion.token],
+            "results": [completion.result_json],
+            "now": now,
+        }
+        done = bool(await _fetch(conn, "job_complete_many", params))
+        if done and completion.idempotency:
+            await _record_keys(conn, [completion], now)
+        return done
+
+    async def job_fail_many(
+        self, failures: Sequence[Failure], now: datetime | None = None
+    ) -> set[int]:
+        rows = await self._rows(
+            "job_fail_many",
+            {
+                "ids": [f.job_id for f in failures],
+                "tokens": [f.token for f in failures],
+                "errors": [json.dumps(f.error, default=str) for f in failures],
+                "retry_at": [f.retry_at for f in failures],
+                "now": now,
+            },
+        )
+        return {row["id"] for row in rows}
+
+    async def job_extend_lease(
+        self,
+        held: Sequence[tuple[int, UUID]],
+        lease_seconds: float,
+        now: datetime | None = None,
+    ) -> set[int]:
+        rows = await self._rows(
+            "job_extend_lease",
+            {
+                "ids": [h[0] for h in held],
+                "tokens": [h[1] for h in held],
+                "lease_seconds": lease_seconds,
+                "now": now,
+            },
+        )
+        return {row["id"] for row in rows}
+
+    async def job_release_many(
+        self, held: Sequence[tuple[int, UUID]], now: datetime | None = None
+    ) -> int:
+        rows = await self._rows(
+            "job_release_many",
+            {"ids": [h[0] for h in held], "tokens": [h[1] for h in held], "now": now},
+        )
+        return len(rows)
+
+    # -- jobs: maintenance --------------------------------------------------------------------
+
+    async def job_promote_due(self, limit: int = 1000, now: datetime | None = None) -> int:
+        rows = await self._rows("job_promote_due", {"limit": limit, "now": now})
+        return sum(int(row["count"]) for row in rows)
+
+    async def job_rescue_expired(self, limit: int = 1000, now: datetime | None = None) -> Rescued:
+        rows = await self._rows("job_rescue_expired", {"limit": limit, "now": now})
+        return Rescued(retried=int(rows[0]["retried"]), failed=int(rows[0]["failed"]))
+
+    async def job_prune_done(
+        self,
+        *,
+        completed_seconds: float,
+        cancelled_seconds: float,
+        failed_seconds: float,
+        idempotency_seconds: float,
+        limit: int = 10_000,
+        now: datetime | None = None,
+    ) -> Pruned:
+        async with self._pool.connection() as conn:
+            jobs = await conn.execute(
+                sql("job_prune_done"),
+                {
+                    "completed_seconds": completed_seconds,
+                    "cancelled_seconds": cancelled_seconds,
+                    "failed_seconds": failed_seconds,
+                    "limit": limit,
+                    "now": now,
+                },
+            )
+            keys = await conn.execute(
+                sql("idempotency_prune"), {"seconds": idempotency_seconds, "now": now}
+            )
+            return Pruned(jobs=jobs.rowcount, idempotency_keys=keys.rowcount)
+
+    # -- idempotency keys ---------------------------------------------------------------------
+
+    async def idempotency_get(self, key: str) -> tuple[bool, Any]:
+        rows = await self._rows("idempotency_get", {"key": key})
+        return (True, rows[0]["result"]) if rows else (False, None)
+
+    # -- workers ------------------------------------------------------------------------------
+
+    async def worker_register(
+        self,
+        *,
+        worker_id: str,
+        hostname: str,
+        pid: int,
+        queues: Sequence[str],
+        tasks: Sequence[str],
+        now: datetime | None = None,
+    ) -> None:
+        await self._rows(
+            "worker_register",
+            {
+                "id": worker_id,
+                "hostname": hostname,
+                "pid": pid,
+                "queues": list(queues),
+                "tasks": list(tasks),
+                "now": now,
+            },
+        )
+
+    async def worker_heartbeat(self, worker_id: str, now: datetime | None = None) -> bool:
+        return bool(await self._rows("worker_heartbeat", {"id": worker_id, "now": now}))
+
+    async def worker_deregister(self, worker_id: str) -> None:
+        await self._rows("worker_deregister", {"id": worker_id})
+
+    async def worker_prune_stale(self, seconds: float, now: datetime | None = None) -> int:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(sql("worker_prune_stale"), {"seconds": seconds, "now": now})
+            return cur.rowcount
+
+
+async def _fetch(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql(name), params)
+        return list(await cur.fetchall()) if cur.description else []
+
+
+async def _record_keys(
+    conn: AsyncConnection[Any], completions: Sequence[Completion], now: datetime | None
+) -> None:
+    keys: list[str] = []
+    results: list[str | None] = []
+    job_ids: list[int] = []
+    for completion in completions:
+        for key, result in completion.idempotency:
+            keys.append(key)
+            results.append(result)
+            job_ids.append(completion.job_id)
+    if keys:
+        await conn.execute(
+            sql("idempotency_claim_many"),
+            {"keys": keys, "results": results, "job_ids": job_ids, "now": now},
+        )

@@ -1,0 +1,123 @@
+"""Store: what the worker and the maintenance services need from the database.
+
+The worker and maintenance packages depend on this protocol only; PostgresStore implements it.
+Methods read like a table of contents, entity first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from conveyor.job import Job
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed attempt to record: retry at `retry_at`, or fail for good when it is None."""
+
+    job_id: int
+    token: UUID
+    error: dict[str, Any]
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One successful attempt to record, with the handler's result and idempotency keys."""
+
+    job_id: int
+    token: UUID
+    result_json: str | None = None
+    idempotency: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class Rescued:
+    """What a rescue pass did: jobs made available again, and jobs failed for good."""
+
+    retried: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What a prune pass deleted."""
+
+    jobs: int
+    idempotency_keys: int
+
+
+class Store(Protocol):
+    """The worker's and the maintenance services' view of the database."""
+
+    async def job_fetch_available(
+        self,
+        *,
+        queue: str,
+        tasks: Sequence[str],
+        task_max_attempts: Sequence[int],
+        limit: int,
+        lease_seconds: float,
+        token: UUID,
+        worker_id: str,
+        now: datetime | None = None,
+    ) -> list[Job]: ...
+
+    async def job_complete_many(
+        self, completions: Sequence[Completion], now: datetime | None = None
+    ) -> set[int]: ...
+
+    async def job_fail_many(
+        self, failures: Sequence[Failure], now: datetime | None = None
+    ) -> set[int]: ...
+
+    async def job_extend_lease(
+        self,
+        held: Sequence[tuple[int, UUID]],
+        lease_seconds: float,
+        now: datetime | None = None,
+    ) -> set[int]: ...
+
+    async def job_release_many(
+        self, held: Sequence[tuple[int, UUID]], now: datetime | None = None
+    ) -> int: ...
+
+    async def job_promote_due(self, limit: int = 1000, now: datetime | None = None) -> int: ...
+
+    async def job_rescue_expired(
+        self, limit: int = 1000, now: datetime | None = None
+    ) -> Rescued: ...
+
+    async def job_prune_done(
+        self,
+        *,
+        completed_seconds: float,
+        cancelled_seconds: float,
+        failed_seconds: float,
+        idempotency_seconds: float,
+        limit: int = 10_000,
+        now: datetime | None = None,
+    ) -> Pruned: ...
+
+    async def idempotency_get(self, key: str) -> tuple[bool, Any]: ...
+
+    async def worker_register(
+        self,
+        *,
+        worker_id: str,
+        hostname: str,
+        pid: int,
+        queues: Sequence[str],
+        tasks: Sequence[str],
+        now: datetime | None = None,
+    ) -> None: ...
+
+    async def worker_heartbeat(self, worker_id: str, now: datetime | None = None) -> bool: ...
+
+    async def worker_deregister(self, worker_id: str) -> None: ...
+
+    async def worker_prune_stale(self, seconds: float, now: datetime | None = None) -> int: ...

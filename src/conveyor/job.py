@@ -1,0 +1,86 @@
+"""Job: a frozen snapshot of one row of conveyor.jobs, and the states a job moves through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    """Where a job is in its life; docs/state_machine.md draws the arrows."""
+
+    SCHEDULED = "scheduled"
+    AVAILABLE = "available"
+    RUNNING = "running"
+    RETRYABLE = "retryable"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True for the states a job never leaves on its own."""
+        return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
+
+
+JOB_COLUMNS = (
+    "id, task, queue, state, priority, attempt, max_attempts, args, errors, unique_key,"
+    " timeout_seconds, created_at, run_at, attempted_at, finished_at, result, worker_id"
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as stored; `errors` lists every failed attempt, oldest first."""
+
+    id: int
+    task: str
+    queue: str
+    state: JobState
+    priority: int
+    attempt: int
+    max_attempts: int | None
+    args: dict[str, Any]
+    errors: list[dict[str, Any]]
+    unique_key: str | None
+    timeout_seconds: float | None
+    created_at: datetime
+    run_at: datetime
+    attempted_at: datetime | None
+    finished_at: datetime | None
+    result: Any
+    worker_id: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        """Build a Job from a row of the JOB_COLUMNS query shape."""
+        return cls(
+            id=row["id"],
+            task=row["task"],
+            queue=row["queue"],
+            state=JobState(row["state"]),
+            priority=row["priority"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            args=row["args"],
+            errors=row["errors"],
+            unique_key=row["unique_key"],
+            timeout_seconds=row["timeout_seconds"],
+            created_at=row["created_at"],
+            run_at=row["run_at"],
+            attempted_at=row["attempted_at"],
+            finished_at=row["finished_at"],
+            result=row["result"],
+            worker_id=row["worker_id"],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (datetimes as ISO 8601 strings)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        out["state"] = str(self.state)
+        return out

@@ -1,0 +1,28 @@
+"""Control flow a handler can raise: retry later, or fail now without retrying."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class Retry(Exception):  # noqa: N818 - reads as an instruction: raise Retry(after=30)
+    """Raise in a handler to retry the job after a given time.
+
+    The attempt counts toward max_attempts, like any failure; when attempts are exhausted the
+    job goes to `failed`.
+    """
+
+    def __init__(self, after: float | timedelta = 0.0, reason: str = "retry requested") -> None:
+        seconds = after.total_seconds() if isinstance(after, timedelta) else float(after)
+        if seconds < 0:
+            raise ValueError(f"Retry(after=...) must be >= 0 seconds, got {seconds}")
+        super().__init__(reason)
+        self.after = seconds
+        self.reason = reason
+
+
+class FailNow(Exception):  # noqa: N818 - an instruction, like Retry
+    """Raise (or subclass and raise) to fail the job at once, without further attempts.
+
+    Use it for errors a retry cannot fix: a missing record, invalid input.
+    """

@@ -1,0 +1,58 @@
+"""RetryPolicy: how long to wait before the next attempt of a failed job."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from conveyor.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: base * factor**(attempt-1), capped, then jittered.
+
+    With the defaults a job waits about 1 s, 2 s, 4 s, 8 s ... up to 1 hour. `jitter` spreads
+    each delay uniformly over [delay * (1 - jitter), delay], so retries of many jobs that failed
+    together do not hit the recovering service at the same instant.
+    """
+
+    base: float = 1.0
+    factor: float = 2.0
+    max_delay: float = 3600.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.base < 0:
+            raise ConfigError(f"backoff base must be >= 0 seconds, got {self.base}")
+        if self.factor < 1:
+            raise ConfigError(f"backoff factor must be >= 1, got {self.factor}")
+        if self.max_delay < self.base:
+            raise ConfigError(
+                f"backoff max_delay ({self.max_delay}) must be >= base ({self.base})"
+            )
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError(f"backoff jitter must be between 0 and 1, got {self.jitter}")
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> timedelta:
+        """Return the wait after failed attempt number `attempt` (1-based)."""
+        exponent = max(attempt - 1, 0)
+        # Cap the exponent first so huge attempt numbers never overflow a float.
+        raw = self.base * self.factor ** min(exponent, 64)
+        capped = min(raw, self.max_delay)
+        spread = capped * self.jitter * (rng or random).random()
+        return timedelta(seconds=capped - spread)
+
+
+def as_policy(backoff: RetryPolicy | float | None) -> RetryPolicy:
+    """Accept a RetryPolicy, a base delay in seconds, or None for the default."""
+    if backoff is None:
+        return RetryPolicy()
+    if isinstance(backoff, RetryPolicy):
+        return backoff
+    if isinstance(backoff, int | float):
+        return RetryPolicy(base=float(backoff), max_delay=max(3600.0, float(backoff)))
+    raise ConfigError(
+        f"backoff must be a RetryPolicy or a number of seconds, got {type(backoff).__name__}"
+    )

@@ -1,0 +1,168 @@
+-- Hot path: enqueue, claim, complete, fail, lease renewal and release.
+-- Every time-dependent query takes %(now)s; NULL means the database's clock.
+
+-- name: job_insert_many
+-- Insert jobs given as a JSON array of objects; return each one's id in input order and whether
+-- it is new (false when an active job already held its unique key). One NOTIFY per queue.
+WITH n AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+), input AS (
+    -- ids are drawn up front so each input row knows its own id (RETURNING has no order)
+    SELECT nextval('conveyor.job_id_seq') AS id, x.*
+      FROM jsonb_to_recordset(%(jobs)s::jsonb) AS x(
+           ord int, task text, queue text, args jsonb, priority int, max_attempts int,
+           run_at timestamptz, delay double precision, unique_key text,
+           timeout_seconds double precision)
+), ins AS (
+    INSERT INTO conveyor.job AS j (id, task, queue, args, priority, max_attempts, run_at, state,
+                                   unique_key, timeout_seconds, created_at)
+    SELECT i.id, i.task, coalesce(i.queue, 'default'), coalesce(i.args, '{}'),
+           coalesce(i.priority, 0), i.max_attempts, r.run_at,
+           CASE WHEN r.run_at > n.t THEN 'scheduled' ELSE 'available' END,
+           i.unique_key, i.timeout_seconds, n.t
+      FROM input i
+     CROSS JOIN n
+     CROSS JOIN LATERAL (
+           SELECT coalesce(i.run_at, n.t + make_interval(secs => coalesce(i.delay, 0))) AS run_at
+     ) r
+     ORDER BY i.ord
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+    RETURNING j.id, j.unique_key, j.queue, j.state
+), notified AS (
+    SELECT count(pg_notify('conveyor_jobs', q.queue)) AS n
+      FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
+)
+SELECT i.ord, coalesce(ins.id, dup.id, old.id) AS id, ins.id IS NOT NULL AS created,
+       (SELECT notified.n FROM notified) AS notified
+  FROM input i
+  LEFT JOIN ins ON ins.id = i.id
+  LEFT JOIN LATERAL (
+       SELECT d.id FROM ins d WHERE ins.id IS NULL AND d.unique_key = i.unique_key LIMIT 1
+  ) dup ON true
+  LEFT JOIN LATERAL (
+       SELECT o.id FROM conveyor.job o
+        WHERE ins.id IS NULL AND dup.id IS NULL AND o.unique_key = i.unique_key
+  ) old ON true
+ ORDER BY i.ord;
+
+-- name: job_find_by_unique_key
+-- The id of the active job holding each unique key (keys with none are left out).
+SELECT unique_key, id FROM conveyor.job WHERE unique_key = ANY(%(keys)s::text[]);
+
+-- name: job_fetch_available
+-- Claim up to %(limit)s available jobs of one queue and the given tasks for this worker.
+WITH n AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+), picked AS (
+    -- CTE fences the planner: LIMIT and SKIP LOCKED must apply before the UPDATE
+    SELECT j.id
+      FROM conveyor.job j
+     WHERE j.state = 'available' AND j.queue = %(queue)s AND j.task = ANY(%(tasks)s::text[])
+     ORDER BY j.priority DESC, j.id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE conveyor.job j
+   SET state = 'running',
+       attempt = j.attempt + 1,
+       attempted_at = n.t,
+       lease_expires_at = n.t + make_interval(secs => %(lease_seconds)s),
+       lease_token = %(token)s,
+       worker_id = %(worker_id)s,
+       max_attempts = coalesce(j.max_attempts, (
+           SELECT d.max_attempts
+             FROM unnest(%(tasks)s::text[], %(task_max_attempts)s::int[]) AS d(task, max_attempts)
+            WHERE d.task = j.task LIMIT 1))
+  FROM picked, n
+ WHERE j.id = picked.id
+RETURNING j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts, j.args,
+          j.errors, j.unique_key, j.timeout_seconds, j.created_at, j.run_at, j.attempted_at,
+          NULL::timestamptz AS finished_at, NULL::jsonb AS result, j.worker_id;
+
+-- name: job_complete_many
+-- Move jobs still held by the given lease tokens to job_done as completed; return their ids.
+WITH n AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+), done AS (
+    DELETE FROM conveyor.job j
+     USING unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[]) AS c(id, token, result)
+     WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
+    RETURNING j.*, c.result AS new_result
+)
+INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
+                               errors, unique_key, timeout_seconds, created_at, run_at,
+                               attempted_at, finished_at, result, worker_id)
+SELECT d.id, d.task, d.queue, 'completed', d.priority, d.attempt, d.max_attempts, d.args,
+       d.errors, d.unique_key, d.timeout_seconds, d.created_at, d.run_at, d.attempted_at, n.t,
+       d.new_result::jsonb, d.worker_id
+  FROM done d, n
+RETURNING id;
+
+-- name: job_fail_many
+-- Record a failed attempt of jobs still held by their lease tokens: back to retryable at
+-- retry_at (available when already due), or to job_done as failed when retry_at is NULL.
+WITH n AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+), input AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(errors)s::text[],
+                         %(retry_at)s::timestamptz[]) AS f(id, token, error, retry_at)
+), retried AS (
+    UPDATE conveyor.job j
+       SET state = CASE WHEN f.retry_at <= n.t THEN 'available' ELSE 'retryable' END,
+           run_at = f.retry_at,
+           errors = j.errors || jsonb_build_array(f.error::jsonb),
+           lease_expires_at = NULL,
+           lease_token = NULL
+      FROM input f, n
+     WHERE j.id = f.id AND j.lease_token = f.token AND j.state = 'running'
+       AND f.retry_at IS NOT NULL
+    RETURNING j.id, j.queue, j.state
+), dead AS (
+    DELETE FROM conveyor.job j
+     USING input f
+     WHERE j.id = f.id AND j.lease_token = f.token AND j.state = 'running' AND f.retry_at IS NULL
+    RETURNING j.*, f.error AS new_error
+), moved AS (
+    INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
+                                   errors, unique_key, timeout_seconds, created_at, run_at,
+                                   attempted_at, finished_at, result, worker_id)
+    SELECT d.id, d.task, d.queue, 'failed', d.priority, d.attempt, d.max_attempts, d.args,
+           d.errors || jsonb_build_array(d.new_error::jsonb), d.unique_key, d.timeout_seconds,
+           d.created_at, d.run_at, d.attempted_at, n.t, NULL, d.worker_id
+      FROM dead d, n
+    RETURNING id
+), notified AS (
+    SELECT count(pg_notify('conveyor_jobs', q.queue)) AS n
+      FROM (SELECT DISTINCT queue FROM retried WHERE state = 'available') q
+)
+SELECT id, 'retried' AS outcome, (SELECT notified.n FROM notified) AS notified FROM retried
+UNION ALL
+SELECT id, 'failed' AS outcome, NULL FROM moved;
+
+-- name: job_extend_lease
+-- Renew the leases of jobs this worker still holds; return the ids still held.
+UPDATE conveyor.job j
+   SET lease_expires_at = coalesce(%(now)s::timestamptz, now())
+                          + make_interval(secs => %(lease_seconds)s)
+  FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token)
+ WHERE j.id = h.id AND j.lease_token = h.token AND j.state = 'running'
+RETURNING j.id;
+
+-- name: job_release_many
+-- Put running jobs back as available without counting the attempt (graceful shutdown).
+WITH released AS (
+    UPDATE conveyor.job j
+       SET state = 'available',
+           attempt = greatest(j.attempt - 1, 0),
+           run_at = coalesce(%(now)s::timestamptz, now()),
+           lease_expires_at = NULL,
+           lease_token = NULL,
+           worker_id = NULL
+      FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token)
+     WHERE j.id = h.id AND j.lease_token = h.token AND j.state = 'running'
+    RETURNING j.id, j.queue
+), notified AS (
+    SELECT count(pg_notify('conveyor_jobs', q.queue)) AS n
+      FROM (SELECT DISTINCT queue FROM released) q
+)
+SELECT r.id, (SELECT notified.n FROM notified) AS notified FROM released r;
