@@ -1,0 +1,45 @@
+"""Conveyor: durable background jobs on the PostgreSQL you already run."""
+
+from conveyor._store.enqueue import JobSpec
+from conveyor.app import Conveyor, Retention
+from conveyor.clock import Clock, FrozenClock, SystemClock
+from conveyor.context import JobContext
+from conveyor.errors import (
+    ConfigError,
+    ConveyorError,
+    DatabaseUnavailableError,
+    JobNotFoundError,
+    PayloadError,
+    SchemaError,
+    UnknownTaskError,
+)
+from conveyor.job import Job, JobState
+from conveyor.outcome import FailNow, Retry
+from conveyor.retry import RetryPolicy
+from conveyor.task import Task
+from conveyor.worker import Worker, WorkerConfig
+
+__all__ = [
+    "Clock",
+    "ConfigError",
+    "Conveyor",
+    "ConveyorError",
+    "DatabaseUnavailableError",
+    "FailNow",
+    "FrozenClock",
+    "Job",
+    "JobContext",
+    "JobNotFoundError",
+    "JobSpec",
+    "JobState",
+    "PayloadError",
+    "Retention",
+    "Retry",
+    "RetryPolicy",
+    "SchemaError",
+    "SystemClock",
+    "Task",
+    "UnknownTaskError",
+    "Worker",
+    "WorkerConfig",
+]

@@ -6,6 +6,7 @@ it and another worker takes over on its next attempt.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -22,10 +23,17 @@ class LeaderLock:
     def __init__(self, database_url: str) -> None:
         self._url = database_url
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock: asyncio.Lock | None = None
         self.is_leader = False
 
     async def attempt_elect(self) -> bool:
         """Return True when this process holds the leader lock (taking it if it is free)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            return await self._attempt_elect()
+
+    async def _attempt_elect(self) -> bool:
         try:
             if self._conn is None or self._conn.closed:
                 self.is_leader = False

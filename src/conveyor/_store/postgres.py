@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from conveyor._store.caller import Row
+from conveyor._store.caller import Row, run_sync
 from conveyor._store.protocol import Completion, Failure, Pruned, Rescued
 from conveyor._store.queries import sql
 from conveyor.job import Job
@@ -23,6 +24,8 @@ class PostgresStore:
 
     def __init__(self, database_url: str, *, max_connections: int = 4, name: str = "") -> None:
         self.database_url = database_url
+        self._name = name or "conveyor"
+        self._sync_pool: ConnectionPool[Any] | None = None
         self._pool = AsyncConnectionPool(
             database_url,
             min_size=1,
@@ -40,6 +43,44 @@ class PostgresStore:
     async def close(self) -> None:
         """Close every connection."""
         await self._pool.close()
+        if self._sync_pool is not None:
+            self._sync_pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A pooled connection inside an open transaction (atomic async tasks)."""
+        async with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def sync_transaction(self) -> Iterator[Connection[Any]]:
+        """A sync connection inside an open transaction (atomic sync tasks, in their thread)."""
+        if self._sync_pool is None:
+            self._sync_pool = ConnectionPool(
+                self.database_url, min_size=0, max_size=self._pool.max_size, open=True,
+                kwargs={"application_name": self._name}, timeout=15.0,
+            )
+        with self._sync_pool.connection() as conn, conn.transaction():
+            yield conn
+
+    def job_complete_in_sync(
+        self, conn: Connection[Any], completion: Completion, now: datetime | None = None
+    ) -> bool:
+        """Complete one job on a sync connection inside its open transaction."""
+        done = bool(run_sync(conn, sql("job_complete_many"), _one(completion, now)))
+        if done and completion.idempotency:
+            keys = [k for k, _ in completion.idempotency]
+            run_sync(
+                conn,
+                sql("idempotency_claim_many"),
+                {
+                    "keys": keys,
+                    "results": [r for _, r in completion.idempotency],
+                    "job_ids": [completion.job_id] * len(keys),
+                    "now": now,
+                },
+            )
+        return done
 
     async def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
         async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -100,13 +141,7 @@ class PostgresStore:
         self, conn: AsyncConnection[Any], completion: Completion, now: datetime | None = None
     ) -> bool:
         """Complete one job on the handler's own connection, inside its open transaction."""
-        params = {
-            "ids": [completion.job_id],
-            "tokens": [completion.token],
-            "results": [completion.result_json],
-            "now": now,
-        }
-        done = bool(await _fetch(conn, "job_complete_many", params))
+        done = bool(await _fetch(conn, "job_complete_many", _one(completion, now)))
         if done and completion.idempotency:
             await _record_keys(conn, [completion], now)
         return done
@@ -120,7 +155,7 @@ class PostgresStore:
                 "ids": [f.job_id for f in failures],
                 "tokens": [f.token for f in failures],
                 "errors": [json.dumps(f.error, default=str) for f in failures],
-                "retry_at": [f.retry_at for f in failures],
+                "retry_in": [f.retry_in for f in failures],
                 "now": now,
             },
         )
@@ -228,6 +263,15 @@ class PostgresStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute(sql("worker_prune_stale"), {"seconds": seconds, "now": now})
             return cur.rowcount
+
+
+def _one(completion: Completion, now: datetime | None) -> dict[str, Any]:
+    return {
+        "ids": [completion.job_id],
+        "tokens": [completion.token],
+        "results": [completion.result_json],
+        "now": now,
+    }
 
 
 async def _fetch(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> list[Row]:

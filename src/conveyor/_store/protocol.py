@@ -17,12 +17,13 @@ from conveyor.job import Job
 
 @dataclass(frozen=True)
 class Failure:
-    """One failed attempt to record: retry at `retry_at`, or fail for good when it is None."""
+    """One failed attempt to record: retry after `retry_in` seconds (database clock), or fail
+    for good when it is None."""
 
     job_id: int
     token: UUID
     error: dict[str, Any]
-    retry_at: datetime | None
+    retry_in: float | None
 
 
 @dataclass(frozen=True)

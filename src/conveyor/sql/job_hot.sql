@@ -99,18 +99,22 @@ SELECT d.id, d.task, d.queue, 'completed', d.priority, d.attempt, d.max_attempts
 RETURNING id;
 
 -- name: job_fail_many
--- Record a failed attempt of jobs still held by their lease tokens: back to retryable at
--- retry_at (available when already due), or to job_done as failed when retry_at is NULL.
+-- Record a failed attempt of jobs still held by their lease tokens: retryable again after
+-- retry_in seconds (available at once when 0), or to job_done as failed when retry_in is NULL.
+-- Times come from the database clock, so skewed worker hosts agree.
 WITH n AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS t
 ), input AS (
-    SELECT * FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(errors)s::text[],
-                         %(retry_at)s::timestamptz[]) AS f(id, token, error, retry_at)
+    SELECT f.id, f.token,
+           f.error::jsonb || jsonb_build_object('at', n.t) AS error,
+           n.t + make_interval(secs => f.retry_in) AS retry_at
+      FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(errors)s::text[],
+                  %(retry_in)s::float8[]) AS f(id, token, error, retry_in), n
 ), retried AS (
     UPDATE conveyor.job j
        SET state = CASE WHEN f.retry_at <= n.t THEN 'available' ELSE 'retryable' END,
            run_at = f.retry_at,
-           errors = j.errors || jsonb_build_array(f.error::jsonb),
+           errors = j.errors || jsonb_build_array(f.error),
            lease_expires_at = NULL,
            lease_token = NULL
       FROM input f, n
@@ -127,7 +131,7 @@ WITH n AS (
                                    errors, unique_key, timeout_seconds, created_at, run_at,
                                    attempted_at, finished_at, result, worker_id)
     SELECT d.id, d.task, d.queue, 'failed', d.priority, d.attempt, d.max_attempts, d.args,
-           d.errors || jsonb_build_array(d.new_error::jsonb), d.unique_key, d.timeout_seconds,
+           d.errors || jsonb_build_array(d.new_error), d.unique_key, d.timeout_seconds,
            d.created_at, d.run_at, d.attempted_at, n.t, NULL, d.worker_id
       FROM dead d, n
     RETURNING id

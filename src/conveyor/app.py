@@ -1,0 +1,274 @@
+"""Conveyor: the application object. Holds configuration and the task registry."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, overload
+
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
+from conveyor.clock import Clock, SystemClock
+from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
+from conveyor.errors import ConfigError, DatabaseUnavailableError, UnknownTaskError
+from conveyor.migrate import Migration, Migrator
+from conveyor.retry import RetryPolicy
+from conveyor.task import Task
+
+ENV_URL = "CONVEYOR_DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long finished jobs are kept before the pruner deletes them."""
+
+    completed: timedelta = timedelta(hours=24)
+    cancelled: timedelta = timedelta(hours=24)
+    failed: timedelta = timedelta(days=14)
+    idempotency_keys: timedelta = timedelta(days=7)
+
+
+class Conveyor:
+    """A job queue on Postgres: declare tasks with @app.task, enqueue, run `conveyor worker`.
+
+    With no `database_url` it reads CONVEYOR_DATABASE_URL; with neither it starts an embedded
+    Postgres under ./.conveyor/ (the `embedded` extra) and migrates it on first use.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        retention: Retention | None = None,
+        clock: Clock | None = None,
+        embedded_dir: str | Path = ".conveyor",
+        auto_migrate: bool | None = None,
+    ) -> None:
+        if max_payload_bytes <= 0:
+            raise ConfigError(f"max_payload_bytes must be positive, got {max_payload_bytes}")
+        self._url = database_url or os.environ.get(ENV_URL) or None
+        self._embedded_dir = Path(embedded_dir)
+        self._auto_migrate = auto_migrate
+        self.max_payload_bytes = max_payload_bytes
+        self.retention = retention or Retention()
+        self.clock: Clock = clock or SystemClock()
+        self.tasks: dict[str, Task[Any]] = {}
+        self._lock = threading.RLock()
+        self._migrated = False
+        self._pool: ConnectionPool[Any] | None = None
+        self._apools: dict[int, AsyncConnectionPool[Any]] = {}
+
+    # -- configuration ------------------------------------------------------------------------
+
+    @property
+    def database_url(self) -> str:
+        """The Postgres URL in use (starting the embedded server when none was given)."""
+        with self._lock:
+            if self._url is None:
+                from conveyor.embedded import embedded_url
+
+                self._url = embedded_url(self._embedded_dir)
+                if self._auto_migrate is None:
+                    self._auto_migrate = True
+            if self._auto_migrate and not self._migrated:
+                Migrator(self._url).migrate()
+                self._migrated = True
+            return self._url
+
+    def migrate(self) -> list[Migration]:
+        """Apply pending schema migrations; safe to call from many processes at once."""
+        return Migrator(self.database_url).migrate()
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> Task[Any]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        max_attempts: int = 5,
+        priority: int = 0,
+        timeout: float | timedelta | None = None,
+        backoff: RetryPolicy | float | None = None,
+        atomic: bool = False,
+        fail_on: Sequence[type[BaseException]] = (),
+    ) -> Callable[[Callable[..., Any]], Task[Any]]: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        max_attempts: int = 5,
+        priority: int = 0,
+        timeout: float | timedelta | None = None,
+        backoff: RetryPolicy | float | None = None,
+        atomic: bool = False,
+        fail_on: Sequence[type[BaseException]] = (),
+    ) -> Task[Any] | Callable[[Callable[..., Any]], Task[Any]]:
+        """Register a sync or async function as a task; use as @app.task or @app.task(...)."""
+
+        def register(func: Callable[..., Any]) -> Task[Any]:
+            task: Task[Any] = Task(
+                self,
+                func,
+                name=name,
+                queue=queue,
+                max_attempts=max_attempts,
+                priority=priority,
+                timeout=timeout,
+                backoff=backoff,
+                atomic=atomic,
+                fail_on=tuple(fail_on),
+            )
+            if task.name in self.tasks and self.tasks[task.name].fn is not func:
+                raise ConfigError(f"a task named {task.name!r} is already registered")
+            self.tasks[task.name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def get_task(self, name: str) -> Task[Any]:
+        """Return the registered task called `name`."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, self.tasks, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTaskError(
+                f"no task named {name!r} is registered{hint} (known: {known})"
+            ) from None
+
+    # -- enqueue many -------------------------------------------------------------------------
+
+    def enqueue_many(self, specs: Sequence[JobSpec]) -> list[int]:
+        """Insert many jobs (built with task.spec(...)) in one round trip; return their ids."""
+        if not specs:
+            return []
+        with self._connection() as conn:
+            return insert_jobs(conn, specs, self.clock.now()).ids
+
+    def enqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
+        """Insert many jobs in the caller's open transaction: invisible until commit, gone on
+        rollback."""
+        return insert_jobs(conn, specs, self.clock.now()).ids if specs else []
+
+    async def aenqueue_many(self, specs: Sequence[JobSpec]) -> list[int]:
+        """Async twin of enqueue_many()."""
+        if not specs:
+            return []
+        async with self._aconnection() as conn:
+            return (await ainsert_jobs(conn, specs, self.clock.now())).ids
+
+    async def aenqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
+        """Async twin of enqueue_many_tx()."""
+        return (await ainsert_jobs(conn, specs, self.clock.now())).ids if specs else []
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self._resolved_url(), min_size=1, max_size=8, open=True, timeout=10.0,
+                    kwargs={"application_name": "conveyor-client"},
+                )
+            pool = self._pool
+        return _guard(pool.connection())
+
+    def _aconnection(self) -> Any:
+        # One pool per event loop: a pool belongs to the loop it was opened on.
+        loop = asyncio.get_running_loop()
+        pool = self._apools.get(id(loop))
+        if pool is None:
+            pool = AsyncConnectionPool(
+                self._resolved_url(), min_size=1, max_size=8, open=False, timeout=10.0,
+                kwargs={"application_name": "conveyor-client"},
+            )
+            self._apools[id(loop)] = pool
+        return _aguard(pool)
+
+    def _resolved_url(self) -> str:
+        return self.database_url
+
+    def close(self) -> None:
+        """Close the app's own connection pools."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def aclose(self) -> None:
+        """Close the async pool of the running loop (and the sync pool)."""
+        pool = self._apools.pop(id(asyncio.get_running_loop()), None)
+        if pool is not None:
+            await pool.close()
+        self.close()
+
+    def client(self) -> Any:
+        """Return a Client for inspecting and acting on jobs and queues."""
+        from conveyor.client import Client
+
+        return Client(self)
+
+
+class _guard:
+    """Turns pool timeouts and lost connections into DatabaseUnavailableError."""
+
+    def __init__(self, cm: Any) -> None:
+        self._cm = cm
+
+    def __enter__(self) -> Any:
+        try:
+            return self._cm.__enter__()
+        except Exception as exc:
+            raise _unavailable(exc) from exc
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc)
+
+
+class _aguard:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._cm: Any = None
+
+    async def __aenter__(self) -> Any:
+        try:
+            if self._pool.closed:
+                await self._pool.open(wait=False)
+            self._cm = self._pool.connection()
+            return await self._cm.__aenter__()
+        except Exception as exc:
+            raise _unavailable(exc) from exc
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._cm.__aexit__(*exc)
+
+
+def _unavailable(exc: Exception) -> Exception:
+    from psycopg import OperationalError
+    from psycopg_pool import PoolTimeout
+
+    if isinstance(exc, PoolTimeout | OperationalError):
+        return DatabaseUnavailableError(
+            f"cannot reach the database to enqueue ({exc}); nothing was written. Check that"
+            " Postgres is up and CONVEYOR_DATABASE_URL is right"
+        )
+    return exc

@@ -1,0 +1,1 @@
+"""Periodic services: promote due jobs (every worker); rescue and prune (the leader only)."""

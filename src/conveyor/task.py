@@ -1,0 +1,185 @@
+"""Task: a registered handler and the ways to enqueue a job for it."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_type_hints
+
+from conveyor import codec
+from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
+from conveyor.errors import ConfigError, PayloadError
+from conveyor.retry import RetryPolicy, as_policy
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    """Per-job options; None means the task's default."""
+
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None
+    delay: float | None = None
+    run_at: datetime | None = None
+    unique_key: str | None = None
+
+
+class Task(Generic[R]):
+    """A function registered with @app.task. Calling it runs it here and now; enqueue() runs it
+    later in a worker."""
+
+    def __init__(
+        self,
+        app: Conveyor,
+        fn: Callable[..., R],
+        *,
+        name: str | None,
+        queue: str,
+        max_attempts: int,
+        priority: int,
+        timeout: float | timedelta | None,
+        backoff: RetryPolicy | float | None,
+        atomic: bool,
+        fail_on: tuple[type[BaseException], ...],
+        options: EnqueueOptions | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.app = app
+        self.fn = fn
+        self.name = name or f"{fn.__module__}.{fn.__qualname__}"
+        self.queue = queue
+        self.max_attempts = max_attempts
+        self.priority = priority
+        self.timeout = _seconds(timeout)
+        self.retry_policy = as_policy(backoff)
+        self.atomic = atomic
+        self.fail_on = fail_on
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        self.context_param = _context_param(fn)
+        self._options = options or EnqueueOptions()
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self.name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.queue}>"
+
+    def with_options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+    ) -> Task[R]:
+        """Return this task with per-job options for the next enqueue calls."""
+        if run_at is not None and run_at.tzinfo is None:
+            raise ConfigError(
+                "run_at must be timezone-aware (e.g. datetime.now(UTC) + timedelta(hours=1))"
+            )
+        if run_at is not None and delay is not None:
+            raise ConfigError("give either delay or run_at, not both")
+        if max_attempts is not None and max_attempts < 1:
+            raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
+        changes = {
+            "queue": queue,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "timeout": _seconds(timeout),
+            "delay": _seconds(delay),
+            "run_at": run_at,
+            "unique_key": unique_key,
+        }
+        options = dataclasses.replace(
+            self._options, **{k: v for k, v in changes.items() if v is not None}
+        )
+        clone = object.__new__(Task)
+        clone.__dict__.update(self.__dict__)
+        clone._options = options
+        return clone
+
+    def spec(self, **args: Any) -> JobSpec:
+        """Validate arguments and return the job to insert (for app.enqueue_many)."""
+        self._check_arguments(args)
+        o = self._options
+        return JobSpec(
+            task=self.name,
+            args_json=codec.encode_args(args, max_bytes=self.app.max_payload_bytes),
+            queue=o.queue or self.queue,
+            priority=o.priority if o.priority is not None else self.priority,
+            max_attempts=o.max_attempts or self.max_attempts,
+            run_at=o.run_at,
+            delay=o.delay,
+            unique_key=o.unique_key,
+            timeout_seconds=o.timeout or self.timeout,
+        )
+
+    def enqueue(self, **args: Any) -> int:
+        """Enqueue a job on the app's own connection; committed when this returns."""
+        return self.app.enqueue_many([self.spec(**args)])[0]
+
+    def enqueue_tx(self, conn: Any, /, **args: Any) -> int:
+        """Enqueue inside the caller's open transaction (psycopg, SQLAlchemy or Django).
+
+        The job is invisible to workers until the transaction commits, and gone if it rolls
+        back.
+        """
+        return insert_jobs(conn, [self.spec(**args)], self.app.clock.now()).ids[0]
+
+    async def aenqueue(self, **args: Any) -> int:
+        """Async twin of enqueue()."""
+        return (await self.app.aenqueue_many([self.spec(**args)]))[0]
+
+    async def aenqueue_tx(self, conn: Any, /, **args: Any) -> int:
+        """Async twin of enqueue_tx(): psycopg AsyncConnection or SQLAlchemy AsyncSession."""
+        return (await ainsert_jobs(conn, [self.spec(**args)], self.app.clock.now())).ids[0]
+
+    def _check_arguments(self, args: dict[str, Any]) -> None:
+        params = dict(self.signature.parameters)
+        if self.context_param:
+            params.pop(self.context_param)
+        try:
+            inspect.Signature(list(params.values())).bind(**args)
+        except TypeError as exc:
+            raise PayloadError(
+                f"task {self.name!r} cannot take these arguments: {exc}; its parameters are"
+                f" ({', '.join(params)})"
+            ) from None
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise ConfigError(f"a duration must be >= 0 seconds, got {seconds}")
+    return seconds
+
+
+def _context_param(fn: Callable[..., Any]) -> str | None:
+    from conveyor.context import JobContext
+
+    try:
+        hints = get_type_hints(fn)
+    except Exception:
+        hints = getattr(fn, "__annotations__", {})
+    for name, hint in hints.items():
+        if hint is JobContext or hint == "JobContext":
+            return name
+    return None

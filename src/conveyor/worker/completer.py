@@ -1,0 +1,96 @@
+"""Completer: records attempt outcomes in batches, one statement per kind per flush."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+import psycopg_pool
+
+from conveyor._store.protocol import Completion, Failure, Store
+from conveyor.job import Job
+from conveyor.worker.outcome import Failed, Outcome, Succeeded
+
+log = logging.getLogger("conveyor.worker")
+
+Recorded = Callable[[Job, Outcome, bool], None]
+
+
+@dataclass(frozen=True)
+class _Item:
+    job: Job
+    token: object
+    outcome: Outcome
+
+
+class Completer:
+    """Collects outcomes while a flush is in flight, so batches form under load and a lone
+    job is recorded at once. A failed flush is retried with backoff; nothing is dropped."""
+
+    def __init__(self, store: Store, on_recorded: Recorded, *, max_batch: int = 1000) -> None:
+        self._store = store
+        self._on_recorded = on_recorded
+        self._max_batch = max_batch
+        self._pending: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def submit(self, job: Job, token: object, outcome: Outcome) -> None:
+        """Queue an outcome to be recorded."""
+        self._pending.append(_Item(job, token, outcome))
+        self._idle.clear()
+        self._wake.set()
+
+    async def drain(self) -> None:
+        """Wait until every submitted outcome has been recorded."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """Flush until cancelled."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._flush_with_retry(batch)
+            self._idle.set()
+
+    async def _flush_with_retry(self, batch: list[_Item]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._flush(batch)
+                return
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+                log.warning(
+                    "cannot record %d job outcomes (%s); retrying in %.1fs", len(batch), exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _flush(self, batch: list[_Item]) -> None:
+        completions = [
+            Completion(i.job.id, i.token, i.outcome.result_json, i.outcome.idempotency)  # type: ignore[arg-type]
+            for i in batch
+            if isinstance(i.outcome, Succeeded) and not i.outcome.recorded
+        ]
+        failures = [
+            Failure(i.job.id, i.token, i.outcome.error, i.outcome.retry_in)  # type: ignore[arg-type]
+            for i in batch
+            if isinstance(i.outcome, Failed)
+        ]
+        done: set[int] = set()
+        if completions:
+            done |= await self._store.job_complete_many(completions)
+        if failures:
+            done |= await self._store.job_fail_many(failures)
+        for item in batch:
+            recorded = item.job.id in done or (
+                isinstance(item.outcome, Succeeded) and item.outcome.recorded
+            )
+            self._on_recorded(item.job, item.outcome, recorded)

@@ -1,0 +1,67 @@
+"""WorkerConfig: how a worker claims, runs, renews and shuts down."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Defaults suit most apps; tests shorten the intervals."""
+
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 10
+    #: Most jobs claimed per statement.
+    batch_size: int = 100
+    #: Fallback poll when no NOTIFY arrives (LISTEN is the normal wake-up).
+    poll_interval: float = 2.0
+    #: A running job's lease; renewed every lease_seconds / 3 while the job runs.
+    lease_seconds: float = 30.0
+    #: SIGTERM/SIGINT: how long running jobs may take to finish before they are put back.
+    shutdown_grace: float = 30.0
+    #: How often due scheduled/retryable jobs are made available.
+    promote_interval: float = 1.0
+    #: How often the leader rescues expired leases.
+    rescue_interval: float = 5.0
+    #: How often the leader prunes finished jobs.
+    prune_interval: float = 60.0
+    #: Run the maintenance services (only the elected leader does).
+    maintenance: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.queues or any(not q for q in self.queues):
+            raise ConfigError("queues must name at least one queue, e.g. --queues default")
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.lease_seconds < 1:
+            raise ConfigError(f"lease_seconds must be >= 1, got {self.lease_seconds}")
+        for name in ("poll_interval", "promote_interval", "rescue_interval", "prune_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
+        if self.shutdown_grace < 0:
+            raise ConfigError(f"shutdown_grace must be >= 0, got {self.shutdown_grace}")
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """How often leases are renewed: a third of the lease, so two renewals can fail."""
+        return self.lease_seconds / 3
+
+    @classmethod
+    def from_options(cls, **options: Any) -> WorkerConfig:
+        """Build from keyword options, suggesting the right name for a misspelt one."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        for name in options:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(f"unknown worker option {name!r}{hint}")
+        if "queues" in options and isinstance(options["queues"], str):
+            options["queues"] = tuple(q.strip() for q in options["queues"].split(",") if q)
+        return cls(**options)

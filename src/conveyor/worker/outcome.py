@@ -1,0 +1,35 @@
+"""What one attempt came to, as the completer records it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """The handler returned; `result_json` is its return value as JSON (or None)."""
+
+    result_json: str | None
+    idempotency: tuple[tuple[str, str | None], ...] = ()
+    #: True when an atomic task already completed the job in its own transaction.
+    recorded: bool = False
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The attempt failed; retry after `retry_in` seconds, or never when it is None."""
+
+    error: dict[str, Any]
+    retry_in: float | None
+
+
+@dataclass(frozen=True)
+class Abandoned:
+    """The attempt was stopped without an outcome (shutdown put it back, or cancel/lease loss
+    took it away); nothing is recorded."""
+
+    reason: str
+
+
+Outcome = Succeeded | Failed | Abandoned

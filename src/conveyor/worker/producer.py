@@ -1,0 +1,118 @@
+"""Producer: claims as many jobs as there are free slots, and sleeps until there may be more."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from uuid import UUID
+
+import psycopg
+import psycopg_pool
+
+from conveyor._store.protocol import Store
+from conveyor.job import Job
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Producer:
+    """Wakes on NOTIFY for its queues, on a freed slot when a queue may hold more, or on the
+    fallback poll; then claims per queue, rotating the starting queue so none starves."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        worker_id: str,
+        queues: Sequence[str],
+        tasks: Sequence[str],
+        task_max_attempts: Sequence[int],
+        batch_size: int,
+        lease_seconds: float,
+        poll_interval: float,
+        free_slots: Callable[[], int],
+        dispatch: Callable[[Job, UUID], None],
+    ) -> None:
+        self._store = store
+        self._worker_id = worker_id
+        self._queues = list(queues)
+        self._tasks = list(tasks)
+        self._task_max_attempts = list(task_max_attempts)
+        self._batch_size = batch_size
+        self._lease_seconds = lease_seconds
+        self._poll_interval = poll_interval
+        self._free_slots = free_slots
+        self._dispatch = dispatch
+        self._wake = asyncio.Event()
+        # Queues that may hold claimable jobs; all of them at start and after every poll.
+        self._maybe_more: set[str] = set(self._queues)
+        # Bumped on every notification, so a claim that raced with one does not forget it.
+        self._generation: dict[str, int] = dict.fromkeys(self._queues, 0)
+        self._turn = 0
+
+    def notify(self, queue: str | None = None) -> None:
+        """A job became available (in `queue`, or anywhere when None)."""
+        targets = self._queues if queue is None else [queue] if queue in self._generation else []
+        for name in targets:
+            self._maybe_more.add(name)
+            self._generation[name] += 1
+        if targets:
+            self._wake.set()
+
+    def slot_freed(self) -> None:
+        """A running job finished; claim again if some queue may hold more."""
+        if self._maybe_more:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Claim until cancelled; database errors back off and are logged, never fatal."""
+        delay = 0.1
+        while True:
+            try:
+                await self.fetch_once()
+                delay = 0.1
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+                log.warning("cannot claim jobs (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                self.notify()
+                continue
+            if self._maybe_more and self._free_slots() > 0:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            except TimeoutError:
+                self.notify()
+            self._wake.clear()
+
+    async def fetch_once(self) -> int:
+        """Claim from each queue that may hold jobs while slots are free; return the count."""
+        claimed = 0
+        order = self._queues[self._turn :] + self._queues[: self._turn]
+        self._turn = (self._turn + 1) % len(self._queues)
+        for queue in order:
+            free = self._free_slots()
+            if free <= 0:
+                break
+            if queue not in self._maybe_more:
+                continue
+            limit = min(free, self._batch_size)
+            token = uuid.uuid4()
+            generation = self._generation[queue]
+            jobs = await self._store.job_fetch_available(
+                queue=queue,
+                tasks=self._tasks,
+                task_max_attempts=self._task_max_attempts,
+                limit=limit,
+                lease_seconds=self._lease_seconds,
+                token=token,
+                worker_id=self._worker_id,
+            )
+            if len(jobs) < limit and self._generation[queue] == generation:
+                self._maybe_more.discard(queue)
+            for job in jobs:
+                self._dispatch(job, token)
+            claimed += len(jobs)
+        return claimed

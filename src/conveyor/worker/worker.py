@@ -1,0 +1,285 @@
+"""Worker: one process's runtime. Claims jobs, runs them, records outcomes, shuts down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from conveyor._store.leader import LeaderLock
+from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, Listener
+from conveyor._store.postgres import PostgresStore
+from conveyor.job import Job
+from conveyor.maintenance.pruner import JobPruner
+from conveyor.maintenance.rescuer import JobRescuer
+from conveyor.maintenance.scheduler import JobScheduler
+from conveyor.migrate import Migrator
+from conveyor.worker.completer import Completer
+from conveyor.worker.config import WorkerConfig
+from conveyor.worker.executor import Executor, JobTimeout
+from conveyor.worker.heartbeat import Heartbeat
+from conveyor.worker.outcome import Abandoned, Failed, Outcome, Succeeded
+from conveyor.worker.producer import Producer
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+log = logging.getLogger("conveyor.worker")
+
+
+@dataclass
+class _Running:
+    job: Job
+    token: UUID
+    task: asyncio.Task[None] | None = None
+    abandon_reason: str | None = None
+
+
+class Worker:
+    """Runs the app's tasks from the configured queues until stop() is called.
+
+    Only tasks registered on this app are claimed, so a rolling deploy never hands a job to a
+    worker that does not know its task.
+    """
+
+    def __init__(
+        self, app: Conveyor, config: WorkerConfig | None = None, *, worker_id: str | None = None
+    ) -> None:
+        self.app = app
+        self.config = config or WorkerConfig()
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.completed = 0
+        self.failed = 0
+        self._running: dict[int, _Running] = {}
+        self._held: dict[int, UUID] = {}
+        self._stop = asyncio.Event()
+        self._started = asyncio.Event()
+
+    # -- public -------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get `shutdown_grace` seconds, then are put back."""
+        self._stop.set()
+
+    @property
+    def started(self) -> asyncio.Event:
+        """Set once the worker is claiming jobs."""
+        return self._started
+
+    @property
+    def running_count(self) -> int:
+        """Jobs whose handler is running now."""
+        return len(self._running)
+
+    async def run(self) -> None:
+        """Run until stop() (or cancellation), then shut down gracefully."""
+        url = self.app.database_url
+        await asyncio.to_thread(Migrator(url).check)
+        tasks = sorted(self.app.tasks)
+        if not tasks:
+            log.warning("worker %s has no tasks registered; it will claim nothing", self.id)
+        atomic_async = any(t.atomic and t.is_async for t in self.app.tasks.values())
+        store = PostgresStore(
+            url,
+            max_connections=4 + (self.config.concurrency if atomic_async else 0),
+            name=f"conveyor-worker-{os.getpid()}",
+        )
+        await store.open()
+        threads = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="conveyor-job")
+        self._store = store
+        self._executor = Executor(self.app.tasks, store, threads)
+        self._completer = Completer(store, self._on_recorded)
+        self._producer = Producer(
+            store,
+            worker_id=self.id,
+            queues=self.config.queues,
+            tasks=tasks,
+            task_max_attempts=[self.app.tasks[name].max_attempts for name in tasks],
+            batch_size=self.config.batch_size,
+            lease_seconds=self.config.lease_seconds,
+            poll_interval=self.config.poll_interval,
+            free_slots=lambda: self.config.concurrency - len(self._running),
+            dispatch=self._dispatch,
+        )
+        leader = LeaderLock(url)
+        listener = Listener(url, self._on_notify, lambda: self._producer.notify())
+        heartbeat = Heartbeat(
+            store,
+            self.id,
+            lambda: list(self._held.items()),
+            self._on_lost,
+            interval=self.config.heartbeat_interval,
+            lease_seconds=self.config.lease_seconds,
+        )
+        await self._register(store, tasks)
+        background = [
+            asyncio.create_task(listener.run(), name="conveyor-listener"),
+            asyncio.create_task(self._completer.run(), name="conveyor-completer"),
+            asyncio.create_task(heartbeat.run(), name="conveyor-heartbeat"),
+        ]
+        if self.config.maintenance:
+            for service in self._services(store):
+                background.append(asyncio.create_task(service.run(leader.attempt_elect)))
+        # Wait briefly for LISTEN so a job enqueued right after start wakes us at once.
+        try:
+            await asyncio.wait_for(listener.connected.wait(), 5)
+        except TimeoutError:
+            log.warning("LISTEN not ready; relying on polling until it connects")
+        producer = asyncio.create_task(self._producer.run(), name="conveyor-producer")
+        log.info(
+            "worker %s started: queues=%s concurrency=%d tasks=%d",
+            self.id, ",".join(self.config.queues), self.config.concurrency, len(tasks),
+        )
+        self._started.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown(producer, background, store, leader, threads)
+
+    # -- running jobs -------------------------------------------------------------------------
+
+    def _dispatch(self, job: Job, token: UUID) -> None:
+        running = _Running(job, token)
+        self._running[job.id] = running
+        self._held[job.id] = token
+        running.task = asyncio.create_task(self._run_job(running), name=f"conveyor-job-{job.id}")
+
+    async def _run_job(self, running: _Running) -> None:
+        outcome = await self._executor.execute(running.job, running.token)
+        self._running.pop(running.job.id, None)
+        self._producer.slot_freed()
+        if isinstance(outcome, Abandoned):
+            reason = running.abandon_reason or outcome.reason
+            log.info("job %d (%s) stopped: %s", running.job.id, running.job.task, reason)
+            if running.abandon_reason != "shutdown":
+                self._held.pop(running.job.id, None)
+            return
+        self._completer.submit(running.job, running.token, outcome)
+
+    def _on_recorded(self, job: Job, outcome: Outcome, recorded: bool) -> None:
+        self._held.pop(job.id, None)
+        if not recorded:
+            log.warning(
+                "job %d (%s): outcome refused, the job was taken over or cancelled meanwhile",
+                job.id, job.task,
+            )
+        elif isinstance(outcome, Succeeded):
+            self.completed += 1
+            log.debug("job %d (%s) completed on attempt %d", job.id, job.task, job.attempt)
+        elif isinstance(outcome, Failed):
+            self.failed += 1
+            when = (
+                "failed for good" if outcome.retry_in is None
+                else f"will retry in {outcome.retry_in:.1f}s"
+            )
+            log.warning(
+                "job %d (%s) attempt %d raised %s: %s; %s", job.id, job.task, job.attempt,
+                outcome.error["type"], outcome.error["message"], when,
+            )
+
+    def _on_notify(self, channel: str, payload: str) -> None:
+        if channel == JOBS_CHANNEL:
+            self._producer.notify(payload)
+        elif channel == CANCEL_CHANNEL and payload.isdigit():
+            self._abandon(int(payload), "cancelled")
+
+    def _on_lost(self, job_ids: set[int]) -> None:
+        for job_id in job_ids:
+            self._abandon(job_id, "its lease was lost (rescued by another worker or cancelled)")
+
+    def _abandon(self, job_id: int, reason: str) -> None:
+        running = self._running.get(job_id)
+        if running is None or running.task is None:
+            return
+        running.abandon_reason = reason
+        running.task.cancel()
+        self._executor.interrupt(job_id, JobTimeout)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def _services(self, store: PostgresStore) -> list[Any]:
+        retention = self.app.retention
+        return [
+            JobScheduler(store, interval=self.config.promote_interval, clock=self.app.clock),
+            JobRescuer(store, interval=self.config.rescue_interval, clock=self.app.clock),
+            JobPruner(
+                store,
+                completed=retention.completed,
+                cancelled=retention.cancelled,
+                failed=retention.failed,
+                idempotency_keys=retention.idempotency_keys,
+                interval=self.config.prune_interval,
+                clock=self.app.clock,
+            ),
+        ]
+
+    async def _register(self, store: PostgresStore, tasks: list[str]) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await store.worker_register(
+                    worker_id=self.id,
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    queues=self.config.queues,
+                    tasks=tasks,
+                )
+                return
+            except Exception as exc:  # noqa: BLE001 - any connection trouble: wait and retry
+                log.warning("cannot register worker (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _shutdown(
+        self,
+        producer: asyncio.Task[None],
+        background: list[asyncio.Task[None]],
+        store: PostgresStore,
+        leader: LeaderLock,
+        threads: ThreadPoolExecutor,
+    ) -> None:
+        producer.cancel()
+        running = [r.task for r in self._running.values() if r.task is not None]
+        if running:
+            log.info(
+                "shutting down: waiting up to %.0fs for %d running jobs",
+                self.config.shutdown_grace, len(running),
+            )
+            await asyncio.wait(running, timeout=self.config.shutdown_grace)
+        leftover = list(self._running.values())
+        for item in leftover:
+            item.abandon_reason = "shutdown"
+            if item.task is not None:
+                item.task.cancel()
+            self._executor.interrupt(item.job.id, JobTimeout)
+        if leftover:
+            await asyncio.wait([r.task for r in leftover if r.task is not None], timeout=5)
+            held = [(r.job.id, r.token) for r in leftover]
+            try:
+                released = await store.job_release_many(held)
+                log.info("put %d unfinished jobs back in their queues", released)
+            except Exception as exc:  # noqa: BLE001 - their leases will expire instead
+                log.warning("could not put jobs back (%s); their leases will expire", exc)
+            for job_id, _ in held:
+                self._held.pop(job_id, None)
+        try:
+            await asyncio.wait_for(self._completer.drain(), 10)
+        except TimeoutError:
+            log.warning("some job outcomes were not recorded; those jobs will be rescued")
+        for task in background:
+            task.cancel()
+        await asyncio.gather(producer, *background, return_exceptions=True)
+        try:
+            await store.worker_deregister(self.id)
+        except Exception:  # noqa: BLE001, S110 - the pruner forgets dead workers anyway
+            pass
+        await leader.close()
+        await store.close()
+        threads.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped (completed=%d failed=%d)", self.id, self.completed, self.failed)
