@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -21,6 +21,9 @@ from conveyor.errors import ConfigError, DatabaseUnavailableError, UnknownTaskEr
 from conveyor.migrate import Migration, Migrator
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task
+
+if TYPE_CHECKING:
+    from conveyor.client import AsyncClient, Client
 
 ENV_URL = "CONVEYOR_DATABASE_URL"
 
@@ -187,11 +190,15 @@ class Conveyor:
         with self._lock:
             if self._pool is None:
                 self._pool = ConnectionPool(
-                    self._resolved_url(), min_size=1, max_size=8, open=True, timeout=10.0,
+                    self._resolved_url(),
+                    min_size=1,
+                    max_size=8,
+                    open=True,
+                    timeout=10.0,
                     kwargs={"application_name": "conveyor-client"},
                 )
             pool = self._pool
-        return _guard(pool.connection())
+        return _Guard(pool.connection())
 
     def _aconnection(self) -> Any:
         # One pool per event loop: a pool belongs to the loop it was opened on.
@@ -199,11 +206,15 @@ class Conveyor:
         pool = self._apools.get(id(loop))
         if pool is None:
             pool = AsyncConnectionPool(
-                self._resolved_url(), min_size=1, max_size=8, open=False, timeout=10.0,
+                self._resolved_url(),
+                min_size=1,
+                max_size=8,
+                open=False,
+                timeout=10.0,
                 kwargs={"application_name": "conveyor-client"},
             )
             self._apools[id(loop)] = pool
-        return _aguard(pool)
+        return _AsyncGuard(pool)
 
     def _resolved_url(self) -> str:
         return self.database_url
@@ -221,14 +232,20 @@ class Conveyor:
             await pool.close()
         self.close()
 
-    def client(self) -> Any:
+    def client(self) -> Client:
         """Return a Client for inspecting and acting on jobs and queues."""
         from conveyor.client import Client
 
         return Client(self)
 
+    def async_client(self) -> AsyncClient:
+        """Return an AsyncClient (the async twin of client())."""
+        from conveyor.client import AsyncClient
 
-class _guard:
+        return AsyncClient(self)
+
+
+class _Guard:
     """Turns pool timeouts and lost connections into DatabaseUnavailableError."""
 
     def __init__(self, cm: Any) -> None:
@@ -244,7 +261,7 @@ class _guard:
         return self._cm.__exit__(*exc)
 
 
-class _aguard:
+class _AsyncGuard:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
         self._cm: Any = None

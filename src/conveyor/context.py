@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from conveyor import codec
@@ -15,7 +15,7 @@ from conveyor.job import Job
 
 log = logging.getLogger("conveyor.job")
 
-IdempotencyGet = Callable[[str], Awaitable[tuple[bool, Any]]]
+IdempotencyGet = Callable[[str], Coroutine[Any, Any, tuple[bool, Any]]]
 
 
 class JobContext:

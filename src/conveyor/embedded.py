@@ -36,5 +36,7 @@ def embedded_url(directory: str | Path) -> str:
                 f" {root / 'pgdata'} (set CONVEYOR_DATABASE_URL to use your own)",
                 file=sys.stderr,
             )
-            _servers[root] = pgserver.get_server(root / "pgdata", cleanup_mode="stop")
+            _servers[root] = pgserver.get_server(  # type: ignore[attr-defined]
+                root / "pgdata", cleanup_mode="stop"
+            )
         return str(_servers[root].get_uri())

@@ -36,9 +36,7 @@ def migrations() -> tuple[Migration, ...]:
     for entry in (resources.files("conveyor") / "sql" / "migrations").iterdir():
         match = _FILE.match(entry.name)
         if match:
-            found.append(
-                Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8"))
-            )
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
     found.sort(key=lambda m: m.version)
     return tuple(found)
 

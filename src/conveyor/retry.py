@@ -29,9 +29,7 @@ class RetryPolicy:
         if self.factor < 1:
             raise ConfigError(f"backoff factor must be >= 1, got {self.factor}")
         if self.max_delay < self.base:
-            raise ConfigError(
-                f"backoff max_delay ({self.max_delay}) must be >= base ({self.base})"
-            )
+            raise ConfigError(f"backoff max_delay ({self.max_delay}) must be >= base ({self.base})")
         if not 0 <= self.jitter <= 1:
             raise ConfigError(f"backoff jitter must be between 0 and 1, got {self.jitter}")
 

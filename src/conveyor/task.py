@@ -97,7 +97,7 @@ class Task(Generic[R]):
             raise ConfigError("give either delay or run_at, not both")
         if max_attempts is not None and max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
-        changes = {
+        changes: dict[str, Any] = {
             "queue": queue,
             "priority": priority,
             "max_attempts": max_attempts,
@@ -177,7 +177,7 @@ def _context_param(fn: Callable[..., Any]) -> str | None:
 
     try:
         hints = get_type_hints(fn)
-    except Exception:
+    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to raw ones
         hints = getattr(fn, "__annotations__", {})
     for name, hint in hints.items():
         if hint is JobContext or hint == "JobContext":

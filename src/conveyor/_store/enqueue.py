@@ -62,7 +62,9 @@ def _pending(specs: Sequence[JobSpec], ids: list[int | None]) -> list[int]:
     return [n for n, job_id in enumerate(ids) if job_id is None and specs[n].unique_key]
 
 
-def _apply(ids: list[int | None], pending: list[int], specs: Sequence[JobSpec], rows: list[Row]) -> None:
+def _apply(
+    ids: list[int | None], pending: list[int], specs: Sequence[JobSpec], rows: list[Row]
+) -> None:
     found = {row["unique_key"]: row["id"] for row in rows}
     for n in pending:
         ids[n] = found.get(specs[n].unique_key)
@@ -93,7 +95,9 @@ def insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
     raise RuntimeError(_RACE)
 
 
-async def ainsert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) -> Inserted:
+async def ainsert_jobs(
+    conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
+) -> Inserted:
     """Insert on an async connection (the caller's transaction, if one is open)."""
     ids, created = _parse(await run_async(conn, sql("job_insert_many"), _params(specs, now)))
     for _ in range(_ATTEMPTS):

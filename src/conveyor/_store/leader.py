@@ -7,6 +7,7 @@ it and another worker takes over on its next attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -56,8 +57,6 @@ class LeaderLock:
         """Give up the lock by closing the session."""
         self.is_leader = False
         if self._conn is not None:
-            try:
+            with contextlib.suppress(psycopg.Error):
                 await self._conn.close()
-            except psycopg.Error:
-                pass
             self._conn = None

@@ -53,8 +53,9 @@ class Listener:
             try:
                 async with conn:
                     for channel in self._channels:
-                        await conn.execute(psycopg.sql.SQL("LISTEN {}").format(
-                            psycopg.sql.Identifier(channel)))
+                        await conn.execute(
+                            psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel))
+                        )
                     self.connected.set()
                     if not first:
                         log.info("listener reconnected")

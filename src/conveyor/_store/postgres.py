@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor._store.caller import Row, run_sync
-from conveyor._store.protocol import Completion, Failure, Pruned, Rescued
+from conveyor._store.protocol import Completion, Failure, Pruned, Rescued, Store
 from conveyor._store.queries import sql
 from conveyor.job import Job
 
@@ -57,8 +57,12 @@ class PostgresStore:
         """A sync connection inside an open transaction (atomic sync tasks, in their thread)."""
         if self._sync_pool is None:
             self._sync_pool = ConnectionPool(
-                self.database_url, min_size=0, max_size=self._pool.max_size, open=True,
-                kwargs={"application_name": self._name}, timeout=15.0,
+                self.database_url,
+                min_size=0,
+                max_size=self._pool.max_size,
+                open=True,
+                kwargs={"application_name": self._name},
+                timeout=15.0,
             )
         with self._sync_pool.connection() as conn, conn.transaction():
             yield conn
@@ -296,3 +300,8 @@ async def _record_keys(
             sql("idempotency_claim_many"),
             {"keys": keys, "results": results, "job_ids": job_ids, "now": now},
         )
+
+
+def _conforms(store: PostgresStore) -> Store:
+    # mypy proves here that PostgresStore implements the Store protocol.
+    return store

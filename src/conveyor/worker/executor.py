@@ -62,7 +62,7 @@ class Executor:
         except asyncio.CancelledError:
             self.interrupt(job.id, JobTimeout)
             return Abandoned("cancelled")
-        except BaseException as exc:  # noqa: BLE001 - a handler may raise anything
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             return self._apply_retry_policy(job, exc)
@@ -165,9 +165,7 @@ class Executor:
             with self._thread_lock:
                 self._thread_of.pop(job.id, None)
 
-    def _context(
-        self, job: Job, loop: asyncio.AbstractEventLoop, conn: Any = None
-    ) -> JobContext:
+    def _context(self, job: Job, loop: asyncio.AbstractEventLoop, conn: Any = None) -> JobContext:
         return JobContext(job, loop=loop, idempotency_get=self._store.idempotency_get, conn=conn)
 
     @staticmethod
@@ -205,8 +203,10 @@ class _Permanent(Exception):  # noqa: N818
 
 def _describe(exc: BaseException, attempt: int) -> dict[str, Any]:
     kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else (
-        f"{kind.__module__}.{kind.__qualname__}"
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else (f"{kind.__module__}.{kind.__qualname__}")
     )
     return {
         "type": name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -134,7 +135,10 @@ class Worker:
         producer = asyncio.create_task(self._producer.run(), name="conveyor-producer")
         log.info(
             "worker %s started: queues=%s concurrency=%d tasks=%d",
-            self.id, ",".join(self.config.queues), self.config.concurrency, len(tasks),
+            self.id,
+            ",".join(self.config.queues),
+            self.config.concurrency,
+            len(tasks),
         )
         self._started.set()
         try:
@@ -167,7 +171,8 @@ class Worker:
         if not recorded:
             log.warning(
                 "job %d (%s): outcome refused, the job was taken over or cancelled meanwhile",
-                job.id, job.task,
+                job.id,
+                job.task,
             )
         elif isinstance(outcome, Succeeded):
             self.completed += 1
@@ -175,12 +180,18 @@ class Worker:
         elif isinstance(outcome, Failed):
             self.failed += 1
             when = (
-                "failed for good" if outcome.retry_in is None
+                "failed for good"
+                if outcome.retry_in is None
                 else f"will retry in {outcome.retry_in:.1f}s"
             )
             log.warning(
-                "job %d (%s) attempt %d raised %s: %s; %s", job.id, job.task, job.attempt,
-                outcome.error["type"], outcome.error["message"], when,
+                "job %d (%s) attempt %d raised %s: %s; %s",
+                job.id,
+                job.task,
+                job.attempt,
+                outcome.error["type"],
+                outcome.error["message"],
+                when,
             )
 
     def _on_notify(self, channel: str, payload: str) -> None:
@@ -249,7 +260,8 @@ class Worker:
         if running:
             log.info(
                 "shutting down: waiting up to %.0fs for %d running jobs",
-                self.config.shutdown_grace, len(running),
+                self.config.shutdown_grace,
+                len(running),
             )
             await asyncio.wait(running, timeout=self.config.shutdown_grace)
         leftover = list(self._running.values())
@@ -275,10 +287,9 @@ class Worker:
         for task in background:
             task.cancel()
         await asyncio.gather(producer, *background, return_exceptions=True)
-        try:
+        # The pruner forgets dead workers anyway.
+        with contextlib.suppress(Exception):
             await store.worker_deregister(self.id)
-        except Exception:  # noqa: BLE001, S110 - the pruner forgets dead workers anyway
-            pass
         await leader.close()
         await store.close()
         threads.shutdown(wait=False, cancel_futures=True)

@@ -114,6 +114,7 @@ CREATE FUNCTION conveyor.enqueue(
     unique_key text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql AS $$
+#variable_conflict use_column
 DECLARE
     new_id bigint;
     q text := coalesce(enqueue.queue, 'default');

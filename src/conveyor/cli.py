@@ -1,0 +1,351 @@
+"""`conveyor`: migrate, run workers, inspect and act on jobs, and a demo."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import click
+
+from conveyor.app import Conveyor
+from conveyor.errors import ConveyorError, JobNotFoundError
+from conveyor.job import Job, JobState
+
+_CHILD_ENV = "CONVEYOR_WORKER_CHILD"
+
+
+def load_app(target: str) -> Conveyor:
+    """Import `module:attribute` and return the Conveyor app it names."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise click.BadParameter(f"expected MODULE:APP (e.g. myproject.jobs:app), got {target!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, Conveyor):
+        raise click.BadParameter(f"{target!r} is not a conveyor.Conveyor app")
+    return app
+
+
+def _app_from(ctx: click.Context) -> Conveyor:
+    target = ctx.obj.get("app")
+    if target:
+        return load_app(target)
+    return Conveyor(ctx.obj.get("database_url"))
+
+
+@click.group()
+@click.option("--database-url", envvar="CONVEYOR_DATABASE_URL", help="Postgres URL.")
+@click.option("--app", "app_target", metavar="MODULE:APP", help="Use this app's settings.")
+@click.option("--log-level", default="INFO", show_default=True)
+@click.version_option(package_name="conveyor")
+@click.pass_context
+def cli(
+    ctx: click.Context, database_url: str | None, app_target: str | None, log_level: str
+) -> None:
+    """Durable background jobs on Postgres."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.ensure_object(dict)
+    ctx.obj.update(database_url=database_url, app=app_target)
+
+
+@cli.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Create or upgrade the conveyor schema (safe to run twice, or concurrently)."""
+    applied = _app_from(ctx).migrate()
+    if applied:
+        for m in applied:
+            click.echo(f"applied {m.version:04d}_{m.name}")
+    else:
+        click.echo("schema is up to date")
+
+
+@cli.command()
+@click.argument("target", metavar="MODULE:APP")
+@click.option("--queues", default="default", show_default=True, help="Comma-separated queues.")
+@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--shutdown-grace", default=30.0, show_default=True, type=float)
+@click.option("--lease", "lease_seconds", default=30.0, show_default=True, type=float)
+def worker(
+    target: str,
+    queues: str,
+    concurrency: int,
+    processes: int,
+    shutdown_grace: float,
+    lease_seconds: float,
+) -> None:
+    """Run jobs of the app's tasks. SIGTERM/SIGINT: finish running jobs within the grace period
+    and put the rest back; a second signal exits at once."""
+    if processes > 1 and not os.environ.get(_CHILD_ENV):
+        sys.exit(_supervise(processes))
+    from conveyor.worker import Worker, WorkerConfig
+
+    app = load_app(target)
+    config = WorkerConfig.from_options(
+        queues=queues,
+        concurrency=concurrency,
+        shutdown_grace=shutdown_grace,
+        lease_seconds=lease_seconds,
+    )
+    try:
+        asyncio.run(_run_worker(Worker(app, config)))
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def _run_worker(worker: Any) -> None:
+    loop = asyncio.get_running_loop()
+    signals = {"count": 0}
+
+    def on_signal(signum: int) -> None:
+        signals["count"] += 1
+        if signals["count"] == 1:
+            logging.getLogger("conveyor.worker").info(
+                "%s: finishing running jobs (send again to exit at once)",
+                signal.Signals(signum).name,
+            )
+            worker.stop()
+        else:
+            logging.getLogger("conveyor.worker").warning("second signal: exiting at once")
+            os._exit(130)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await worker.run()
+
+
+def _supervise(processes: int) -> int:
+    """Run N worker processes; forward signals; restart a child that dies unexpectedly."""
+    args = [sys.executable, "-m", "conveyor", *sys.argv[1:]]
+    env = {**os.environ, _CHILD_ENV: "1"}
+    children = [subprocess.Popen(args, env=env) for _ in range(processes)]
+    state = {"signals": 0}
+
+    def forward(signum: int, _frame: Any) -> None:
+        state["signals"] += 1
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum if state["signals"] == 1 else signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        if state["signals"]:
+            codes = [child.wait() for child in children]
+            return max(codes, default=0) if any(codes) else 0
+        for n, child in enumerate(children):
+            code = child.poll()
+            if code is not None and not state["signals"]:
+                click.echo(
+                    f"worker process {child.pid} exited ({code}); starting another", err=True
+                )
+                children[n] = subprocess.Popen(args, env=env)
+        time.sleep(0.5)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Jobs per queue and state, oldest available job, and tasks no live worker knows."""
+    result = _app_from(ctx).client().status()
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    states = [str(s) for s in JobState]
+    click.echo(f"{'queue':<16}" + "".join(f"{s:>11}" for s in states) + f"{'oldest':>10}")
+    for q in result.queues:
+        age = "-" if q.oldest_available_seconds is None else f"{q.oldest_available_seconds:.0f}s"
+        click.echo(f"{q.queue:<16}" + "".join(f"{q.counts[s]:>11}" for s in states) + f"{age:>10}")
+    if not result.queues:
+        click.echo("(no jobs)")
+    click.echo(f"live workers: {len(result.live_workers)}")
+    for o in result.orphaned:
+        click.echo(
+            f"warning: {o.count} job(s) of task {o.task!r} in queue {o.queue!r} wait for a"
+            " worker that knows this task (none live has registered it)"
+        )
+
+
+@cli.group()
+def jobs() -> None:
+    """List and show jobs."""
+
+
+@jobs.command("list")
+@click.option("--state", type=click.Choice([str(s) for s in JobState]))
+@click.option("--queue")
+@click.option("--task")
+@click.option("--before-id", type=int, help="Page: show jobs older than this id.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def jobs_list(
+    ctx: click.Context,
+    state: str | None,
+    queue: str | None,
+    task: str | None,
+    before_id: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Newest first, filtered by state, queue and task."""
+    found = (
+        _app_from(ctx)
+        .client()
+        .list_jobs(state=state, queue=queue, task=task, before_id=before_id, limit=limit)
+    )
+    if as_json:
+        click.echo(json.dumps([j.to_dict() for j in found], indent=2, default=str))
+        return
+    for job in found:
+        attempts = f"{job.attempt}/{job.max_attempts or '-'}"
+        click.echo(f"{job.id:>10}  {job.state:<10} {job.queue:<12} {attempts:>6}  {job.task}")
+
+
+@jobs.command("show")
+@click.argument("job_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
+    """One job with its arguments and every attempt's error."""
+    try:
+        job = _app_from(ctx).client().get_job(job_id)
+    except JobNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(job.to_dict(), indent=2, default=str))
+        return
+    _print_job(job)
+
+
+def _print_job(job: Job) -> None:
+    click.echo(f"job {job.id}: {job.task} [{job.state}] queue={job.queue}")
+    click.echo(f"  attempt {job.attempt} of {job.max_attempts or '-'}, priority {job.priority}")
+    click.echo(f"  created {job.created_at}  run at {job.run_at}  finished {job.finished_at}")
+    click.echo(f"  args {json.dumps(job.args)}")
+    if job.result is not None:
+        click.echo(f"  result {json.dumps(job.result)}")
+    for error in job.errors:
+        click.echo(
+            f"  attempt {error.get('attempt')} at {error.get('at')}: {error.get('type')}:"
+            f" {error.get('message')}"
+        )
+        if error.get("traceback"):
+            click.echo("    " + str(error["traceback"]).rstrip().replace("\n", "\n    "))
+
+
+@cli.command()
+@click.argument("job_ids", nargs=-1, type=int)
+@click.option("--all-failed", is_flag=True, help="Retry every failed job (of --task/--queue).")
+@click.option("--task")
+@click.option("--queue")
+@click.pass_context
+def retry(
+    ctx: click.Context,
+    job_ids: tuple[int, ...],
+    all_failed: bool,
+    task: str | None,
+    queue: str | None,
+) -> None:
+    """Run failed or cancelled jobs again: by id, or --all-failed [--task T] [--queue Q]."""
+    client = _app_from(ctx).client()
+    if job_ids and all_failed:
+        raise click.UsageError("give job ids or --all-failed, not both")
+    if job_ids:
+        done = client.retry(*job_ids)
+    elif all_failed:
+        done = client.retry_failed(task=task, queue=queue)
+    else:
+        raise click.UsageError("give job ids, or --all-failed with optional --task/--queue")
+    click.echo(f"retried {len(done)} job(s)" + (f": {', '.join(map(str, done))}" if done else ""))
+
+
+@cli.command()
+@click.argument("job_ids", nargs=-1, type=int, required=True)
+@click.pass_context
+def cancel(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
+    """Cancel jobs that have not finished yet."""
+    done = _app_from(ctx).client().cancel(*job_ids)
+    click.echo(f"cancelled {len(done)} job(s)" + (f": {', '.join(map(str, done))}" if done else ""))
+
+
+@cli.command()
+@click.argument("task")
+@click.option("--args", "args_json", default="{}", show_default=True, help="JSON object.")
+@click.option("--queue")
+@click.option("--priority", type=int)
+@click.option("--delay", type=float, help="Seconds to wait before the job may run.")
+@click.option("--unique-key")
+@click.option("--max-attempts", type=click.IntRange(min=1))
+@click.pass_context
+def enqueue(
+    ctx: click.Context,
+    task: str,
+    args_json: str,
+    queue: str | None,
+    priority: int | None,
+    delay: float | None,
+    unique_key: str | None,
+    max_attempts: int | None,
+) -> None:
+    """Enqueue a job of TASK by name (the task need not be importable here)."""
+    from conveyor import codec
+    from conveyor._store.enqueue import JobSpec
+
+    try:
+        args = json.loads(args_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"--args is not valid JSON ({exc})") from None
+    if not isinstance(args, dict):
+        raise click.BadParameter(
+            f"--args must be a JSON object of keyword arguments like '{{\"order_id\": 1}}',"
+            f" got {type(args).__name__}"
+        )
+    app = _app_from(ctx)
+    try:
+        spec = JobSpec(
+            task=task,
+            args_json=codec.encode_args(args, max_bytes=app.max_payload_bytes),
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            unique_key=unique_key,
+            max_attempts=max_attempts,
+        )
+        (job_id,) = app.enqueue_many([spec])
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(job_id)
+
+
+@cli.command()
+@click.option("--orders", default=40, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--fail-rate", default=0.3, show_default=True, type=click.FloatRange(0, 1))
+def demo(orders: int, fail_rate: float) -> None:
+    """A small shop: orders enqueue receipts transactionally, a worker drains them."""
+    from conveyor.demo import run_demo
+
+    sys.exit(run_demo(orders=orders, fail_rate=fail_rate))
+
+
+def main() -> None:
+    """Entry point of the `conveyor` command."""
+    cli(obj={})

@@ -1,0 +1,259 @@
+"""Client: inspect and act on jobs and queues. The CLI and the dashboard use only this.
+
+Each operation is written once as an _Op (a named query, its parameters and how to read the
+rows); Client runs ops on a sync connection and AsyncClient on an async one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from conveyor._store.caller import Row, run_async, run_sync
+from conveyor._store.queries import sql
+from conveyor.errors import JobNotFoundError
+from conveyor.job import Job, JobState
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+T = TypeVar("T")
+
+#: A worker not seen for this long is not counted as live.
+LIVE_WORKER_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """One queue: jobs per state and the age of its oldest available job."""
+
+    queue: str
+    counts: dict[str, int]
+    oldest_available_seconds: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "counts": self.counts,
+            "oldest_available_seconds": self.oldest_available_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class OrphanedTask:
+    """Jobs waiting for a task that no live worker on their queue has registered."""
+
+    queue: str
+    task: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Status:
+    """What `conveyor status` shows."""
+
+    queues: list[QueueStatus]
+    orphaned: list[OrphanedTask]
+    live_workers: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queues": [q.to_dict() for q in self.queues],
+            "orphaned_tasks": [o.__dict__ for o in self.orphaned],
+            "live_workers": [
+                {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in w.items()}
+                for w in self.live_workers
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class _Op(Generic[T]):
+    queries: Sequence[tuple[str, dict[str, Any]]]
+    read: Callable[[list[list[Row]]], T]
+
+
+class _Ops:
+    """Every admin operation, once."""
+
+    @staticmethod
+    def get(job_id: int) -> _Op[Job]:
+        def read(results: list[list[Row]]) -> Job:
+            if not results[0]:
+                raise JobNotFoundError(f"no job with id {job_id} (it may have been pruned)")
+            return Job.from_row(results[0][0])
+
+        return _Op([("job_get", {"id": job_id})], read)
+
+    @staticmethod
+    def list_jobs(
+        *,
+        state: JobState | str | None,
+        queue: str | None,
+        task: str | None,
+        before_id: int | None,
+        limit: int,
+    ) -> _Op[list[Job]]:
+        params = {
+            "state": str(JobState(state)) if state else None,
+            "queue": queue,
+            "task": task,
+            "before_id": before_id,
+            "limit": limit,
+        }
+        return _Op([("job_list", params)], lambda r: [Job.from_row(row) for row in r[0]])
+
+    @staticmethod
+    def retry(
+        ids: Sequence[int] | None, task: str | None, queue: str | None, only_failed: bool
+    ) -> _Op[list[int]]:
+        params = {
+            "ids": list(ids) if ids is not None else None,
+            "task": task,
+            "queue": queue,
+            "only_failed": only_failed,
+            "now": None,
+        }
+        return _Op([("job_retry_many", params)], lambda r: sorted(row["id"] for row in r[0]))
+
+    @staticmethod
+    def cancel(ids: Sequence[int]) -> _Op[list[int]]:
+        params = {"ids": list(ids), "now": None}
+        return _Op([("job_cancel_many", params)], lambda r: sorted(row["id"] for row in r[0]))
+
+    @staticmethod
+    def delete(ids: Sequence[int]) -> _Op[list[int]]:
+        return _Op(
+            [("job_delete_many", {"ids": list(ids)})], lambda r: sorted(x["id"] for x in r[0])
+        )
+
+    @staticmethod
+    def status() -> _Op[Status]:
+        live = {"now": None, "live_seconds": LIVE_WORKER_SECONDS}
+
+        def read(results: list[list[Row]]) -> Status:
+            counts, oldest, orphans, workers = results
+            by_queue: dict[str, dict[str, int]] = {}
+            for row in counts:
+                by_queue.setdefault(row["queue"], {})[row["state"]] = int(row["count"])
+            ages = {row["queue"]: row["age_seconds"] for row in oldest}
+            queues = [
+                QueueStatus(
+                    q,
+                    {str(s): by_queue[q].get(str(s), 0) for s in JobState},
+                    ages.get(q),
+                )
+                for q in sorted(by_queue)
+            ]
+            orphaned = [OrphanedTask(r["queue"], r["task"], int(r["count"])) for r in orphans]
+            return Status(queues, orphaned, [dict(w) for w in workers])
+
+        return _Op(
+            [
+                ("queue_counts", {}),
+                ("queue_oldest_available", {"now": None}),
+                ("job_orphaned_tasks", live),
+                ("worker_list_live", live),
+            ],
+            read,
+        )
+
+
+class Client:
+    """Sync admin API over the app's own connection pool."""
+
+    def __init__(self, app: Conveyor) -> None:
+        self._app = app
+
+    def _run(self, op: _Op[T]) -> T:
+        with self._app._connection() as conn:
+            return op.read([run_sync(conn, sql(name), params) for name, params in op.queries])
+
+    def get_job(self, job_id: int) -> Job:
+        """Return one job with its errors; raise JobNotFoundError when there is none."""
+        return self._run(_Ops.get(job_id))
+
+    def list_jobs(
+        self,
+        *,
+        state: JobState | str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """Newest jobs first; pass the last id seen as `before_id` for the next page."""
+        return self._run(
+            _Ops.list_jobs(state=state, queue=queue, task=task, before_id=before_id, limit=limit)
+        )
+
+    def retry(self, *job_ids: int) -> list[int]:
+        """Run failed or cancelled jobs again with a fresh round of attempts."""
+        return self._run(_Ops.retry(job_ids, None, None, only_failed=False))
+
+    def retry_failed(self, *, task: str | None = None, queue: str | None = None) -> list[int]:
+        """Run every failed job of a task and/or queue again."""
+        return self._run(_Ops.retry(None, task, queue, only_failed=True))
+
+    def cancel(self, *job_ids: int) -> list[int]:
+        """Cancel jobs that have not finished (a running one is told to stop)."""
+        return self._run(_Ops.cancel(job_ids))
+
+    def delete(self, *job_ids: int) -> list[int]:
+        """Delete jobs for good (not running ones: cancel those first)."""
+        return self._run(_Ops.delete(job_ids))
+
+    def status(self) -> Status:
+        """Counts by state per queue, oldest available age, and tasks no live worker knows."""
+        return self._run(_Ops.status())
+
+
+class AsyncClient:
+    """Async twin of Client, for async apps and the dashboard."""
+
+    def __init__(self, app: Conveyor) -> None:
+        self._app = app
+
+    async def _run(self, op: _Op[T]) -> T:
+        async with self._app._aconnection() as conn:
+            results = [await run_async(conn, sql(name), params) for name, params in op.queries]
+            return op.read(results)
+
+    async def get_job(self, job_id: int) -> Job:
+        """Async twin of Client.get_job()."""
+        return await self._run(_Ops.get(job_id))
+
+    async def list_jobs(
+        self,
+        *,
+        state: JobState | str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """Async twin of Client.list_jobs()."""
+        return await self._run(
+            _Ops.list_jobs(state=state, queue=queue, task=task, before_id=before_id, limit=limit)
+        )
+
+    async def retry(self, *job_ids: int) -> list[int]:
+        """Async twin of Client.retry()."""
+        return await self._run(_Ops.retry(job_ids, None, None, only_failed=False))
+
+    async def retry_failed(self, *, task: str | None = None, queue: str | None = None) -> list[int]:
+        """Async twin of Client.retry_failed()."""
+        return await self._run(_Ops.retry(None, task, queue, only_failed=True))
+
+    async def cancel(self, *job_ids: int) -> list[int]:
+        """Async twin of Client.cancel()."""
+        return await self._run(_Ops.cancel(job_ids))
+
+    async def delete(self, *job_ids: int) -> list[int]:
+        """Async twin of Client.delete()."""
+        return await self._run(_Ops.delete(job_ids))
+
+    async def status(self) -> Status:
+        """Async twin of Client.status()."""
+        return await self._run(_Ops.status())

@@ -1,0 +1,86 @@
+"""Helpers shared by the tests: fast worker settings, polling with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+
+import conveyor
+
+
+def clean_tables(url: str) -> None:
+    """Empty every conveyor table (the schema stays)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE conveyor.job, conveyor.job_done, conveyor.worker, conveyor.idempotency_key"
+        )
+
+
+def fast_config(**overrides: Any) -> conveyor.WorkerConfig:
+    """Worker settings with short intervals, for tests."""
+    options: dict[str, Any] = {
+        "concurrency": 4,
+        "poll_interval": 0.2,
+        "promote_interval": 0.1,
+        "rescue_interval": 0.2,
+        "lease_seconds": 2.0,
+        "shutdown_grace": 2.0,
+    }
+    options.update(overrides)
+    return conveyor.WorkerConfig(**options)
+
+
+@asynccontextmanager
+async def running_worker(
+    app: conveyor.Conveyor, config: conveyor.WorkerConfig | None = None
+) -> AsyncIterator[conveyor.Worker]:
+    """Run a worker in this event loop for the duration of the block."""
+    worker = conveyor.Worker(app, config or fast_config())
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(worker.started.wait(), 10)
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def eventually(
+    condition: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02
+) -> Any:
+    """Poll `condition` (sync or async) until it returns something truthy, or fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+def wait_until(
+    condition: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05
+) -> Any:
+    """Sync twin of eventually()."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def job_states(connection: psycopg.Connection[Any]) -> dict[str, int]:
+    """Count of jobs per state."""
+    rows = connection.execute("SELECT state, count(*) FROM conveyor.jobs GROUP BY state")
+    return {state: count for state, count in rows}
