@@ -218,14 +218,27 @@ async def reset_database(dbname: str) -> str:
     return url
 
 
-def run_main(peer: str, main: Callable[[argparse.Namespace, dict[str, Any]], Awaitable[dict]]) -> None:
+RunnerMain = Callable[[argparse.Namespace, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+async def warm_up(state: dict[str, Any], worker: asyncio.Task[Any], n: int = 5) -> None:
+    """Wait until the handler has seen `n` warm-up jobs; fail if the worker died."""
+    warmed = await wait_for(lambda: state["warm"] >= n or worker.done(), 30)
+    if worker.done():
+        worker.result()  # re-raises the worker's exception, if any
+        raise RuntimeError("worker stopped during warm-up")
+    if not warmed:
+        raise RuntimeError("warm-up jobs were not processed")
+
+
+def run_main(peer: str, main: RunnerMain) -> None:
     setup_logging()
     args = parse_args(peer)
     base: dict[str, Any] = {"peer": peer, "workload": args.workload}
     start_watchdog(base, args.timeout)
     try:
         result = asyncio.run(main(args, base))
-    except Exception as e:  # noqa: BLE001 - any failure becomes the error line
+    except Exception as e:  # any failure becomes the error line
         logging.getLogger("bench").exception("run failed")
         sys.exit(emit({**base, "error": f"{type(e).__name__}: {e}"}))
     sys.exit(emit({**base, **result}))

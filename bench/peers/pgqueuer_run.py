@@ -21,9 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _pycommon as C  # noqa: E402
+import _pycommon as pc
 
-C.ensure_peer_venv("pgqueuer")
+pc.ensure_peer_venv("pgqueuer")
 
 import asyncpg  # noqa: E402
 from pgqueuer import PgQueuer  # noqa: E402
@@ -45,7 +45,7 @@ def make_worker(conn: asyncpg.Connection, state: dict[str, Any]) -> PgQueuer:
     async def noop(job: Job) -> None:
         payload = job.payload or b""
         if payload.startswith(b"t:") or payload.startswith(b"w:"):
-            lat = C.wall_ms() - float(payload[2:])
+            lat = pc.wall_ms() - float(payload[2:])
             if payload.startswith(b"w:"):
                 state["warm"] += 1
             else:
@@ -65,8 +65,8 @@ def run_kwargs(args: Any, mode: QueueExecutionMode) -> dict[str, Any]:
 
 
 async def bulk_enqueue(q: Queries, n: int) -> None:
-    for start in range(0, n, C.BATCH):
-        k = min(C.BATCH, n - start)
+    for start in range(0, n, pc.BATCH):
+        k = min(pc.BATCH, n - start)
         await q.enqueue(
             [ENTRYPOINT] * k,
             [str(i).encode() for i in range(start, start + k)],
@@ -80,10 +80,10 @@ async def unfinished(conn: asyncpg.Connection) -> int:
 
 
 async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
-    url = await C.reset_database(DBNAME)
+    url = await pc.reset_database(DBNAME)
     ver = version("pgqueuer")
     batch_size = args.batch_size or DEFAULT_BATCH_SIZE
-    C.log(
+    pc.log(
         f"pgqueuer {ver} workload={args.workload} batch_size={batch_size} "
         f"max_concurrent_tasks={args.concurrency or 'unlimited'}"
     )
@@ -100,7 +100,12 @@ async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
             for i in range(n):
                 await q.enqueue(ENTRYPOINT, str(i).encode())
             secs = time.perf_counter() - t0
-            return {"jobs": n, "seconds": round(secs, 4), "rate": C.rate_of(n, secs), "version": ver}
+            return {
+                "jobs": n,
+                "seconds": round(secs, 4),
+                "rate": pc.rate_of(n, secs),
+                "version": ver,
+            }
 
         if args.workload == "enqueue_bulk":
             t0 = time.perf_counter()
@@ -109,8 +114,8 @@ async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
             return {
                 "jobs": n,
                 "seconds": round(secs, 4),
-                "rate": C.rate_of(n, secs),
-                "batch": C.BATCH,
+                "rate": pc.rate_of(n, secs),
+                "batch": pc.BATCH,
                 "version": ver,
             }
 
@@ -134,35 +139,34 @@ async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
             secs = time.perf_counter() - t0
             left = await unfinished(pconn)
             if state["handled"] != n or left != 0:
-                raise RuntimeError(f"drain inconsistent: handled={state['handled']} unfinished={left} of {n}")
-            return {"jobs": n, "seconds": round(secs, 4), "rate": C.rate_of(n, secs), **common}
+                raise RuntimeError(
+                    f"drain inconsistent: handled={state['handled']} unfinished={left} of {n}"
+                )
+            return {"jobs": n, "seconds": round(secs, 4), "rate": pc.rate_of(n, secs), **common}
 
         # latency
         worker = asyncio.create_task(pgq.run(**run_kwargs(args, QueueExecutionMode.continuous)))
         try:
             for _ in range(5):
-                await q.enqueue(ENTRYPOINT, f"w:{C.wall_ms()!r}".encode())
-            if not await C.wait_for(lambda: state["warm"] >= 5 or worker.done(), 30) or worker.done():
-                if worker.done() and worker.exception():
-                    raise worker.exception()  # type: ignore[misc]
-                raise RuntimeError("warm-up jobs were not processed")
+                await q.enqueue(ENTRYPOINT, f"w:{pc.wall_ms()!r}".encode())
+            await pc.warm_up(state, worker)
             await asyncio.sleep(0.5)
 
-            sent, send_secs = await C.paced_send(
+            sent, send_secs = await pc.paced_send(
                 args.rate,
                 args.duration,
-                lambda i: q.enqueue(ENTRYPOINT, f"t:{C.wall_ms()!r}".encode()),
+                lambda i: q.enqueue(ENTRYPOINT, f"t:{pc.wall_ms()!r}".encode()),
             )
-            ok = await C.wait_for(lambda: len(state["samples"]) >= sent, 30)
+            ok = await pc.wait_for(lambda: len(state["samples"]) >= sent, 30)
         finally:
             pgq.shutdown.set()
             try:
                 await asyncio.wait_for(worker, 15)
             except Exception as e:  # noqa: BLE001 - shutdown problems are logged only
-                C.log(f"worker shutdown: {type(e).__name__}: {e}")
+                pc.log(f"worker shutdown: {type(e).__name__}: {e}")
                 worker.cancel()
         res = {
-            **C.latency_summary(state["samples"]),
+            **pc.latency_summary(state["samples"]),
             "sent": sent,
             "target_rate": args.rate,
             "duration": args.duration,
@@ -180,4 +184,4 @@ async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    C.run_main(PEER, main)
+    pc.run_main(PEER, main)

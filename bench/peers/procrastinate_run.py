@@ -20,9 +20,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _pycommon as C  # noqa: E402
+import _pycommon as pc
 
-C.ensure_peer_venv("procrastinate")
+pc.ensure_peer_venv("procrastinate")
 
 import logging  # noqa: E402
 
@@ -44,7 +44,7 @@ def make_app(url: str, state: dict[str, Any]) -> tuple[procrastinate.App, Any]:
     @app.task(name="noop", queue=QUEUE)
     async def noop(i: int | None = None, t: float | None = None, warmup: bool = False) -> None:
         if t is not None:
-            lat = C.wall_ms() - t
+            lat = pc.wall_ms() - t
             if warmup:
                 state["warm"] += 1
             else:
@@ -66,8 +66,8 @@ def worker_kwargs(concurrency: int, wait: bool) -> dict[str, Any]:
 
 
 async def bulk_defer(task: Any, n: int) -> None:
-    for start in range(0, n, C.BATCH):
-        await task.batch_defer_async(*({"i": i} for i in range(start, min(n, start + C.BATCH))))
+    for start in range(0, n, pc.BATCH):
+        await task.batch_defer_async(*({"i": i} for i in range(start, min(n, start + pc.BATCH))))
 
 
 async def count_unfinished(app: procrastinate.App) -> int:
@@ -79,11 +79,11 @@ async def count_unfinished(app: procrastinate.App) -> int:
 
 async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
     concurrency = args.concurrency or DEFAULT_CONCURRENCY
-    url = await C.reset_database(DBNAME)
+    url = await pc.reset_database(DBNAME)
     state: dict[str, Any] = {"handled": 0, "warm": 0, "samples": []}
     app, noop = make_app(url, state)
     ver = version("procrastinate")
-    C.log(f"procrastinate {ver} workload={args.workload} concurrency={concurrency}")
+    pc.log(f"procrastinate {ver} workload={args.workload} concurrency={concurrency}")
 
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
@@ -94,7 +94,12 @@ async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
             for i in range(n):
                 await noop.defer_async(i=i)
             secs = time.perf_counter() - t0
-            return {"jobs": n, "seconds": round(secs, 4), "rate": C.rate_of(n, secs), "version": ver}
+            return {
+                "jobs": n,
+                "seconds": round(secs, 4),
+                "rate": pc.rate_of(n, secs),
+                "version": ver,
+            }
 
         if args.workload == "enqueue_bulk":
             t0 = time.perf_counter()
@@ -103,8 +108,8 @@ async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
             return {
                 "jobs": n,
                 "seconds": round(secs, 4),
-                "rate": C.rate_of(n, secs),
-                "batch": C.BATCH,
+                "rate": pc.rate_of(n, secs),
+                "batch": pc.BATCH,
                 "version": ver,
             }
 
@@ -117,15 +122,18 @@ async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
             t0 = time.perf_counter()
             # wait=False: the worker returns once it finds no job left and its
             # running jobs have finished (their status written).
-            await asyncio.wait_for(app.run_worker_async(**worker_kwargs(concurrency, wait=False)), bound)
+            drain_worker = app.run_worker_async(**worker_kwargs(concurrency, wait=False))
+            await asyncio.wait_for(drain_worker, bound)
             secs = time.perf_counter() - t0
             left = await count_unfinished(app)
             if state["handled"] != n or left != 0:
-                raise RuntimeError(f"drain inconsistent: handled={state['handled']} unfinished={left} of {n}")
+                raise RuntimeError(
+                    f"drain inconsistent: handled={state['handled']} unfinished={left} of {n}"
+                )
             return {
                 "jobs": n,
                 "seconds": round(secs, 4),
-                "rate": C.rate_of(n, secs),
+                "rate": pc.rate_of(n, secs),
                 "concurrency": concurrency,
                 "version": ver,
             }
@@ -134,23 +142,20 @@ async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
         worker = asyncio.create_task(app.run_worker_async(**worker_kwargs(concurrency, wait=True)))
         try:
             for _ in range(5):
-                await noop.defer_async(t=C.wall_ms(), warmup=True)
-            if not await C.wait_for(lambda: state["warm"] >= 5 or worker.done(), 30) or worker.done():
-                if worker.done() and worker.exception():
-                    raise worker.exception()  # type: ignore[misc]
-                raise RuntimeError("warm-up jobs were not processed")
+                await noop.defer_async(t=pc.wall_ms(), warmup=True)
+            await pc.warm_up(state, worker)
             await asyncio.sleep(0.5)
 
-            sent, send_secs = await C.paced_send(
-                args.rate, args.duration, lambda i: noop.defer_async(t=C.wall_ms())
+            sent, send_secs = await pc.paced_send(
+                args.rate, args.duration, lambda i: noop.defer_async(t=pc.wall_ms())
             )
-            ok = await C.wait_for(lambda: len(state["samples"]) >= sent, 30)
+            ok = await pc.wait_for(lambda: len(state["samples"]) >= sent, 30)
         finally:
             worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(worker, 10)
         res = {
-            **C.latency_summary(state["samples"]),
+            **pc.latency_summary(state["samples"]),
             "sent": sent,
             "target_rate": args.rate,
             "duration": args.duration,
@@ -164,4 +169,4 @@ async def main(args: Any, base: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    C.run_main(PEER, main)
+    pc.run_main(PEER, main)

@@ -67,6 +67,9 @@ class Task(Generic[R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self.context_param = _context_param(fn)
+        self._accepted, self._required, self._any_keyword = _keyword_parameters(
+            self.signature, self.context_param
+        )
         self._options = options or EnqueueOptions()
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
@@ -150,17 +153,25 @@ class Task(Generic[R]):
         """Async twin of enqueue_tx(): psycopg AsyncConnection or SQLAlchemy AsyncSession."""
         return (await ainsert_jobs(conn, [self.spec(**args)], self.app.clock.now())).ids[0]
 
+    def argument_error(self, args: dict[str, Any]) -> str | None:
+        """Say why `args` cannot be passed to the handler, or None when they fit."""
+        keys = args.keys()
+        unknown = set() if self._any_keyword else keys - self._accepted
+        missing = self._required - keys
+        if not unknown and not missing:
+            return None
+        problems = []
+        if unknown:
+            problems.append(f"unexpected argument(s) {', '.join(sorted(unknown))}")
+        if missing:
+            problems.append(f"missing argument(s) {', '.join(sorted(missing))}")
+        params = ", ".join(sorted(self._accepted)) or "none"
+        return f"task {self.name!r}: {'; '.join(problems)} (its parameters: {params})"
+
     def _check_arguments(self, args: dict[str, Any]) -> None:
-        params = dict(self.signature.parameters)
-        if self.context_param:
-            params.pop(self.context_param)
-        try:
-            inspect.Signature(list(params.values())).bind(**args)
-        except TypeError as exc:
-            raise PayloadError(
-                f"task {self.name!r} cannot take these arguments: {exc}; its parameters are"
-                f" ({', '.join(params)})"
-            ) from None
+        problem = self.argument_error(args)
+        if problem:
+            raise PayloadError(problem)
 
 
 def _seconds(value: float | timedelta | None) -> float | None:
@@ -170,6 +181,30 @@ def _seconds(value: float | timedelta | None) -> float | None:
     if seconds < 0:
         raise ConfigError(f"a duration must be >= 0 seconds, got {seconds}")
     return seconds
+
+
+def _keyword_parameters(
+    signature: inspect.Signature, context_param: str | None
+) -> tuple[frozenset[str], frozenset[str], bool]:
+    accepted: set[str] = set()
+    required: set[str] = set()
+    any_keyword = False
+    for param in signature.parameters.values():
+        if param.name == context_param:
+            continue
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            any_keyword = True
+        elif param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            if param.default is inspect.Parameter.empty:
+                raise ConfigError(
+                    f"parameter {param.name!r} is positional-only; job arguments are passed by"
+                    " keyword, so make it a normal parameter"
+                )
+        elif param.kind is not inspect.Parameter.VAR_POSITIONAL:
+            accepted.add(param.name)
+            if param.default is inspect.Parameter.empty:
+                required.add(param.name)
+    return frozenset(accepted), frozenset(required), any_keyword
 
 
 def _context_param(fn: Callable[..., Any]) -> str | None:

@@ -73,9 +73,13 @@ WITH n AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS t
 ), doomed AS (
     SELECT d.id FROM conveyor.job_done d, n
-     WHERE (d.state = 'completed' AND d.finished_at < n.t - make_interval(secs => %(completed_seconds)s))
+     -- the first condition lets the BRIN index on finished_at skip recent block ranges
+     WHERE d.finished_at < n.t - make_interval(secs => least(%(completed_seconds)s,
+                                                             %(cancelled_seconds)s,
+                                                             %(failed_seconds)s))
+       AND ((d.state = 'completed' AND d.finished_at < n.t - make_interval(secs => %(completed_seconds)s))
         OR (d.state = 'cancelled' AND d.finished_at < n.t - make_interval(secs => %(cancelled_seconds)s))
-        OR (d.state = 'failed' AND d.finished_at < n.t - make_interval(secs => %(failed_seconds)s))
+        OR (d.state = 'failed' AND d.finished_at < n.t - make_interval(secs => %(failed_seconds)s)))
      LIMIT %(limit)s
 )
 DELETE FROM conveyor.job_done d USING doomed WHERE d.id = doomed.id;

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import functools
-import inspect
 import logging
 import random
 import threading
@@ -86,20 +85,10 @@ class Executor:
         return task
 
     def _bind_arguments(self, task: Task[Any], job: Job) -> dict[str, Any]:
-        kwargs = dict(job.args)
-        params = dict(task.signature.parameters)
-        if task.context_param:
-            params.pop(task.context_param)
-        try:
-            inspect.Signature(list(params.values())).bind(**kwargs)
-        except TypeError as exc:
-            raise _Permanent(
-                PayloadError(
-                    f"job args do not fit task {task.name!r}: {exc}; its parameters are"
-                    f" ({', '.join(params)})"
-                )
-            ) from None
-        return kwargs
+        problem = task.argument_error(job.args)
+        if problem:
+            raise _Permanent(PayloadError(f"job args do not fit: {problem}"))
+        return job.args
 
     async def _run_with_timeout(
         self, task: Task[Any], job: Job, token: UUID, kwargs: dict[str, Any]
@@ -117,6 +106,8 @@ class Executor:
     ) -> Outcome:
         loop = asyncio.get_running_loop()
         if not task.atomic:
+            if not task.context_param:
+                return Succeeded(codec.encode_result(await task.fn(**kwargs)))
             ctx = self._context(job, loop)
             result = await task.fn(**self._with_context(task, kwargs, ctx))
             return Succeeded(codec.encode_result(result), ctx.idempotency_keys)
@@ -148,6 +139,8 @@ class Executor:
             self._thread_of[job.id] = threading.get_ident()
         try:
             if not task.atomic:
+                if not task.context_param:
+                    return Succeeded(codec.encode_result(task.fn(**kwargs)))
                 ctx = self._context(job, loop)
                 result = task.fn(**self._with_context(task, kwargs, ctx))
                 return Succeeded(codec.encode_result(result), ctx.idempotency_keys)

@@ -32,6 +32,7 @@ class Producer:
         batch_size: int,
         lease_seconds: float,
         poll_interval: float,
+        concurrency: int,
         free_slots: Callable[[], int],
         dispatch: Callable[[Job, UUID], None],
     ) -> None:
@@ -51,6 +52,9 @@ class Producer:
         # Bumped on every notification, so a claim that raced with one does not forget it.
         self._generation: dict[str, int] = dict.fromkeys(self._queues, 0)
         self._turn = 0
+        # Under load, wait for half a batch of free slots before claiming again: a few large
+        # claims cost far less than many single-row ones.
+        self._refill_at = max(1, min(batch_size, concurrency) // 2)
 
     def notify(self, queue: str | None = None) -> None:
         """A job became available (in `queue`, or anywhere when None)."""
@@ -63,7 +67,7 @@ class Producer:
 
     def slot_freed(self) -> None:
         """A running job finished; claim again if some queue may hold more."""
-        if self._maybe_more:
+        if self._maybe_more and self._free_slots() >= self._refill_at:
             self._wake.set()
 
     async def run(self) -> None:
@@ -79,7 +83,7 @@ class Producer:
                 delay = min(delay * 2, 10.0)
                 self.notify()
                 continue
-            if self._maybe_more and self._free_slots() > 0:
+            if self._maybe_more and self._free_slots() >= self._refill_at:
                 continue
             try:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)

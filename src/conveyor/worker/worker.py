@@ -105,6 +105,7 @@ class Worker:
             batch_size=self.config.batch_size,
             lease_seconds=self.config.lease_seconds,
             poll_interval=self.config.poll_interval,
+            concurrency=self.config.concurrency,
             free_slots=lambda: self.config.concurrency - len(self._running),
             dispatch=self._dispatch,
         )
