@@ -129,6 +129,8 @@ async def _run_worker(worker: Any) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     await worker.run()
+    if worker.broken:
+        sys.exit(70)
 
 
 def _supervise(processes: int) -> int:

@@ -58,6 +58,11 @@ async def run_async(conn: Any, sql: str, params: Params) -> list[Row]:
     raise _unsupported(conn, async_=True)
 
 
+def is_psycopg(conn: Any) -> bool:
+    """True for psycopg 3 connections (which can COPY)."""
+    return _kind(conn) == "psycopg"
+
+
 def _kind(conn: Any) -> str:
     module = type(conn).__module__
     if module.startswith("psycopg"):

@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from conveyor._store.caller import Row, run_async, run_sync
+from conveyor._store.caller import Row, is_psycopg, run_async, run_sync
 from conveyor._store.queries import sql
+
+#: From this many jobs on, a psycopg connection enqueues with COPY instead of one INSERT.
+COPY_THRESHOLD = 200
+_COPY = (
+    "COPY conveyor.job (id, task, queue, args, priority, max_attempts, run_at, state,"
+    " timeout_seconds, created_at) FROM STDIN"
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,75 @@ _ATTEMPTS = 5
 _RACE = "unique-key enqueue kept racing with the key's holder finishing; try again"
 
 
+def _use_copy(conn: Any, specs: Sequence[JobSpec]) -> bool:
+    return (
+        len(specs) >= COPY_THRESHOLD and is_psycopg(conn) and not any(s.unique_key for s in specs)
+    )
+
+
+def _copy_rows(
+    specs: Sequence[JobSpec], ids: list[int], db_now: datetime
+) -> tuple[list[tuple[Any, ...]], set[str]]:
+    rows: list[tuple[Any, ...]] = []
+    wake: set[str] = set()
+    for job_id, s in zip(ids, specs, strict=True):
+        run_at = s.run_at or (db_now + timedelta(seconds=s.delay) if s.delay else db_now)
+        state = "scheduled" if run_at > db_now else "available"
+        queue = s.queue or "default"
+        if state == "available":
+            wake.add(queue)
+        rows.append(
+            (
+                job_id,
+                s.task,
+                queue,
+                s.args_json,
+                s.priority or 0,
+                s.max_attempts,
+                run_at,
+                state,
+                s.timeout_seconds,
+                db_now,
+            )
+        )
+    return rows, wake
+
+
+def copy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) -> Inserted:
+    """Bulk insert with COPY on a sync psycopg connection: ids drawn first, one NOTIFY per
+    queue, all inside the connection's current transaction."""
+    with conn.cursor() as cur:
+        cur.execute(sql("job_reserve_ids"), {"n": len(specs), "now": now})
+        drawn = cur.fetchall()
+        ids = [row[0] for row in drawn]
+        rows, wake = _copy_rows(specs, ids, drawn[0][1])
+        with cur.copy(_COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+        for queue in sorted(wake):
+            cur.execute("SELECT pg_notify('conveyor_jobs', %s)", (queue,))
+    return Inserted(ids, [True] * len(ids))
+
+
+async def acopy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) -> Inserted:
+    """Async twin of copy_jobs()."""
+    async with conn.cursor() as cur:
+        await cur.execute(sql("job_reserve_ids"), {"n": len(specs), "now": now})
+        drawn = await cur.fetchall()
+        ids = [row[0] for row in drawn]
+        rows, wake = _copy_rows(specs, ids, drawn[0][1])
+        async with cur.copy(_COPY) as copy:
+            for row in rows:
+                await copy.write_row(row)
+        for queue in sorted(wake):
+            await cur.execute("SELECT pg_notify('conveyor_jobs', %s)", (queue,))
+    return Inserted(ids, [True] * len(ids))
+
+
 def insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) -> Inserted:
     """Insert on a sync connection (the caller's transaction, if one is open)."""
+    if _use_copy(conn, specs):
+        return copy_jobs(conn, specs, now)
     ids, created = _parse(run_sync(conn, sql("job_insert_many"), _params(specs, now)))
     for _ in range(_ATTEMPTS):
         pending = _pending(specs, ids)
@@ -99,6 +173,8 @@ async def ainsert_jobs(
     conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
 ) -> Inserted:
     """Insert on an async connection (the caller's transaction, if one is open)."""
+    if _use_copy(conn, specs):
+        return await acopy_jobs(conn, specs, now)
     ids, created = _parse(await run_async(conn, sql("job_insert_many"), _params(specs, now)))
     for _ in range(_ATTEMPTS):
         pending = _pending(specs, ids)

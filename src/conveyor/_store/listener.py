@@ -64,7 +64,7 @@ class Listener:
                     delay = 0.1
                     async for note in conn.notifies():
                         self._on_notify(note.channel, note.payload)
-            except psycopg.OperationalError as exc:
+            except psycopg.Error as exc:
                 self.connected.clear()
                 log.warning("listener lost its connection (%s); reconnecting", exc)
                 self._on_reconnect()

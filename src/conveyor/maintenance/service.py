@@ -35,7 +35,7 @@ class PeriodicService(ABC):
             try:
                 if not self.leader_only or await is_leader():
                     await self.run_once()
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
                 log.warning("%s: database unavailable (%s); will retry", name, exc)
             except Exception:
                 log.exception("%s failed; will retry", name)

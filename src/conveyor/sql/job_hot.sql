@@ -45,6 +45,11 @@ SELECT i.ord, coalesce(ins.id, dup.id, old.id) AS id, ins.id IS NOT NULL AS crea
   ) old ON true
  ORDER BY i.ord;
 
+-- name: job_reserve_ids
+-- Draw %(n)s job ids (for COPY), with the database's now.
+SELECT nextval('conveyor.job_id_seq') AS id, coalesce(%(now)s::timestamptz, now()) AS now
+  FROM generate_series(1, %(n)s);
+
 -- name: job_find_by_unique_key
 -- The id of the active job holding each unique key (keys with none are left out).
 SELECT unique_key, id FROM conveyor.job WHERE unique_key = ANY(%(keys)s::text[]);
@@ -75,8 +80,9 @@ UPDATE conveyor.job j
             WHERE d.task = j.task LIMIT 1))
   FROM picked, n
  WHERE j.id = picked.id
+-- errors stay behind: the handler does not need them, and parsing them costs every claim
 RETURNING j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts, j.args,
-          j.errors, j.unique_key, j.timeout_seconds, j.created_at, j.run_at, j.attempted_at,
+          '[]'::jsonb AS errors, j.unique_key, j.timeout_seconds, j.created_at, j.run_at, j.attempted_at,
           NULL::timestamptz AS finished_at, NULL::jsonb AS result, j.worker_id;
 
 -- name: job_complete_many
@@ -86,7 +92,8 @@ WITH n AS (
 ), done AS (
     DELETE FROM conveyor.job j
      USING unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[]) AS c(id, token, result)
-     WHERE j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
+     WHERE j.id = ANY(%(ids)s::bigint[])  -- lets the planner use the primary key
+       AND j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
     RETURNING j.*, c.result AS new_result
 )
 INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
@@ -118,13 +125,15 @@ WITH n AS (
            lease_expires_at = NULL,
            lease_token = NULL
       FROM input f, n
-     WHERE j.id = f.id AND j.lease_token = f.token AND j.state = 'running'
+     WHERE j.id = ANY(%(ids)s::bigint[])  -- lets the planner use the primary key
+       AND j.id = f.id AND j.lease_token = f.token AND j.state = 'running'
        AND f.retry_at IS NOT NULL
     RETURNING j.id, j.queue, j.state
 ), dead AS (
     DELETE FROM conveyor.job j
      USING input f
-     WHERE j.id = f.id AND j.lease_token = f.token AND j.state = 'running' AND f.retry_at IS NULL
+     WHERE j.id = ANY(%(ids)s::bigint[])  -- lets the planner use the primary key
+       AND j.id = f.id AND j.lease_token = f.token AND j.state = 'running' AND f.retry_at IS NULL
     RETURNING j.*, f.error AS new_error
 ), moved AS (
     INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
@@ -149,7 +158,8 @@ UPDATE conveyor.job j
    SET lease_expires_at = coalesce(%(now)s::timestamptz, now())
                           + make_interval(secs => %(lease_seconds)s)
   FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token)
- WHERE j.id = h.id AND j.lease_token = h.token AND j.state = 'running'
+ WHERE j.id = ANY(%(ids)s::bigint[])  -- lets the planner use the primary key
+   AND j.id = h.id AND j.lease_token = h.token AND j.state = 'running'
 RETURNING j.id;
 
 -- name: job_release_many
@@ -163,7 +173,8 @@ WITH released AS (
            lease_token = NULL,
            worker_id = NULL
       FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token)
-     WHERE j.id = h.id AND j.lease_token = h.token AND j.state = 'running'
+     WHERE j.id = ANY(%(ids)s::bigint[])  -- lets the planner use the primary key
+       AND j.id = h.id AND j.lease_token = h.token AND j.state = 'running'
     RETURNING j.id, j.queue
 ), notified AS (
     SELECT count(pg_notify('conveyor_jobs', q.queue)) AS n

@@ -66,7 +66,7 @@ class Completer:
             try:
                 await self._flush(batch)
                 return
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
                 log.warning(
                     "cannot record %d job outcomes (%s); retrying in %.1fs", len(batch), exc, delay
                 )

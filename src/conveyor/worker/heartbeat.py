@@ -53,5 +53,5 @@ class Heartbeat:
             await asyncio.sleep(self._interval)
             try:
                 await self.run_once()
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
                 log.warning("cannot renew leases (%s); will retry", exc)

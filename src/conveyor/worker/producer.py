@@ -77,7 +77,7 @@ class Producer:
             try:
                 await self.fetch_once()
                 delay = 0.1
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
                 log.warning("cannot claim jobs (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)

@@ -57,6 +57,8 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.completed = 0
         self.failed = 0
+        #: True when the worker stopped because one of its loops died (a bug); exit non-zero.
+        self.broken = False
         self._running: dict[int, _Running] = {}
         self._held: dict[int, UUID] = {}
         self._stop = asyncio.Event()
@@ -143,9 +145,23 @@ class Worker:
         )
         self._started.set()
         try:
-            await self._stop.wait()
+            await self._until_stopped_or_broken([producer, *background])
         finally:
             await self._shutdown(producer, background, store, leader, threads)
+
+    async def _until_stopped_or_broken(self, loops: list[asyncio.Task[None]]) -> None:
+        stop = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stop, *loops], return_when=asyncio.FIRST_COMPLETED)
+        if stop in done:
+            return
+        stop.cancel()
+        for loop in done:
+            # Loops retry database errors themselves; ending means a bug. Stop cleanly and let
+            # the process exit non-zero so a supervisor restarts it.
+            log.error(
+                "worker loop %s ended unexpectedly", loop.get_name(), exc_info=loop.exception()
+            )
+        self.broken = True
 
     # -- running jobs -------------------------------------------------------------------------
 
