@@ -227,6 +227,13 @@ class PostgresStore:
             )
             return Pruned(jobs=jobs.rowcount, idempotency_keys=keys.rowcount)
 
+    async def job_table_dead_tuples(self) -> tuple[int, int]:
+        rows = await self._rows("job_table_dead_tuples", {})
+        return (int(rows[0]["dead"]), int(rows[0]["live"])) if rows else (0, 0)
+
+    async def job_table_vacuum(self) -> None:
+        await self._rows("job_table_vacuum", {})
+
     # -- idempotency keys ---------------------------------------------------------------------
 
     async def idempotency_get(self, key: str) -> tuple[bool, Any]:

@@ -1,5 +1,10 @@
 -- Hot path: enqueue, claim, complete, fail, lease renewal and release.
 -- Every time-dependent query takes %(now)s; NULL means the database's clock.
+--
+-- Fencing: a job's lease_token is set by the claim and cleared by every statement that takes
+-- the job out of `running`, so "lease_token = the token I was given" alone proves the caller
+-- still holds the job. (Adding "state = 'running'" would tempt the planner onto the lease
+-- index, whose dead entries from completed jobs grow between vacuums.)
 
 -- name: job_insert_many
 -- Insert jobs given as a JSON array of objects; return each one's id in input order and whether
@@ -92,8 +97,8 @@ WITH n AS (
 ), done AS (
     DELETE FROM conveyor.job j
      USING unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[]) AS c(id, token, result)
-     WHERE j.id = ANY(%(ids)s::bigint[])  -- lets the planner use the primary key
-       AND j.id = c.id AND j.lease_token = c.token AND j.state = 'running'
+     WHERE j.id = ANY(%(ids)s::bigint[])  -- primary key lookups
+       AND j.id = c.id AND j.lease_token = c.token
     RETURNING j.*, c.result AS new_result
 )
 INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
@@ -125,15 +130,15 @@ WITH n AS (
            lease_expires_at = NULL,
            lease_token = NULL
       FROM input f, n
-     WHERE j.id = ANY(%(ids)s::bigint[])  -- lets the planner use the primary key
-       AND j.id = f.id AND j.lease_token = f.token AND j.state = 'running'
+     WHERE j.id = ANY(%(ids)s::bigint[])  -- primary key lookups
+       AND j.id = f.id AND j.lease_token = f.token
        AND f.retry_at IS NOT NULL
     RETURNING j.id, j.queue, j.state
 ), dead AS (
     DELETE FROM conveyor.job j
      USING input f
-     WHERE j.id = ANY(%(ids)s::bigint[])  -- lets the planner use the primary key
-       AND j.id = f.id AND j.lease_token = f.token AND j.state = 'running' AND f.retry_at IS NULL
+     WHERE j.id = ANY(%(ids)s::bigint[])  -- primary key lookups
+       AND j.id = f.id AND j.lease_token = f.token AND f.retry_at IS NULL
     RETURNING j.*, f.error AS new_error
 ), moved AS (
     INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
@@ -158,8 +163,8 @@ UPDATE conveyor.job j
    SET lease_expires_at = coalesce(%(now)s::timestamptz, now())
                           + make_interval(secs => %(lease_seconds)s)
   FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token)
- WHERE j.id = ANY(%(ids)s::bigint[])  -- lets the planner use the primary key
-   AND j.id = h.id AND j.lease_token = h.token AND j.state = 'running'
+ WHERE j.id = ANY(%(ids)s::bigint[])  -- primary key lookups
+   AND j.id = h.id AND j.lease_token = h.token
 RETURNING j.id;
 
 -- name: job_release_many
@@ -173,8 +178,8 @@ WITH released AS (
            lease_token = NULL,
            worker_id = NULL
       FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token)
-     WHERE j.id = ANY(%(ids)s::bigint[])  -- lets the planner use the primary key
-       AND j.id = h.id AND j.lease_token = h.token AND j.state = 'running'
+     WHERE j.id = ANY(%(ids)s::bigint[])  -- primary key lookups
+       AND j.id = h.id AND j.lease_token = h.token
     RETURNING j.id, j.queue
 ), notified AS (
     SELECT count(pg_notify('conveyor_jobs', q.queue)) AS n
