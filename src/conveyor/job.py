@@ -65,7 +65,7 @@ class Job:
             attempt=row["attempt"],
             max_attempts=row["max_attempts"],
             args=row["args"],
-            errors=row["errors"],
+            errors=row["errors"] or [],
             unique_key=row["unique_key"],
             timeout_seconds=row["timeout_seconds"],
             created_at=row["created_at"],

@@ -87,7 +87,7 @@ UPDATE conveyor.job j
  WHERE j.id = picked.id
 -- errors stay behind: the handler does not need them, and parsing them costs every claim
 RETURNING j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts, j.args,
-          '[]'::jsonb AS errors, j.unique_key, j.timeout_seconds, j.created_at, j.run_at, j.attempted_at,
+          NULL::jsonb AS errors, j.unique_key, j.timeout_seconds, j.created_at, j.run_at, j.attempted_at,
           NULL::timestamptz AS finished_at, NULL::jsonb AS result, j.worker_id;
 
 -- name: job_complete_many
