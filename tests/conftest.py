@@ -1,7 +1,8 @@
 """Test fixtures: a real Postgres for the whole session, a clean schema for every test.
 
 The server is CONVEYOR_TEST_DATABASE_URL when set, else the local one on 127.0.0.1:5432, else
-an embedded Postgres (pgserver) started for the session, so the suite runs on a bare machine.
+an embedded Postgres (pgserver) started for the session, so the suite runs on a bare machine
+(CONVEYOR_TEST_EMBEDDED=1 forces the embedded one).
 Each session gets its own database; each test starts from empty tables.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+from urllib.parse import quote
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,7 +38,7 @@ def _server_url(tmp_root: str) -> tuple[str, Any]:
     explicit = os.environ.get("CONVEYOR_TEST_DATABASE_URL")
     if explicit:
         return explicit, None
-    if _reachable(_LOCAL):
+    if not os.environ.get("CONVEYOR_TEST_EMBEDDED") and _reachable(_LOCAL):
         return _LOCAL, None
     import pgserver  # the embedded default: no Postgres on this machine
 
@@ -45,9 +47,17 @@ def _server_url(tmp_root: str) -> tuple[str, Any]:
 
 
 def _with_dbname(url: str, dbname: str) -> str:
+    """The same server, another database, as a postgresql:// URL (which SQLAlchemy and node
+    accept too, unlike key=value conninfo)."""
     info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**info)
+    user = quote(str(info.get("user") or "postgres"))
+    password = info.get("password")
+    auth = f"{user}:{quote(str(password))}" if password else user
+    host = str(info.get("host") or "")
+    port = str(info.get("port") or "5432")
+    if host.startswith("/"):
+        return f"postgresql://{auth}@/{dbname}?host={quote(host)}&port={port}"
+    return f"postgresql://{auth}@{host or 'localhost'}:{port}/{dbname}"
 
 
 @pytest.fixture(scope="session")

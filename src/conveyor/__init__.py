@@ -18,6 +18,7 @@ from conveyor.outcome import FailNow, Retry
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task
 from conveyor.worker import Worker, WorkerConfig
+from conveyor.worker.executor import JobTimeout
 
 __all__ = [
     "Clock",
@@ -32,6 +33,7 @@ __all__ = [
     "JobNotFoundError",
     "JobSpec",
     "JobState",
+    "JobTimeout",
     "PayloadError",
     "Retention",
     "Retry",

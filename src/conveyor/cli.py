@@ -137,7 +137,13 @@ def _supervise(processes: int) -> int:
     """Run N worker processes; forward signals; restart a child that dies unexpectedly."""
     args = [sys.executable, "-m", "conveyor", *sys.argv[1:]]
     env = {**os.environ, _CHILD_ENV: "1"}
-    children = [subprocess.Popen(args, env=env) for _ in range(processes)]
+
+    # Children get their own session, so a terminal's Ctrl-C (sent to the whole foreground
+    # group) reaches them once, through this supervisor, not twice (which means "exit now").
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(args, env=env, start_new_session=True)
+
+    children = [spawn() for _ in range(processes)]
     state = {"signals": 0}
 
     def forward(signum: int, _frame: Any) -> None:
@@ -158,7 +164,7 @@ def _supervise(processes: int) -> int:
                 click.echo(
                     f"worker process {child.pid} exited ({code}); starting another", err=True
                 )
-                children[n] = subprocess.Popen(args, env=env)
+                children[n] = spawn()
         time.sleep(0.5)
 
 

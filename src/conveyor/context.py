@@ -59,6 +59,10 @@ class JobContext:
         """
         if inspect.iscoroutinefunction(fn):
             raise TypeError("once() runs sync functions; in an async handler use aonce()")
+        if _on_loop(self._loop):
+            raise TypeError("once() would block the event loop; in an async handler use aonce()")
+        if key in self._keys:
+            return _decoded(self._keys[key])
         if self.conn is not None:
             return self._once_in_transaction(key, fn, args, kwargs)
         seen, result = asyncio.run_coroutine_threadsafe(
@@ -74,17 +78,19 @@ class JobContext:
         self, key: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> Any:
         """Async twin of once(): awaits `fn` unless `key` was already claimed."""
+        if key in self._keys:
+            return _decoded(self._keys[key])
         if self.conn is not None:
             params = {"key": key, "job_id": self.job.id, "result": None, "now": None}
             if not await run_async(self.conn, sql("idempotency_claim"), params):
                 rows = await run_async(self.conn, sql("idempotency_get"), {"key": key})
                 return rows[0]["result"]
             value = await fn(*args, **kwargs)
+            encoded = codec.encode_result(value)
             await run_async(
-                self.conn,
-                sql("idempotency_set_result"),
-                {"key": key, "result": codec.encode_result(value)},
+                self.conn, sql("idempotency_set_result"), {"key": key, "result": encoded}
             )
+            self._keys[key] = encoded
             return value
         seen, result = await self._idempotency_get(key)
         if seen:
@@ -100,9 +106,18 @@ class JobContext:
         if not run_sync(self.conn, sql("idempotency_claim"), params):
             return run_sync(self.conn, sql("idempotency_get"), {"key": key})[0]["result"]
         value = fn(*args, **kwargs)
-        run_sync(
-            self.conn,
-            sql("idempotency_set_result"),
-            {"key": key, "result": codec.encode_result(value)},
-        )
+        encoded = codec.encode_result(value)
+        run_sync(self.conn, sql("idempotency_set_result"), {"key": key, "result": encoded})
+        self._keys[key] = encoded
         return value
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _decoded(encoded: str | None) -> Any:
+    return None if encoded is None else codec.decode(encoded)

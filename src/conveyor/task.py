@@ -61,6 +61,8 @@ class Task(Generic[R]):
         self.max_attempts = max_attempts
         self.priority = priority
         self.timeout = _seconds(timeout)
+        if self.timeout == 0:
+            raise ConfigError("timeout must be > 0 seconds (or None for no timeout)")
         self.retry_policy = as_policy(backoff)
         self.atomic = atomic
         self.fail_on = fail_on
@@ -100,6 +102,8 @@ class Task(Generic[R]):
             raise ConfigError("give either delay or run_at, not both")
         if max_attempts is not None and max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
+        if timeout is not None and _seconds(timeout) == 0:
+            raise ConfigError("timeout must be > 0 seconds (or None for no timeout)")
         changes: dict[str, Any] = {
             "queue": queue,
             "priority": priority,

@@ -75,8 +75,9 @@ def _kind(conn: Any) -> str:
 
 
 def _to_named(sql: str) -> str:
-    # SQLAlchemy's text() binds :name and leaves ::casts alone
-    return _PYFORMAT.sub(r":\1", sql)
+    # text() binds :name; a cast written ::type right after a parameter would read as part of
+    # the name, so every :: is escaped first
+    return _PYFORMAT.sub(r":\1", sql.replace("::", r"\:\:"))
 
 
 def _unsupported(conn: Any, *, async_: bool) -> TypeError:

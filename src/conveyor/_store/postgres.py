@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
@@ -26,6 +27,7 @@ class PostgresStore:
         self.database_url = database_url
         self._name = name or "conveyor"
         self._sync_pool: ConnectionPool[Any] | None = None
+        self._sync_lock = threading.Lock()
         self._pool = AsyncConnectionPool(
             database_url,
             min_size=1,
@@ -55,15 +57,16 @@ class PostgresStore:
     @contextmanager
     def sync_transaction(self) -> Iterator[Connection[Any]]:
         """A sync connection inside an open transaction (atomic sync tasks, in their thread)."""
-        if self._sync_pool is None:
-            self._sync_pool = ConnectionPool(
-                self.database_url,
-                min_size=0,
-                max_size=self._pool.max_size,
-                open=True,
-                kwargs={"application_name": self._name},
-                timeout=15.0,
-            )
+        with self._sync_lock:
+            if self._sync_pool is None:
+                self._sync_pool = ConnectionPool(
+                    self.database_url,
+                    min_size=0,
+                    max_size=self._pool.max_size,
+                    open=True,
+                    kwargs={"application_name": self._name},
+                    timeout=15.0,
+                )
         with self._sync_pool.connection() as conn, conn.transaction():
             yield conn
 

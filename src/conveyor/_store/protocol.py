@@ -7,6 +7,7 @@ Methods read like a table of contents, entity first.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -71,6 +72,22 @@ class Store(Protocol):
     async def job_complete_many(
         self, completions: Sequence[Completion], now: datetime | None = None
     ) -> set[int]: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        """An async connection inside an open transaction (atomic async tasks)."""
+        ...
+
+    def sync_transaction(self) -> AbstractContextManager[Any]:
+        """A sync connection inside an open transaction (atomic sync tasks)."""
+        ...
+
+    async def job_complete_in(
+        self, conn: Any, completion: Completion, now: datetime | None = None
+    ) -> bool: ...
+
+    def job_complete_in_sync(
+        self, conn: Any, completion: Completion, now: datetime | None = None
+    ) -> bool: ...
 
     async def job_fail_many(
         self, failures: Sequence[Failure], now: datetime | None = None

@@ -14,8 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from conveyor import codec
-from conveyor._store.postgres import PostgresStore
-from conveyor._store.protocol import Completion
+from conveyor._store.protocol import Completion, Store
 from conveyor.context import JobContext
 from conveyor.errors import PayloadError, UnknownTaskError
 from conveyor.job import Job
@@ -40,7 +39,7 @@ class Executor:
     def __init__(
         self,
         tasks: dict[str, Task[Any]],
-        store: PostgresStore,
+        store: Store,
         threads: ThreadPoolExecutor,
         *,
         rng: random.Random | None = None,
@@ -62,8 +61,9 @@ class Executor:
             self.interrupt(job.id, JobTimeout)
             return Abandoned("cancelled")
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
+            if isinstance(exc, KeyboardInterrupt):
                 raise
+            # SystemExit from a handler fails its job; it must not end the worker.
             return self._apply_retry_policy(job, exc)
 
     def interrupt(self, job_id: int, exc_type: type[BaseException]) -> bool:
@@ -107,14 +107,14 @@ class Executor:
         loop = asyncio.get_running_loop()
         if not task.atomic:
             if not task.context_param:
-                return Succeeded(codec.encode_result(await task.fn(**kwargs)))
+                return Succeeded(_result_json(await task.fn(**kwargs)))
             ctx = self._context(job, loop)
             result = await task.fn(**self._with_context(task, kwargs, ctx))
-            return Succeeded(codec.encode_result(result), ctx.idempotency_keys)
+            return Succeeded(_result_json(result), ctx.idempotency_keys)
         async with self._store.transaction() as conn:
             ctx = self._context(job, loop, conn)
             result = await task.fn(**self._with_context(task, kwargs, ctx))
-            result_json = codec.encode_result(result)
+            result_json = _result_json(result)
             completion = Completion(job.id, token, result_json, ctx.idempotency_keys)
             if not await self._store.job_complete_in(conn, completion):
                 raise LeaseLost("the job was taken over or cancelled; its writes were rolled back")
@@ -140,14 +140,14 @@ class Executor:
         try:
             if not task.atomic:
                 if not task.context_param:
-                    return Succeeded(codec.encode_result(task.fn(**kwargs)))
+                    return Succeeded(_result_json(task.fn(**kwargs)))
                 ctx = self._context(job, loop)
                 result = task.fn(**self._with_context(task, kwargs, ctx))
-                return Succeeded(codec.encode_result(result), ctx.idempotency_keys)
+                return Succeeded(_result_json(result), ctx.idempotency_keys)
             with self._store.sync_transaction() as conn:
                 ctx = self._context(job, loop, conn)
                 result = task.fn(**self._with_context(task, kwargs, ctx))
-                result_json = codec.encode_result(result)
+                result_json = _result_json(result)
                 completion = Completion(job.id, token, result_json, ctx.idempotency_keys)
                 if not self._store.job_complete_in_sync(conn, completion):
                     raise LeaseLost(
@@ -192,6 +192,16 @@ class _Permanent(Exception):  # noqa: N818
     def __init__(self, cause: BaseException) -> None:
         super().__init__(cause)
         self.__cause__ = cause
+
+
+def _result_json(value: Any) -> str | None:
+    try:
+        return codec.encode_result(value)
+    except PayloadError as exc:
+        # The handler's side effects already happened; running it again cannot fix this.
+        raise _Permanent(
+            PayloadError(f"{exc}; return JSON values from handlers (or None)")
+        ) from None
 
 
 def _describe(exc: BaseException, attempt: int) -> dict[str, Any]:

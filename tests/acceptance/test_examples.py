@@ -1,0 +1,55 @@
+"""Every script in examples/ runs to completion against the test database, so docs cannot rot."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each example and one line its output must contain.
+EXAMPLES = {
+    "quickstart.py": "quickstart.add: completed, result 5",
+    "transactional_enqueue.py": "do not exist",
+    "sqlalchemy_enqueue.py": "does not exist",
+    "retries.py": "retries.flaky: completed after 3 attempt(s)",
+    "idempotency.py": "payment: 3 jobs, 1 payment row written",
+}
+
+# Known bugs that make an example fail today; strict, so the fix turns the marker red.
+KNOWN_BROKEN: dict[str, str] = {}
+
+
+def _cases() -> list[object]:
+    cases: list[object] = []
+    for name in sorted(EXAMPLES):
+        marks = [pytest.mark.slow]
+        if name in KNOWN_BROKEN:
+            marks.append(pytest.mark.xfail(reason=KNOWN_BROKEN[name], strict=True))
+        cases.append(pytest.param(name, EXAMPLES[name], marks=marks, id=name))
+    return cases
+
+
+def test_every_example_is_tested() -> None:
+    on_disk = {p.name for p in (ROOT / "examples").glob("*.py")}
+    assert on_disk == set(EXAMPLES)
+
+
+@pytest.mark.parametrize(("name", "expected"), _cases())
+def test_example_runs_to_completion(db: str, name: str, expected: str) -> None:
+    env = {**os.environ, "CONVEYOR_DATABASE_URL": db}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, f"{name} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    assert expected in done.stdout, f"{name} printed:\n{done.stdout}"
