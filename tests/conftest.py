@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from urllib.parse import quote
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest

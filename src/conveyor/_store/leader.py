@@ -55,8 +55,11 @@ class LeaderLock:
 
     async def close(self) -> None:
         """Give up the lock by closing the session."""
-        self.is_leader = False
+        was_leader, self.is_leader = self.is_leader, False
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
+                if was_leader:
+                    # Unlock first: the server may take a moment to end a closed session.
+                    await self._conn.execute(sql("leader_unlock"))
                 await self._conn.close()
             self._conn = None
