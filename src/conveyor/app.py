@@ -57,7 +57,9 @@ class Conveyor:
     ) -> None:
         if max_payload_bytes <= 0:
             raise ConfigError(f"max_payload_bytes must be positive, got {max_payload_bytes}")
-        self._url = database_url or os.environ.get(ENV_URL) or None
+        # CONVEYOR_DATABASE_URL is read on first use, so an app defined at import time picks
+        # up settings made later (test fixtures, framework start-up).
+        self._url = database_url or None
         self._embedded_dir = Path(embedded_dir)
         self._auto_migrate = auto_migrate
         self.max_payload_bytes = max_payload_bytes
@@ -75,6 +77,8 @@ class Conveyor:
     def database_url(self) -> str:
         """The Postgres URL in use (starting the embedded server when none was given)."""
         with self._lock:
+            if self._url is None:
+                self._url = os.environ.get(ENV_URL) or None
             if self._url is None:
                 from conveyor.embedded import embedded_url
 
@@ -196,6 +200,8 @@ class Conveyor:
                     open=True,
                     timeout=10.0,
                     kwargs={"application_name": "conveyor-client"},
+                    # a round trip per checkout buys enqueue that survives database restarts
+                    check=ConnectionPool.check_connection,
                 )
             pool = self._pool
         return _Guard(pool.connection())
@@ -212,6 +218,7 @@ class Conveyor:
                 open=False,
                 timeout=10.0,
                 kwargs={"application_name": "conveyor-client"},
+                check=AsyncConnectionPool.check_connection,
             )
             self._apools[id(loop)] = pool
         return _AsyncGuard(pool)

@@ -1,1 +1,2 @@
-"""Periodic services: promote due jobs (every worker); rescue and prune (the leader only)."""
+"""Periodic services: promote due jobs and rescue expired leases (every worker); prune history
+and vacuum the hot table (the elected leader only)."""

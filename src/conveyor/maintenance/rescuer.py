@@ -10,7 +10,13 @@ from conveyor.maintenance.service import PeriodicService
 
 class JobRescuer(PeriodicService):
     """A lease expires when its worker died, hung or was cut off; the lost attempt counts and is
-    recorded as a LeaseExpired error. The old worker can no longer complete the job."""
+    recorded as a LeaseExpired error. The old worker can no longer complete the job.
+
+    Every worker runs it (the query skips rows another rescuer holds): a leader that hangs
+    (SIGSTOP, a frozen VM) keeps its advisory lock, and must not keep crashed jobs stuck.
+    """
+
+    leader_only = False
 
     def __init__(self, store: Store, *, interval: float = 5.0, clock: Clock | None = None) -> None:
         super().__init__(interval)
