@@ -199,7 +199,7 @@ class Conveyor:
                     max_size=8,
                     open=True,
                     timeout=10.0,
-                    kwargs={"application_name": "conveyor-client"},
+                    kwargs={"application_name": "conveyor-client", "autocommit": True},
                     # a round trip per checkout buys enqueue that survives database restarts
                     check=ConnectionPool.check_connection,
                 )
@@ -217,7 +217,7 @@ class Conveyor:
                 max_size=8,
                 open=False,
                 timeout=10.0,
-                kwargs={"application_name": "conveyor-client"},
+                kwargs={"application_name": "conveyor-client", "autocommit": True},
                 check=AsyncConnectionPool.check_connection,
             )
             self._apools[id(loop)] = pool

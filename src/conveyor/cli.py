@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -105,12 +106,14 @@ def worker(
         lease_seconds=lease_seconds,
     )
     try:
-        asyncio.run(_run_worker(Worker(app, config)))
+        code = asyncio.run(_run_worker(Worker(app, config)))
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
+    _exit_now_if_handlers_linger(code)
+    sys.exit(code)
 
 
-async def _run_worker(worker: Any) -> None:
+async def _run_worker(worker: Any) -> int:
     loop = asyncio.get_running_loop()
     signals = {"count": 0}
 
@@ -129,8 +132,30 @@ async def _run_worker(worker: Any) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     await worker.run()
-    if worker.broken:
-        sys.exit(70)
+    return 70 if worker.broken else 0
+
+
+def _exit_now_if_handlers_linger(code: int) -> None:
+    """End the process at once when sync handlers outlived the shutdown.
+
+    Their jobs are already back in their queues, but Python joins pool threads at exit, so a
+    handler blocked in a call nothing can interrupt (a socket read, time.sleep) would keep the
+    process alive long past the grace period, still doing work another worker may now redo.
+    """
+    deadline = time.monotonic() + 1.0
+    lingering = 0
+    for thread in threading.enumerate():
+        if thread.name.startswith("conveyor-job"):  # the worker's handler threads
+            thread.join(max(0.0, deadline - time.monotonic()))
+            lingering += thread.is_alive()
+    if lingering:
+        logging.getLogger("conveyor.worker").warning(
+            "%d sync handler(s) still blocked after shutdown; exiting without them", lingering
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _supervise(processes: int) -> int:
