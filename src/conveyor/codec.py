@@ -21,6 +21,9 @@ def encode_args(args: Mapping[str, Any], *, max_bytes: int = DEFAULT_MAX_PAYLOAD
     for key, value in args.items():
         if not isinstance(key, str):
             raise PayloadError(f"argument names must be strings, got {key!r}")
+        problem = _text_problem(key)
+        if problem:
+            raise PayloadError(f"argument name {key!r} {problem}")
         _check(value, key)
     text = json.dumps(args, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     size = len(text.encode("utf-8"))
@@ -45,13 +48,40 @@ def decode(text: str | bytes) -> Any:
     return json.loads(text)
 
 
-def _check(value: Any, path: str) -> None:
-    if value is None or isinstance(value, bool | int | str):
-        if isinstance(value, str) and "\x00" in value:
-            raise PayloadError(
-                f"argument {path!r} contains a NUL character, which Postgres JSON cannot hold;"
-                " remove it or encode the text (base64)"
+def storable_text(text: str) -> str:
+    """Return `text` with what Postgres JSON cannot hold (NUL, lone surrogates) written as
+    backslash escapes: for error messages, which must be recorded whatever they contain."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return (
+            "contains a NUL character, which Postgres JSON cannot hold; remove it or encode the"
+            " text (base64)"
+        )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return (
+                "contains a lone surrogate, which is not valid UTF-8; decode the bytes it came"
+                " from properly, or encode them (base64)"
             )
+    return None
+
+
+def _check(value: Any, path: str) -> None:
+    if value is None or isinstance(value, bool | int):
+        return
+    if isinstance(value, str):
+        problem = _text_problem(value)
+        if problem:
+            raise PayloadError(f"argument {path!r} {problem}")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -71,6 +101,9 @@ def _check(value: Any, path: str) -> None:
                     f"argument {path!r} has a non-string key {key!r}; JSON object keys must be"
                     " strings"
                 )
+            problem = _text_problem(key)
+            if problem:
+                raise PayloadError(f"argument {path!r} has a key {key!r} that {problem}")
             _check(item, f"{path}.{key}")
         return
     raise PayloadError(

@@ -36,8 +36,12 @@ class RetryPolicy:
     def delay(self, attempt: int, rng: random.Random | None = None) -> timedelta:
         """Return the wait after failed attempt number `attempt` (1-based)."""
         exponent = max(attempt - 1, 0)
-        # Cap the exponent first so huge attempt numbers never overflow a float.
-        raw = self.base * self.factor ** min(exponent, 64)
+        try:
+            raw = self.base * self.factor**exponent if self.base else 0.0
+        except OverflowError:
+            # factor**exponent is past any float, so far past the cap (no fixed exponent cap:
+            # with a factor near 1 the delay is still growing at attempt 64)
+            raw = self.max_delay
         capped = min(raw, self.max_delay)
         spread = capped * self.jitter * (rng or random).random()
         return timedelta(seconds=capped - spread)

@@ -1,10 +1,10 @@
 """Helpers for testing your own tasks against a real database.
 
-    async def test_receipt_is_sent(app):
-        send_receipt.enqueue(order_id=1)
-        assert [j.args for j in enqueued(app, "send_receipt")] == [{"order_id": 1}]
-        result = await drain(app)
-        assert result.completed == 1
+async def test_receipt_is_sent(app):
+    send_receipt.enqueue(order_id=1)
+    assert [j.args for j in enqueued(app, "send_receipt")] == [{"order_id": 1}]
+    result = await drain(app)
+    assert result.completed == 1
 """
 
 from __future__ import annotations

@@ -1,125 +1,172 @@
-"""The `conveyor` command line, run as a user would."""
+"""The `conveyor` command: migrate, enqueue, status, jobs list/show, retry and cancel, on the
+test database with real worker processes making the jobs' history."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+import signal
+import uuid
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from click.testing import CliRunner, Result
+from psycopg import sql
 
-from tests.acceptance.conftest import ROOT
+import conveyor
+from conveyor.cli import cli
+from tests.acceptance.conftest import StartWorker, job_state, scalar, wait_for_state
+from tests.acceptance.shop_app import fail, record
 
 pytestmark = pytest.mark.slow
 
-
-def conveyor_cmd(
-    db: str, *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {**os.environ, "CONVEYOR_DATABASE_URL": db, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor", *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+Run = Callable[..., Result]
 
 
-def test_migrate_twice_says_up_to_date(db: str) -> None:
-    result = conveyor_cmd(db, "migrate")
-    assert result.returncode == 0
-    assert "up to date" in result.stdout
+@pytest.fixture
+def run(db: str) -> Run:
+    """Run `conveyor ARGS...` in this process against the test database."""
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(cli, list(args), env={"CONVEYOR_DATABASE_URL": db})
+
+    return run
 
 
-def test_enqueue_prints_an_id_and_status_counts_it(db: str) -> None:
-    result = conveyor_cmd(db, "enqueue", "mail.send", "--args", '{"to": "a@b.c"}')
-    assert result.returncode == 0, result.stderr
-    job_id = int(result.stdout.strip())
-    status = json.loads(conveyor_cmd(db, "status", "--json").stdout)
-    (queue,) = status["queues"]
-    assert queue["queue"] == "default"
-    assert queue["counts"]["available"] == 1
-    assert queue["oldest_available_seconds"] >= 0
-    assert status["orphaned_tasks"] == [{"queue": "default", "task": "mail.send", "count": 1}]
-    human = conveyor_cmd(db, "status").stdout
-    assert "no live has registered it" in human or "none live has registered it" in human
-    shown = conveyor_cmd(db, "jobs", "show", str(job_id)).stdout
-    assert "mail.send [available]" in shown
+@pytest.fixture
+def fresh_database(admin_url: str, database_url: str) -> Iterator[str]:
+    """An empty database on the test server, dropped afterwards."""
+    name = f"conveyor_cli_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield database_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _enqueued_id(result: Result) -> int:
+    assert result.exit_code == 0, result.output
+    return int(result.stdout.strip())
+
+
+def test_migrate_applies_the_schema_once_then_says_it_is_up_to_date(
+    run: Run, fresh_database: str
+) -> None:
+    first = run("--database-url", fresh_database, "migrate")
+    assert first.exit_code == 0, first.output
+    assert "applied 0001_initial" in first.stdout
+    again = run("--database-url", fresh_database, "migrate")
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip() == "schema is up to date"
+
+
+def test_enqueue_prints_the_id_of_the_new_job(run: Run, shop: conveyor.Conveyor) -> None:
+    job_id = _enqueued_id(run("enqueue", "record", "--args", '{"n": 7}'))
+    job = shop.client().get_job(job_id)
+    assert (job.task, job.state, job.args) == ("record", "available", {"n": 7})
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ("{not json", "--args is not valid JSON"),
-        ("[1, 2]", "must be a JSON object"),
+        ("{n: 7}", "--args is not valid JSON"),
+        ("[7]", "--args must be a JSON object of keyword arguments"),
+        ('"seven"', "got str"),
     ],
 )
-def test_enqueue_rejects_bad_args_clearly(db: str, args: str, message: str) -> None:
-    result = conveyor_cmd(db, "enqueue", "mail.send", "--args", args)
-    assert result.returncode != 0
+def test_enqueue_refuses_args_that_are_not_a_json_object(
+    run: Run, db: str, args: str, message: str
+) -> None:
+    result = run("enqueue", "record", "--args", args)
+    assert result.exit_code == 2
     assert message in result.stderr
+    assert scalar(db, "SELECT count(*) FROM conveyor.jobs") == 0
 
 
-def test_failed_jobs_are_listed_shown_and_retried(db: str) -> None:
-    with psycopg.connect(db, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt,"
-            " max_attempts, args, errors, created_at, run_at, finished_at)"
-            " VALUES (9001, 'report', 'default', 'failed', 0, 2, 2, '{}',"
-            ' \'[{"type": "ValueError", "message": "boom", "attempt": 2,'
-            ' "traceback": "Traceback (most recent call last): ..."}]\', now(), now(), now())'
-        )
-    listed = conveyor_cmd(db, "jobs", "list", "--state", "failed")
-    assert "9001" in listed.stdout and "report" in listed.stdout
-    shown = conveyor_cmd(db, "jobs", "show", "9001").stdout
-    assert "ValueError: boom" in shown and "Traceback" in shown
-    retried = conveyor_cmd(db, "retry", "--all-failed", "--task", "report")
-    assert "retried 1 job(s): 9001" in retried.stdout
-    with psycopg.connect(db, autocommit=True) as conn:
-        row = conn.execute("SELECT state, max_attempts FROM conveyor.jobs WHERE id = 9001")
-        assert row.fetchone() == ("available", 4)
+def test_status_counts_jobs_per_queue_and_state_and_warns_of_tasks_no_live_worker_knows(
+    run: Run, shop: conveyor.Conveyor, db: str, start_worker: StartWorker
+) -> None:
+    worker = start_worker()
+    wait_for_state(db, record.enqueue(n=1), "completed")
+    wait_for_state(db, fail.enqueue(message="card declined"), "failed")
+    _enqueued_id(run("enqueue", "ghost.task"))  # no worker has this task
+    _enqueued_id(run("enqueue", "record", "--args", '{"n": 2}', "--queue", "other"))
+
+    result = run("status", "--json")
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    counts = {q["queue"]: {s: n for s, n in q["counts"].items() if n} for q in status["queues"]}
+    assert counts == {
+        "default": {"available": 1, "completed": 1, "failed": 1},
+        "other": {"available": 1},
+    }
+    assert all(q["oldest_available_seconds"] >= 0 for q in status["queues"])
+    assert status["orphaned_tasks"] == [
+        {"queue": "default", "task": "ghost.task", "count": 1},
+        {"queue": "other", "task": "record", "count": 1},
+    ]
+    assert [w["pid"] for w in status["live_workers"]] == [worker.pid]
+
+    text = run("status")
+    assert text.exit_code == 0, text.output
+    assert "live workers: 1" in text.stdout
+    assert "warning: 1 job(s) of task 'ghost.task' in queue 'default'" in text.stdout
 
 
-def test_cancel_moves_a_waiting_job_to_cancelled(db: str) -> None:
-    job_id = conveyor_cmd(db, "enqueue", "x").stdout.strip()
-    assert f"cancelled 1 job(s): {job_id}" in conveyor_cmd(db, "cancel", job_id).stdout
-    assert "[cancelled]" in conveyor_cmd(db, "jobs", "show", job_id).stdout
-    retried = conveyor_cmd(db, "retry", job_id)
-    assert f"retried 1 job(s): {job_id}" in retried.stdout
+def test_failed_jobs_are_listed_shown_retried_and_cancelled(
+    run: Run, shop: conveyor.Conveyor, db: str, start_worker: StartWorker
+) -> None:
+    worker = start_worker()
+    declined = [fail.enqueue(message=f"card {n} declined") for n in range(2)]
+    misfit = _enqueued_id(run("enqueue", "record", "--args", "{}"))  # misses its argument n
+    for job_id in [*declined, misfit]:
+        wait_for_state(db, job_id, "failed")
+    worker.send(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
 
-
-def test_unknown_app_and_job_give_clear_errors(db: str) -> None:
-    result = conveyor_cmd(db, "worker", "no_such_module:app")
-    assert result.returncode != 0 and "cannot import 'no_such_module'" in result.stderr
-    result = conveyor_cmd(db, "worker", "nocolon")
-    assert result.returncode != 0 and "expected MODULE:APP" in result.stderr
-    result = conveyor_cmd(db, "jobs", "show", "424242")
-    assert result.returncode != 0 and "no job with id 424242" in result.stderr
-
-
-def test_demo_runs_to_completion_on_the_test_database(db: str) -> None:
-    result = conveyor_cmd(db, "demo", "--orders", "20")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "done in" in result.stdout
-    assert "1 failed for good" in result.stdout
-
-
-def test_demo_runs_on_the_embedded_default_in_an_empty_folder(db: str, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "CONVEYOR_DATABASE_URL"}
-    env["PYTHONPATH"] = str(ROOT)
-    result = subprocess.run(
-        [sys.executable, "-m", "conveyor", "demo", "--orders", "10"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    listed = run("jobs", "list", "--state", "failed")
+    assert listed.exit_code == 0, listed.output
+    assert [int(line.split()[0]) for line in listed.stdout.splitlines()] == sorted(
+        [*declined, misfit], reverse=True
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "using the embedded Postgres" in result.stderr
-    assert "done in" in result.stdout
+    shown = run("jobs", "show", str(declined[0]))
+    assert shown.exit_code == 0, shown.output
+    assert f"job {declined[0]}: fail [failed]" in shown.stdout
+    assert "ValueError: card 0 declined" in shown.stdout
+    assert "Traceback (most recent call last)" in shown.stdout
+    missing = run("jobs", "show", "999999")
+    assert missing.exit_code == 1
+    assert "no job with id 999999" in missing.stderr
+
+    by_task = run("retry", "--all-failed", "--task", "fail")
+    assert by_task.stdout.strip() == f"retried 2 job(s): {declined[0]}, {declined[1]}"
+    assert [job_state(db, job_id) for job_id in declined] == ["available", "available"]
+    assert job_state(db, misfit) == "failed"  # another task's failure stays put
+    retried = shop.client().get_job(declined[0])
+    # a fresh round of attempts; the history stays
+    assert (retried.attempt, retried.max_attempts, len(retried.errors)) == (1, 2, 1)
+    one = run("retry", str(misfit))
+    assert one.stdout.strip() == f"retried 1 job(s): {misfit}"
+    assert job_state(db, misfit) == "available"
+    assert run("retry").exit_code == 2
+
+    cancelled = run("cancel", str(misfit))
+    assert cancelled.stdout.strip() == f"cancelled 1 job(s): {misfit}"
+    assert job_state(db, misfit) == "cancelled"
+    assert run("retry", str(misfit)).stdout.strip() == f"retried 1 job(s): {misfit}"
+    assert job_state(db, misfit) == "available"
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("no_such_module:app", "cannot import 'no_such_module'"),
+        ("tests.acceptance.shop_app:nothing", "is not a conveyor.Conveyor app"),
+        ("tests.acceptance.shop_app", "expected MODULE:APP"),
+    ],
+)
+def test_worker_with_an_unknown_app_says_what_is_wrong(run: Run, target: str, message: str) -> None:
+    result = run("worker", target)
+    assert result.exit_code == 2
+    assert message in result.stderr

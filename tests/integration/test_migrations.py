@@ -6,6 +6,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -15,10 +16,13 @@ import conveyor
 from conveyor.migrate import Migrator, latest_version
 from tests.conftest import _with_dbname
 
+PROCESSES = 6
+
 
 @pytest.fixture
 def empty_db(admin_url: str) -> Iterator[str]:
-    name = f"conveyor_mig_{uuid.uuid4().hex[:8]}"
+    """A brand-new database with no Conveyor schema, dropped afterwards."""
+    name = f"conveyor_mig_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     yield _with_dbname(admin_url, name)
@@ -26,39 +30,59 @@ def empty_db(admin_url: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def _versions(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT version, name FROM conveyor.schema_version").fetchall()
+
+
+def _has_job_table(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT to_regclass('conveyor.job') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
 def test_migrate_twice_applies_nothing_the_second_time(empty_db: str) -> None:
-    assert [m.version for m in Migrator(empty_db).migrate()] == list(range(1, latest_version() + 1))
+    assert Migrator(empty_db).version() == 0
+    applied = Migrator(empty_db).migrate()
+    assert [m.version for m in applied] == list(range(1, latest_version() + 1))
+    before = _versions(empty_db)
     assert Migrator(empty_db).migrate() == []
+    assert _versions(empty_db) == before
     assert Migrator(empty_db).version() == latest_version()
+    Migrator(empty_db).check()
 
 
-def test_six_processes_migrating_at_once_all_succeed(empty_db: str) -> None:
+def test_six_processes_migrating_a_new_database_at_once_all_succeed(empty_db: str) -> None:
     command = [sys.executable, "-m", "conveyor", "--database-url", empty_db, "migrate"]
     processes = [
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for _ in range(6)
+        for _ in range(PROCESSES)
     ]
     outputs = [p.communicate(timeout=60) for p in processes]
-    assert [p.returncode for p in processes] == [0] * 6, outputs
-    said = [out for out, _ in outputs]
-    assert sum("applied 0001_initial" in out for out in said) == 1
-    assert sum("up to date" in out for out in said) == 5
+    assert [p.returncode for p in processes] == [0] * PROCESSES, outputs
+    assert sum("0001_initial" in out for out, _ in outputs) == 1, "exactly one applies it"
     assert Migrator(empty_db).version() == latest_version()
+    assert [v for v, _ in _versions(empty_db)] == list(range(1, latest_version() + 1))
 
 
 async def test_worker_refuses_an_unmigrated_database(empty_db: str) -> None:
     app = conveyor.Conveyor(empty_db)
     with pytest.raises(conveyor.SchemaError, match="run `conveyor migrate`"):
         await conveyor.Worker(app).run()
+    assert not _has_job_table(empty_db), "the worker must not create the schema itself"
 
 
 async def test_worker_refuses_a_newer_schema(empty_db: str) -> None:
     Migrator(empty_db).migrate()
+    future = latest_version() + 1
     with psycopg.connect(empty_db, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO conveyor.schema_version (version, name) VALUES (%s, 'future')",
-            (latest_version() + 1,),
+            "INSERT INTO conveyor.schema_version (version, name) VALUES (%s, 'future')", (future,)
         )
     app = conveyor.Conveyor(empty_db)
-    with pytest.raises(conveyor.SchemaError, match="upgrade the conveyor package"):
+    with pytest.raises(conveyor.SchemaError, match="upgrade the conveyor package") as info:
         await conveyor.Worker(app).run()
+    assert f"version {future}" in str(info.value)
+    with pytest.raises(conveyor.SchemaError, match="newer than this Conveyor knows"):
+        Migrator(empty_db).migrate()
+    assert Migrator(empty_db).version() == future, "migrate must not touch a newer schema"

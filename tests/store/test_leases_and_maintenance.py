@@ -1,9 +1,9 @@
-"""Leases, fencing and the maintenance services, driven by a frozen clock."""
+"""Leases, fencing and the maintenance services, on the PostgresStore with a frozen clock."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,13 +19,16 @@ from conveyor.maintenance.rescuer import JobRescuer
 from conveyor.maintenance.scheduler import JobScheduler
 from tests.helpers import eventually
 
+LEASE = 30.0
+MAX_ATTEMPTS = 3
+
 
 @pytest.fixture
 async def store(db: str) -> AsyncIterator[PostgresStore]:
-    s = PostgresStore(db)
-    await s.open()
-    yield s
-    await s.close()
+    opened = PostgresStore(db)
+    await opened.open()
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture
@@ -33,144 +36,239 @@ def clock() -> conveyor.FrozenClock:
     return conveyor.FrozenClock()
 
 
+@pytest.fixture
+def task(db: str, clock: conveyor.FrozenClock) -> Iterator[conveyor.Task[Any]]:
+    """A task on an app that shares the frozen clock, so jobs are created at its time."""
+    app = conveyor.Conveyor(db, clock=clock)
+
+    @app.task(name="t", max_attempts=MAX_ATTEMPTS)
+    def t(n: int = 0) -> None:
+        return None
+
+    yield t
+    app.close()
+
+
 async def _claim(
-    store: PostgresStore, clock: conveyor.FrozenClock, *, lease: float = 30.0
-) -> tuple[conveyor.Job, uuid.UUID]:
+    store: PostgresStore, clock: conveyor.FrozenClock, *, worker: str = "w1", limit: int = 1
+) -> list[tuple[int, uuid.UUID]]:
+    """Claim up to `limit` jobs as `worker`; return (job id, lease token) pairs."""
     token = uuid.uuid4()
     jobs = await store.job_fetch_available(
         queue="default",
         tasks=["t"],
-        task_max_attempts=[3],
-        limit=1,
-        lease_seconds=lease,
+        task_max_attempts=[MAX_ATTEMPTS],
+        limit=limit,
+        lease_seconds=LEASE,
         token=token,
-        worker_id="w1",
+        worker_id=worker,
         now=clock.now(),
     )
-    assert len(jobs) == 1
-    return jobs[0], token
+    return [(job.id, token) for job in jobs]
 
 
-def _enqueue(conn: psycopg.Connection[Any], clock: conveyor.FrozenClock) -> int:
-    row = conn.execute(
-        "INSERT INTO conveyor.job (task, created_at, run_at) VALUES ('t', %s, %s) RETURNING id",
-        (clock.now(), clock.now()),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+async def _claim_one(
+    store: PostgresStore, clock: conveyor.FrozenClock, *, worker: str = "w1"
+) -> uuid.UUID:
+    claimed = await _claim(store, clock, worker=worker)
+    assert len(claimed) == 1
+    return claimed[0][1]
+
+
+def _row(conn: psycopg.Connection[Any], job_id: int) -> dict[str, Any]:
+    cur = conn.cursor(row_factory=psycopg.rows.dict_row)
+    found = cur.execute("SELECT * FROM conveyor.jobs WHERE id = %s", (job_id,)).fetchone()
+    assert found is not None
+    return found
 
 
 def _state(conn: psycopg.Connection[Any], job_id: int) -> tuple[str, int]:
-    row = conn.execute("SELECT state, attempt FROM conveyor.jobs WHERE id = %s", (job_id,))
-    found = row.fetchone()
-    assert found is not None
-    return found[0], found[1]
+    row = _row(conn, job_id)
+    return row["state"], row["attempt"]
+
+
+# -- rescue -----------------------------------------------------------------------------------
 
 
 async def test_rescues_running_job_whose_lease_expired(
-    store: PostgresStore, clock: conveyor.FrozenClock, conn: psycopg.Connection[Any]
+    store: PostgresStore,
+    clock: conveyor.FrozenClock,
+    task: conveyor.Task[Any],
+    conn: psycopg.Connection[Any],
 ) -> None:
-    job_id = _enqueue(conn, clock)
-    await _claim(store, clock)
+    job_id = task.enqueue()
+    await _claim_one(store, clock)
     rescuer = JobRescuer(store, clock=clock)
+    clock.advance(seconds=LEASE - 1)
     assert await rescuer.run_once() == Rescued(retried=0, failed=0)
-    clock.advance(seconds=31)
+    clock.advance(seconds=2)
     assert await rescuer.run_once() == Rescued(retried=1, failed=0)
-    assert _state(conn, job_id) == ("available", 1)
-    errors = conn.execute("SELECT errors FROM conveyor.jobs").fetchone()
-    assert errors is not None and errors[0][0]["type"] == "LeaseExpired"
+    row = _row(conn, job_id)
+    assert (row["state"], row["attempt"], row["worker_id"]) == ("available", 1, None)
+    assert [e["type"] for e in row["errors"]] == ["LeaseExpired"]
+    assert "worker w1 stopped renewing its lease" in row["errors"][0]["message"]
 
 
-async def test_rescue_fails_a_job_out_of_attempts(
-    store: PostgresStore, clock: conveyor.FrozenClock, conn: psycopg.Connection[Any]
+async def test_rescue_fails_a_job_that_is_out_of_attempts(
+    store: PostgresStore,
+    clock: conveyor.FrozenClock,
+    task: conveyor.Task[Any],
+    conn: psycopg.Connection[Any],
 ) -> None:
-    job_id = _enqueue(conn, clock)
+    job_id = task.enqueue()
     rescuer = JobRescuer(store, clock=clock)
-    for _ in range(3):
-        await _claim(store, clock)
-        clock.advance(seconds=31)
-        await rescuer.run_once()
-    assert _state(conn, job_id) == ("failed", 3)
+    outcomes = []
+    for _ in range(MAX_ATTEMPTS):
+        await _claim_one(store, clock)
+        clock.advance(seconds=LEASE + 1)
+        outcomes.append(await rescuer.run_once())
+    assert outcomes == [Rescued(1, 0), Rescued(1, 0), Rescued(retried=0, failed=1)]
+    row = _row(conn, job_id)
+    assert (row["state"], row["attempt"]) == ("failed", MAX_ATTEMPTS)
+    assert [e["type"] for e in row["errors"]] == ["LeaseExpired"] * MAX_ATTEMPTS
+    assert [e["attempt"] for e in row["errors"]] == [1, 2, 3]
+    assert row["finished_at"] == clock.now()
 
 
-async def test_stale_worker_cannot_complete_a_job_handed_to_someone_else(
-    store: PostgresStore, clock: conveyor.FrozenClock, conn: psycopg.Connection[Any]
+async def test_stale_worker_cannot_touch_a_job_claimed_by_someone_else(
+    store: PostgresStore,
+    clock: conveyor.FrozenClock,
+    task: conveyor.Task[Any],
+    conn: psycopg.Connection[Any],
 ) -> None:
-    job_id = _enqueue(conn, clock)
-    _, stale = await _claim(store, clock)
-    clock.advance(seconds=31)
+    job_id = task.enqueue()
+    stale = await _claim_one(store, clock, worker="stale")
+    clock.advance(seconds=LEASE + 1)
     await JobRescuer(store, clock=clock).run_once()
-    _, fresh = await _claim(store, clock)
-    assert await store.job_complete_many([Completion(job_id, stale)], now=clock.now()) == set()
+    fresh = await _claim_one(store, clock, worker="fresh")
+    now = clock.now()
+    assert await store.job_complete_many([Completion(job_id, stale)], now=now) == set()
     failure = Failure(job_id, stale, {"type": "X", "message": "late"}, None)
-    assert await store.job_fail_many([failure], now=clock.now()) == set()
-    assert await store.job_extend_lease([(job_id, stale)], 30, now=clock.now()) == set()
-    assert _state(conn, job_id) == ("running", 2)
-    assert await store.job_complete_many([Completion(job_id, fresh)], now=clock.now()) == {job_id}
+    assert await store.job_fail_many([failure], now=now) == set()
+    assert await store.job_extend_lease([(job_id, stale)], LEASE, now=now) == set()
+    assert await store.job_release_many([(job_id, stale)], now=now) == 0
+    row = _row(conn, job_id)
+    assert (row["state"], row["attempt"], row["worker_id"]) == ("running", 2, "fresh")
+    assert await store.job_complete_many([Completion(job_id, fresh, '"ok"')], now=now) == {job_id}
     assert _state(conn, job_id) == ("completed", 2)
+    assert _row(conn, job_id)["result"] == "ok"
 
 
-async def test_renewed_lease_outlives_the_original(
-    store: PostgresStore, clock: conveyor.FrozenClock, conn: psycopg.Connection[Any]
+async def test_heartbeat_keeps_a_lease_alive_across_clock_advances(
+    store: PostgresStore,
+    clock: conveyor.FrozenClock,
+    task: conveyor.Task[Any],
+    conn: psycopg.Connection[Any],
 ) -> None:
-    job_id = _enqueue(conn, clock)
-    _, token = await _claim(store, clock)
+    renewed, abandoned = task.enqueue(n=1), task.enqueue(n=2)
+    held = dict(await _claim(store, clock, limit=2))
+    assert set(held) == {renewed, abandoned}
     rescuer = JobRescuer(store, clock=clock)
+    rescued = []
     for _ in range(5):
-        clock.advance(seconds=20)
-        assert await store.job_extend_lease([(job_id, token)], 30, now=clock.now()) == {job_id}
-        assert await rescuer.run_once() == Rescued(retried=0, failed=0)
-    assert _state(conn, job_id) == ("running", 1)
+        clock.advance(seconds=LEASE * 2 / 3)
+        extended = await store.job_extend_lease([(renewed, held[renewed])], LEASE, now=clock.now())
+        assert extended == {renewed}
+        rescued.append(await rescuer.run_once())
+    assert _state(conn, renewed) == ("running", 1)
+    assert _state(conn, abandoned) == ("available", 1)
+    assert rescued == [Rescued(0, 0), Rescued(1, 0), Rescued(0, 0), Rescued(0, 0), Rescued(0, 0)]
 
 
-async def test_scheduler_promotes_jobs_only_when_their_time_came(
-    store: PostgresStore, clock: conveyor.FrozenClock, conn: psycopg.Connection[Any]
+# -- scheduling -------------------------------------------------------------------------------
+
+
+async def test_scheduler_promotes_due_jobs_only_when_their_time_came(
+    store: PostgresStore,
+    clock: conveyor.FrozenClock,
+    task: conveyor.Task[Any],
+    conn: psycopg.Connection[Any],
 ) -> None:
-    conn.execute(
-        "INSERT INTO conveyor.job (task, state, run_at) VALUES ('t', 'scheduled', %s),"
-        " ('t', 'retryable', %s)",
-        (clock.now() + timedelta(minutes=5), clock.now() + timedelta(minutes=10)),
-    )
+    soon = task.with_options(delay=timedelta(minutes=5)).enqueue()
+    later = task.with_options(run_at=clock.now() + timedelta(minutes=10)).enqueue()
+    assert _state(conn, soon)[0] == _state(conn, later)[0] == "scheduled"
     scheduler = JobScheduler(store, clock=clock)
     assert await scheduler.run_once() == 0
-    clock.advance(minutes=5)
-    assert await scheduler.run_once() == 1
-    clock.advance(minutes=5)
-    assert await scheduler.run_once() == 1
-    states = conn.execute("SELECT state FROM conveyor.job").fetchall()
-    assert states == [("available",), ("available",)]
-
-
-async def test_failed_attempt_waits_for_its_backoff(
-    store: PostgresStore, clock: conveyor.FrozenClock, conn: psycopg.Connection[Any]
-) -> None:
-    job_id = _enqueue(conn, clock)
-    _, token = await _claim(store, clock)
-    failure = Failure(job_id, token, {"type": "E", "message": "m"}, retry_in=60)
-    assert await store.job_fail_many([failure], now=clock.now()) == {job_id}
-    scheduler = JobScheduler(store, clock=clock)
-    clock.advance(seconds=59)
+    clock.advance(minutes=5, seconds=-1)
     assert await scheduler.run_once() == 0
     clock.advance(seconds=1)
     assert await scheduler.run_once() == 1
+    assert (_state(conn, soon)[0], _state(conn, later)[0]) == ("available", "scheduled")
+    clock.advance(minutes=5)
+    assert await scheduler.run_once() == 1
+    assert _state(conn, later)[0] == "available"
 
 
-async def test_pruner_keeps_jobs_younger_than_their_retention(
+async def test_failed_attempt_is_retryable_until_its_backoff_passed(
+    store: PostgresStore,
+    clock: conveyor.FrozenClock,
+    task: conveyor.Task[Any],
+    conn: psycopg.Connection[Any],
+) -> None:
+    job_id = task.enqueue()
+    token = await _claim_one(store, clock)
+    failure = Failure(job_id, token, {"type": "E", "message": "m"}, retry_in=60)
+    assert await store.job_fail_many([failure], now=clock.now()) == {job_id}
+    assert _state(conn, job_id) == ("retryable", 1)
+    scheduler = JobScheduler(store, clock=clock)
+    clock.advance(seconds=59)
+    assert await scheduler.run_once() == 0
+    assert await _claim(store, clock) == [], "a retryable job is not claimable"
+    clock.advance(seconds=1)
+    assert await scheduler.run_once() == 1
+    assert _state(conn, job_id) == ("available", 1)
+
+
+# -- release ----------------------------------------------------------------------------------
+
+
+async def test_release_puts_a_job_back_without_counting_the_attempt(
+    store: PostgresStore,
+    clock: conveyor.FrozenClock,
+    task: conveyor.Task[Any],
+    conn: psycopg.Connection[Any],
+) -> None:
+    job_id = task.enqueue()
+    token = await _claim_one(store, clock)
+    assert await store.job_release_many([(job_id, token)], now=clock.now()) == 1
+    row = _row(conn, job_id)
+    assert (row["state"], row["attempt"], row["errors"], row["worker_id"]) == (
+        "available",
+        0,
+        [],
+        None,
+    )
+    assert await store.job_complete_many([Completion(job_id, token)], now=clock.now()) == set()
+    await _claim_one(store, clock, worker="w2")
+    assert _state(conn, job_id) == ("running", 1)
+
+
+# -- pruning ----------------------------------------------------------------------------------
+
+
+async def test_pruner_deletes_only_what_is_past_the_default_retention(
     store: PostgresStore, clock: conveyor.FrozenClock, conn: psycopg.Connection[Any]
 ) -> None:
+    ages = {
+        1: ("completed", timedelta(hours=23)),
+        2: ("completed", timedelta(hours=25)),
+        3: ("failed", timedelta(days=13)),
+        4: ("failed", timedelta(days=15)),
+        5: ("cancelled", timedelta(hours=23)),
+        6: ("cancelled", timedelta(hours=25)),
+    }
     now = clock.now()
-    conn.execute(
-        "INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, args, errors,"
-        " created_at, run_at, finished_at) SELECT n, 't', 'default', s, 0, 1, '{}', '[]', %(t)s,"
-        " %(t)s, %(t)s - make_interval(hours => h) FROM (VALUES (1, 'completed', 23),"
-        " (2, 'completed', 25), (3, 'failed', 24 * 13), (4, 'failed', 24 * 15),"
-        " (5, 'cancelled', 25)) AS v(n, s, h)",
-        {"t": now},
-    )
-    conn.execute(
-        "INSERT INTO conveyor.idempotency_key (key, created_at) VALUES ('old', %s), ('new', %s)",
-        (now - timedelta(days=8), now - timedelta(days=6)),
-    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, args,"
+            " errors, created_at, run_at, finished_at)"
+            " VALUES (%s, 't', 'default', %s, 0, 1, '{}', '[]', %s, %s, %s)",
+            [(n, state, now - age, now - age, now - age) for n, (state, age) in ages.items()],
+        )
+        cur.executemany(
+            "INSERT INTO conveyor.idempotency_key (key, created_at) VALUES (%s, %s)",
+            [("old", now - timedelta(days=7, seconds=1)), ("new", now - timedelta(days=6))],
+        )
     retention = conveyor.Retention()
     pruner = JobPruner(
         store,
@@ -181,27 +279,80 @@ async def test_pruner_keeps_jobs_younger_than_their_retention(
         clock=clock,
     )
     assert await pruner.run_once() == Pruned(jobs=3, idempotency_keys=1)
-    kept = conn.execute("SELECT id FROM conveyor.job_done ORDER BY id").fetchall()
-    assert kept == [(1,), (3,)]
+    assert conn.execute("SELECT id FROM conveyor.job_done ORDER BY id").fetchall() == [
+        (1,),
+        (3,),
+        (5,),
+    ]
+    assert conn.execute("SELECT key FROM conveyor.idempotency_key").fetchall() == [("new",)]
+    assert await pruner.run_once() == Pruned(jobs=0, idempotency_keys=0)
+    clock.advance(days=2)
+    assert await pruner.run_once() == Pruned(jobs=3, idempotency_keys=1)
+    assert conn.execute("SELECT count(*) FROM conveyor.jobs").fetchone() == (0,)
 
 
-async def test_release_puts_a_job_back_without_counting_the_attempt(
-    store: PostgresStore, clock: conveyor.FrozenClock, conn: psycopg.Connection[Any]
+def test_default_retention_is_a_day_for_finished_jobs_two_weeks_for_failed_ones() -> None:
+    assert conveyor.Retention() == conveyor.Retention(
+        completed=timedelta(hours=24),
+        cancelled=timedelta(hours=24),
+        failed=timedelta(days=14),
+        idempotency_keys=timedelta(days=7),
+    )
+
+
+async def test_pruner_never_touches_active_jobs(
+    store: PostgresStore,
+    clock: conveyor.FrozenClock,
+    task: conveyor.Task[Any],
+    conn: psycopg.Connection[Any],
 ) -> None:
-    job_id = _enqueue(conn, clock)
-    _, token = await _claim(store, clock)
-    assert await store.job_release_many([(job_id, token)], now=clock.now()) == 1
-    assert _state(conn, job_id) == ("available", 0)
+    task.enqueue()
+    task.with_options(delay=3600).enqueue()
+    clock.advance(days=365)
+    retention = conveyor.Retention()
+    pruner = JobPruner(
+        store,
+        completed=retention.completed,
+        cancelled=retention.cancelled,
+        failed=retention.failed,
+        idempotency_keys=retention.idempotency_keys,
+        clock=clock,
+    )
+    assert await pruner.run_once() == Pruned(jobs=0, idempotency_keys=0)
+    assert conn.execute("SELECT count(*) FROM conveyor.job").fetchone() == (2,)
 
 
-async def test_only_one_leader_at_a_time_and_the_next_takes_over(db: str) -> None:
+# -- leader election --------------------------------------------------------------------------
+
+
+async def test_only_one_of_two_is_leader_and_the_other_takes_over_when_it_closes(db: str) -> None:
     first, second = LeaderLock(db), LeaderLock(db)
     try:
         assert await first.attempt_elect()
         assert not await second.attempt_elect()
-        assert await first.attempt_elect()
+        assert await first.attempt_elect(), "the leader stays leader"
+        assert not await second.attempt_elect()
         await first.close()
+        assert not first.is_leader
         await eventually(second.attempt_elect, timeout=5)
+        assert not await first.attempt_elect()
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_leadership_moves_on_when_the_leaders_session_is_cut_off(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    first, second = LeaderLock(db), LeaderLock(db)
+    try:
+        assert await first.attempt_elect()
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'conveyor-leader'"
+        )
+        await eventually(second.attempt_elect, timeout=5)
+        assert not await first.attempt_elect(), "the old leader must notice it lost the lock"
     finally:
         await first.close()
         await second.close()

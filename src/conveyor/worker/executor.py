@@ -213,7 +213,7 @@ def _describe(exc: BaseException, attempt: int) -> dict[str, Any]:
     )
     return {
         "type": name,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
+        "message": codec.storable_text(str(exc)),
+        "traceback": codec.storable_text("".join(traceback.format_exception(exc))),
         "attempt": attempt,
     }

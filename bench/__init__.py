@@ -1,0 +1,1 @@
+"""Conveyor's benchmark: `python -m bench` (see docs/benchmarks.md)."""
