@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, overload
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
+from conveyor._store.pool_check import IdleCheck
 from conveyor.clock import Clock, SystemClock
 from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from conveyor.errors import ConfigError, DatabaseUnavailableError, UnknownTaskError
@@ -70,6 +71,7 @@ class Conveyor:
         self._migrated = False
         self._pool: ConnectionPool[Any] | None = None
         self._apools: dict[int, AsyncConnectionPool[Any]] = {}
+        self._idle_check = IdleCheck()
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -200,8 +202,9 @@ class Conveyor:
                     open=True,
                     timeout=10.0,
                     kwargs={"application_name": "conveyor-client", "autocommit": True},
-                    # a round trip per checkout buys enqueue that survives database restarts
-                    check=ConnectionPool.check_connection,
+                    # connections idle a while are checked: enqueue survives database restarts
+                    check=self._idle_check.check,
+                    reset=self._idle_check.reset,
                 )
             pool = self._pool
         return _Guard(pool.connection())
@@ -218,7 +221,8 @@ class Conveyor:
                 open=False,
                 timeout=10.0,
                 kwargs={"application_name": "conveyor-client", "autocommit": True},
-                check=AsyncConnectionPool.check_connection,
+                check=self._idle_check.acheck,
+                reset=self._idle_check.areset,
             )
             self._apools[id(loop)] = pool
         return _AsyncGuard(pool)

@@ -56,9 +56,24 @@ class Inserted:
     created: list[bool]
 
 
-def _params(specs: Sequence[JobSpec], now: datetime | None) -> dict[str, Any]:
+def _statement(specs: Sequence[JobSpec], now: datetime | None) -> tuple[str, dict[str, Any]]:
+    """The insert for these jobs and its parameters: one row, or a JSON recordset of many."""
+    if len(specs) == 1:
+        s = specs[0]
+        return sql("job_insert_one"), {
+            "task": s.task,
+            "queue": s.queue,
+            "args": s.args_json,
+            "priority": s.priority,
+            "max_attempts": s.max_attempts,
+            "run_at": s.run_at,
+            "delay": s.delay,
+            "unique_key": s.unique_key,
+            "timeout_seconds": s.timeout_seconds,
+            "now": now,
+        }
     document = "[" + ",".join(spec.to_json(i) for i, spec in enumerate(specs)) + "]"
-    return {"jobs": document, "now": now}
+    return sql("job_insert_many"), {"jobs": document, "now": now}
 
 
 def _parse(rows: list[Row]) -> tuple[list[int | None], list[bool]]:
@@ -150,7 +165,7 @@ def insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
     """Insert on a sync connection (the caller's transaction, if one is open)."""
     if _use_copy(conn, specs):
         return copy_jobs(conn, specs, now)
-    ids, created = _parse(run_sync(conn, sql("job_insert_many"), _params(specs, now)))
+    ids, created = _parse(run_sync(conn, *_statement(specs, now)))
     for _ in range(_ATTEMPTS):
         pending = _pending(specs, ids)
         if not pending:
@@ -161,9 +176,7 @@ def insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
         # Keys whose holder finished in between: insert those jobs again.
         retry = _pending(specs, ids)
         if retry:
-            again, made = _parse(
-                run_sync(conn, sql("job_insert_many"), _params([specs[n] for n in retry], now))
-            )
+            again, made = _parse(run_sync(conn, *_statement([specs[n] for n in retry], now)))
             for n, job_id, was_made in zip(retry, again, made, strict=True):
                 ids[n], created[n] = job_id, was_made
     raise RuntimeError(_RACE)
@@ -175,7 +188,7 @@ async def ainsert_jobs(
     """Insert on an async connection (the caller's transaction, if one is open)."""
     if _use_copy(conn, specs):
         return await acopy_jobs(conn, specs, now)
-    ids, created = _parse(await run_async(conn, sql("job_insert_many"), _params(specs, now)))
+    ids, created = _parse(await run_async(conn, *_statement(specs, now)))
     for _ in range(_ATTEMPTS):
         pending = _pending(specs, ids)
         if not pending:
@@ -185,11 +198,7 @@ async def ainsert_jobs(
         _apply(ids, pending, specs, rows)
         retry = _pending(specs, ids)
         if retry:
-            again, made = _parse(
-                await run_async(
-                    conn, sql("job_insert_many"), _params([specs[n] for n in retry], now)
-                )
-            )
+            again, made = _parse(await run_async(conn, *_statement([specs[n] for n in retry], now)))
             for n, job_id, was_made in zip(retry, again, made, strict=True):
                 ids[n], created[n] = job_id, was_made
     raise RuntimeError(_RACE)

@@ -15,9 +15,11 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor._store.caller import Row, run_sync
-from conveyor._store.protocol import Completion, Failure, Pruned, Rescued, Store
+from conveyor._store.protocol import Completion, Failure, Pruned, Rescued, Store, TableName
 from conveyor._store.queries import sql
 from conveyor.job import Job
+
+_VACUUM: dict[TableName, str] = {"job": "job_table_vacuum", "job_done": "job_done_table_vacuum"}
 
 
 class PostgresStore:
@@ -230,12 +232,12 @@ class PostgresStore:
             )
             return Pruned(jobs=jobs.rowcount, idempotency_keys=keys.rowcount)
 
-    async def job_table_dead_tuples(self) -> tuple[int, int]:
-        rows = await self._rows("job_table_dead_tuples", {})
-        return (int(rows[0]["dead"]), int(rows[0]["live"])) if rows else (0, 0)
+    async def table_dead_tuples(self) -> dict[str, tuple[int, int]]:
+        rows = await self._rows("table_dead_tuples", {})
+        return {str(r["name"]): (int(r["dead"]), int(r["live"])) for r in rows}
 
-    async def job_table_vacuum(self) -> None:
-        await self._rows("job_table_vacuum", {})
+    async def table_vacuum(self, table: TableName) -> None:
+        await self._rows(_VACUUM[table], {})
 
     # -- idempotency keys ---------------------------------------------------------------------
 

@@ -10,10 +10,13 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from conveyor.job import Job
+
+#: Tables the vacuumer looks after.
+TableName = Literal["job", "job_done"]
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,9 @@ class Store(Protocol):
         now: datetime | None = None,
     ) -> Pruned: ...
 
-    async def job_table_dead_tuples(self) -> tuple[int, int]: ...
+    async def table_dead_tuples(self) -> dict[str, tuple[int, int]]: ...
 
-    async def job_table_vacuum(self) -> None: ...
+    async def table_vacuum(self, table: TableName) -> None: ...
 
     async def idempotency_get(self, key: str) -> tuple[bool, Any]: ...
 

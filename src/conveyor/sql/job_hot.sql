@@ -50,6 +50,37 @@ SELECT i.ord, coalesce(ins.id, dup.id, old.id) AS id, ins.id IS NOT NULL AS crea
   ) old ON true
  ORDER BY i.ord;
 
+-- name: job_insert_one
+-- Insert one job (the common single enqueue, lighter than job_insert_many's JSON recordset);
+-- return its id, or the id of the active job already holding its unique key. Same columns
+-- as job_insert_many.
+WITH n AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+), r AS (
+    SELECT n.t, coalesce(%(run_at)s::timestamptz,
+                         n.t + make_interval(secs => coalesce(%(delay)s::float8, 0))) AS run_at
+      FROM n
+), ins AS (
+    INSERT INTO conveyor.job (task, queue, args, priority, max_attempts, run_at, state,
+                              unique_key, timeout_seconds, created_at)
+    SELECT %(task)s::text, coalesce(%(queue)s::text, 'default'), %(args)s::jsonb,
+           coalesce(%(priority)s::int, 0), %(max_attempts)s::int, r.run_at,
+           CASE WHEN r.run_at > r.t THEN 'scheduled' ELSE 'available' END,
+           %(unique_key)s::text, %(timeout_seconds)s::float8, r.t
+      FROM r
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+    RETURNING id, queue, state
+), notified AS (
+    SELECT count(pg_notify('conveyor_jobs', ins.queue)) AS n FROM ins WHERE ins.state = 'available'
+)
+SELECT 0 AS ord,
+       coalesce((SELECT id FROM ins),
+                (SELECT o.id FROM conveyor.job o
+                  WHERE o.unique_key = %(unique_key)s::text AND NOT EXISTS (SELECT FROM ins)))
+         AS id,
+       EXISTS (SELECT FROM ins) AS created,
+       (SELECT notified.n FROM notified) AS notified;
+
 -- name: job_reserve_ids
 -- Draw %(n)s job ids (for COPY), with the database's now.
 SELECT nextval('conveyor.job_id_seq') AS id, coalesce(%(now)s::timestamptz, now()) AS now
@@ -83,8 +114,10 @@ UPDATE conveyor.job j
            SELECT d.max_attempts
              FROM unnest(%(tasks)s::text[], %(task_max_attempts)s::int[]) AS d(task, max_attempts)
             WHERE d.task = j.task LIMIT 1))
-  FROM picked, n
- WHERE j.id = picked.id
+  FROM n
+ -- ARRAY(...) keeps the planner on the primary key: a join with `picked` is planned as a hash
+ -- join over a sequential scan of the whole table when a few thousand jobs wait
+ WHERE j.id = ANY(ARRAY(SELECT picked.id FROM picked))
 -- errors stay behind: the handler does not need them, and parsing them costs every claim
 RETURNING j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts, j.args,
           NULL::jsonb AS errors, j.unique_key, j.timeout_seconds, j.created_at, j.run_at, j.attempted_at,

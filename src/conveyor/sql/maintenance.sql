@@ -96,11 +96,15 @@ SELECT pg_try_advisory_lock(hashtextextended('conveyor.leader', 0)) AS leader;
 -- name: leader_unlock
 SELECT pg_advisory_unlock(hashtextextended('conveyor.leader', 0)) AS released;
 
--- name: job_table_dead_tuples
--- Dead and live row estimates of the hot table (for the vacuumer).
-SELECT coalesce(n_dead_tup, 0) AS dead, coalesce(n_live_tup, 0) AS live
-  FROM pg_stat_user_tables WHERE schemaname = 'conveyor' AND relname = 'job';
+-- name: table_dead_tuples
+-- Dead and live row estimates of the hot table and the history (for the vacuumer).
+SELECT relname AS name, coalesce(n_dead_tup, 0) AS dead, coalesce(n_live_tup, 0) AS live
+  FROM pg_stat_user_tables WHERE schemaname = 'conveyor' AND relname IN ('job', 'job_done');
 
 -- name: job_table_vacuum
 -- VACUUM cannot take parameters or run in a transaction: a fixed statement on autocommit.
 VACUUM (ANALYZE) conveyor.job;
+
+-- name: job_done_table_vacuum
+-- Also summarizes new block ranges of the BRIN index on finished_at, which the pruner uses.
+VACUUM (ANALYZE) conveyor.job_done;

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import psycopg
 import psycopg_pool
 
+from conveyor import codec
 from conveyor._store.protocol import Completion, Failure, Store
 from conveyor.job import Job
 from conveyor.worker.outcome import Failed, Outcome, Succeeded
@@ -17,6 +18,15 @@ from conveyor.worker.outcome import Failed, Outcome, Succeeded
 log = logging.getLogger("conveyor.worker")
 
 Recorded = Callable[[Job, Outcome, bool], None]
+
+# Worth retrying: the connection or the server is down, or a conflict that passes.
+_TRANSIENT = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+    psycopg_pool.PoolTimeout,
+)
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,8 @@ class _Item:
 
 class Completer:
     """Collects outcomes while a flush is in flight, so batches form under load and a lone
-    job is recorded at once. A failed flush is retried with backoff; nothing is dropped."""
+    job is recorded at once. A flush that fails for a passing reason is retried with backoff;
+    one the database refuses for good is split to isolate the bad outcome."""
 
     def __init__(self, store: Store, on_recorded: Recorded, *, max_batch: int = 1000) -> None:
         self._store = store
@@ -66,12 +77,42 @@ class Completer:
             try:
                 await self._flush(batch)
                 return
-            except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            except _TRANSIENT as exc:
                 log.warning(
                     "cannot record %d job outcomes (%s); retrying in %.1fs", len(batch), exc, delay
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+            except Exception as exc:  # noqa: BLE001 - one bad outcome must not stall the rest
+                await self._isolate(batch, exc)
+                return
+
+    async def _isolate(self, batch: list[_Item], exc: Exception) -> None:
+        """A batch that the database refuses for good (say, a result Postgres JSON cannot
+        hold) is recorded one outcome at a time, so only the bad one is affected; a success
+        that cannot be recorded fails the job with the reason instead."""
+        if len(batch) > 1:
+            for item in batch:
+                await self._flush_with_retry([item])
+            return
+        item = batch[0]
+        if isinstance(item.outcome, Succeeded):
+            log.error("job %d: cannot record its result (%s); failing it", item.job.id, exc)
+            error = {
+                "type": "ResultNotRecorded",
+                "message": codec.storable_text(
+                    f"the database refused the job's outcome ({type(exc).__name__}: {exc});"
+                    " return a JSON value Postgres can store, or store large results elsewhere"
+                ),
+                "traceback": None,
+                "attempt": item.job.attempt,
+            }
+            await self._flush_with_retry([_Item(item.job, item.token, Failed(error, None))])
+            return
+        # A failure record that is refused for good: the lease runs out and the rescuer
+        # records the lost attempt instead, so the job is not lost.
+        log.error("job %d: cannot record its failed attempt (%s)", item.job.id, exc)
+        self._on_recorded(item.job, item.outcome, False)
 
     async def _flush(self, batch: list[_Item]) -> None:
         completions = [

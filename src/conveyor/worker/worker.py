@@ -20,7 +20,7 @@ from conveyor.job import Job
 from conveyor.maintenance.pruner import JobPruner
 from conveyor.maintenance.rescuer import JobRescuer
 from conveyor.maintenance.scheduler import JobScheduler
-from conveyor.maintenance.vacuumer import JobVacuumer
+from conveyor.maintenance.vacuumer import TableVacuumer
 from conveyor.migrate import Migrator
 from conveyor.worker.completer import Completer
 from conveyor.worker.config import WorkerConfig
@@ -237,7 +237,7 @@ class Worker:
         return [
             JobScheduler(store, interval=self.config.promote_interval, clock=self.app.clock),
             JobRescuer(store, interval=self.config.rescue_interval, clock=self.app.clock),
-            JobVacuumer(store),
+            TableVacuumer(store),
             JobPruner(
                 store,
                 completed=retention.completed,
