@@ -14,7 +14,8 @@ from conveyor.errors import (
     UnknownTaskError,
 )
 from conveyor.job import Job, JobState
-from conveyor.outcome import FailNow, Retry
+from conveyor.outcome import FailNow, Retry, SnoozeQueue
+from conveyor.queues import QueueInfo, QueueLimits, RateLimit
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task
 from conveyor.worker import Worker, WorkerConfig
@@ -35,10 +36,14 @@ __all__ = [
     "JobState",
     "JobTimeout",
     "PayloadError",
+    "QueueInfo",
+    "QueueLimits",
+    "RateLimit",
     "Retention",
     "Retry",
     "RetryPolicy",
     "SchemaError",
+    "SnoozeQueue",
     "SystemClock",
     "Task",
     "UnknownTaskError",

@@ -67,6 +67,8 @@ class Conveyor:
         self.retention = retention or Retention()
         self.clock: Clock = clock or SystemClock()
         self.tasks: dict[str, Task[Any]] = {}
+        #: Queue limits declared in code, written to the database when a worker starts.
+        self.queue_settings: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
         self._migrated = False
         self._pool: ConnectionPool[Any] | None = None
@@ -95,6 +97,15 @@ class Conveyor:
     def migrate(self) -> list[Migration]:
         """Apply pending schema migrations; safe to call from many processes at once."""
         return Migrator(self.database_url).migrate()
+
+    def queue(self, name: str, **settings: Any) -> None:
+        """Declare a queue's limits in code (see Client.configure_queue for the settings);
+        every worker of this app writes them to the database when it starts, so all
+        workers share them. Settings not named here can still be changed at run time."""
+        from conveyor.client import validate_queue_settings
+
+        validate_queue_settings(settings)
+        self.queue_settings[name] = dict(settings)
 
     # -- tasks --------------------------------------------------------------------------------
 

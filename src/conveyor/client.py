@@ -6,14 +6,17 @@ rows); Client runs ops on a sync connection and AsyncClient on an async one.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from conveyor._store.caller import Row, run_async, run_sync
 from conveyor._store.queries import sql
-from conveyor.errors import JobNotFoundError
+from conveyor.errors import ConfigError, JobNotFoundError
 from conveyor.job import Job, JobState
+from conveyor.queues import FIELDS, QueueInfo, QueueLimits, RateLimit, configure_params, limits
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -159,6 +162,83 @@ class _Ops:
             read,
         )
 
+    @staticmethod
+    def configure_queue(name: str, changes: dict[str, Any]) -> _Op[str]:
+        return _Op([("queue_configure", configure_queue_params(name, changes))], lambda r: name)
+
+    @staticmethod
+    def pause_queue(name: str) -> _Op[str]:
+        return _Op([("queue_pause", {"name": name, "now": None})], lambda r: name)
+
+    @staticmethod
+    def resume_queue(name: str) -> _Op[bool]:
+        return _Op([("queue_resume", {"name": name, "now": None})], lambda r: bool(r[0]))
+
+    @staticmethod
+    def snooze_queue(name: str, seconds: float, reason: str | None) -> _Op[str]:
+        params = {"name": name, "seconds": seconds, "reason": reason, "now": None}
+        return _Op([("queue_snooze", params)], lambda r: name)
+
+    @staticmethod
+    def queues() -> _Op[list[QueueInfo]]:
+        def read(results: list[list[Row]]) -> list[QueueInfo]:
+            return [_queue_info(row) for row in results[0]]
+
+        return _Op([("queue_list", {})], read)
+
+
+_GROUPS = {"key_concurrency": "key", "on_full": "max_depth"}
+
+
+def validate_queue_settings(changes: dict[str, Any]) -> QueueLimits:
+    """Check queue settings by name and value; raise ConfigError naming the fix."""
+    unknown = sorted(set(changes) - set(FIELDS) - set(_GROUPS))
+    if unknown:
+        known = [*FIELDS, *_GROUPS]
+        hints = [difflib.get_close_matches(u, known, 1) for u in unknown]
+        hint = (
+            "; did you mean " + ", ".join(repr(h[0]) for h in hints if h) + "?"
+            if any(hints)
+            else ""
+        )
+        raise ConfigError(
+            f"unknown queue setting(s) {', '.join(map(repr, unknown))}{hint} (settings:"
+            f" {', '.join(known)})"
+        )
+    return limits(**changes)
+
+
+def configure_queue_params(name: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Parameters of queue_configure for the named settings only."""
+    values = validate_queue_settings(changes)
+    fields = tuple(sorted({_GROUPS.get(k, k) for k in changes}))
+    return configure_params(name, values, fields, None)
+
+
+def _queue_info(row: Row) -> QueueInfo:
+    rate = (
+        RateLimit(row["rate_limit"], timedelta(seconds=row["rate_period"]))
+        if row["rate_limit"]
+        else None
+    )
+    return QueueInfo(
+        name=row["name"],
+        paused=bool(row["paused"]),
+        snoozed_until=row["snoozed_until"],
+        snooze_reason=row["snooze_reason"],
+        limits=QueueLimits(
+            concurrency=row["concurrency"],
+            key=row["key_arg"],
+            key_concurrency=row["key_concurrency"],
+            rate_limit=rate,
+            max_depth=row["max_depth"],
+            on_full=row["on_full"],
+        ),
+        dropped=int(row["dropped"]),
+        waiting=int(row["waiting"]),
+        running=int(row["running"]),
+    )
+
 
 class Client:
     """Sync admin API over the app's own connection pool."""
@@ -207,6 +287,28 @@ class Client:
     def status(self) -> Status:
         """Counts by state per queue, oldest available age, and tasks no live worker knows."""
         return self._run(_Ops.status())
+
+    def configure_queue(self, name: str, **changes: Any) -> None:
+        """Set limits of a queue for every worker: concurrency, key with key_concurrency,
+        rate_limit ('100/minute' or RateLimit), max_depth with on_full. None removes one;
+        settings not named stay as they are."""
+        self._run(_Ops.configure_queue(name, changes))
+
+    def pause_queue(self, name: str) -> None:
+        """Stop new jobs of a queue from starting; running jobs finish, enqueue goes on."""
+        self._run(_Ops.pause_queue(name))
+
+    def resume_queue(self, name: str) -> bool:
+        """Let a paused (or snoozed) queue's jobs start again; False if it had no controls."""
+        return self._run(_Ops.resume_queue(name))
+
+    def snooze_queue(self, name: str, seconds: float, reason: str | None = None) -> None:
+        """Hold a queue's jobs back for `seconds` (its downstream is down)."""
+        self._run(_Ops.snooze_queue(name, seconds, reason))
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue with controls or jobs: controls, waiting and running counts."""
+        return self._run(_Ops.queues())
 
 
 class AsyncClient:
@@ -257,3 +359,23 @@ class AsyncClient:
     async def status(self) -> Status:
         """Async twin of Client.status()."""
         return await self._run(_Ops.status())
+
+    async def configure_queue(self, name: str, **changes: Any) -> None:
+        """Async twin of Client.configure_queue()."""
+        await self._run(_Ops.configure_queue(name, changes))
+
+    async def pause_queue(self, name: str) -> None:
+        """Async twin of Client.pause_queue()."""
+        await self._run(_Ops.pause_queue(name))
+
+    async def resume_queue(self, name: str) -> bool:
+        """Async twin of Client.resume_queue()."""
+        return await self._run(_Ops.resume_queue(name))
+
+    async def snooze_queue(self, name: str, seconds: float, reason: str | None = None) -> None:
+        """Async twin of Client.snooze_queue()."""
+        await self._run(_Ops.snooze_queue(name, seconds, reason))
+
+    async def queues(self) -> list[QueueInfo]:
+        """Async twin of Client.queues()."""
+        return await self._run(_Ops.queues())

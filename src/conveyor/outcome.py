@@ -1,4 +1,5 @@
-"""Control flow a handler can raise: retry later, or fail now without retrying."""
+"""Control flow a handler can raise: retry later, fail now without retrying, or snooze the
+queue because its downstream is down."""
 
 from __future__ import annotations
 
@@ -26,3 +27,18 @@ class FailNow(Exception):  # noqa: N818 - an instruction, like Retry
 
     Use it for errors a retry cannot fix: a missing record, invalid input.
     """
+
+
+class SnoozeQueue(Exception):  # noqa: N818 - an instruction, like Retry
+    """Raise in a handler when the queue's downstream is down (the mail provider answers 503):
+    the job goes back to its queue without counting the attempt, and no job of the queue
+    starts on any worker for `duration`, instead of every job burning its attempts.
+    """
+
+    def __init__(self, duration: float | timedelta, reason: str = "downstream unavailable") -> None:
+        seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
+        if seconds <= 0:
+            raise ValueError(f"SnoozeQueue(duration) must be > 0 seconds, got {seconds}")
+        super().__init__(reason)
+        self.duration = seconds
+        self.reason = reason

@@ -141,6 +141,7 @@ def copy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) 
         with cur.copy(_COPY) as copy:
             for row in rows:
                 copy.write_row(row)
+        cur.execute(sql("job_set_concurrency_keys"), {"ids": ids})
         for queue in sorted(wake):
             cur.execute("SELECT pg_notify('conveyor_jobs', %s)", (queue,))
     return Inserted(ids, [True] * len(ids))
@@ -156,6 +157,7 @@ async def acopy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None =
         async with cur.copy(_COPY) as copy:
             for row in rows:
                 await copy.write_row(row)
+        await cur.execute(sql("job_set_concurrency_keys"), {"ids": ids})
         for queue in sorted(wake):
             await cur.execute("SELECT pg_notify('conveyor_jobs', %s)", (queue,))
     return Inserted(ids, [True] * len(ids))

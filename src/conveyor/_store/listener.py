@@ -12,6 +12,7 @@ log = logging.getLogger("conveyor.listener")
 
 JOBS_CHANNEL = "conveyor_jobs"
 CANCEL_CHANNEL = "conveyor_cancel"
+QUEUE_CHANNEL = "conveyor_queue"
 
 OnNotify = Callable[[str, str], None]
 
@@ -26,7 +27,7 @@ class Listener:
         on_notify: OnNotify,
         on_reconnect: Callable[[], None],
         *,
-        channels: tuple[str, ...] = (JOBS_CHANNEL, CANCEL_CHANNEL),
+        channels: tuple[str, ...] = (JOBS_CHANNEL, CANCEL_CHANNEL, QUEUE_CHANNEL),
         max_backoff: float = 10.0,
     ) -> None:
         self._url = database_url

@@ -15,7 +15,15 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor._store.caller import Row, run_sync
-from conveyor._store.protocol import Completion, Failure, Pruned, Rescued, Store, TableName
+from conveyor._store.protocol import (
+    Completion,
+    Failure,
+    Pruned,
+    QueueControl,
+    Rescued,
+    Store,
+    TableName,
+)
 from conveyor._store.queries import sql
 from conveyor.job import Job
 
@@ -128,6 +136,58 @@ class PostgresStore:
             },
         )
         return [Job.from_row(row) for row in rows]
+
+    async def job_fetch_limited(
+        self,
+        *,
+        queue: str,
+        tasks: Sequence[str],
+        task_max_attempts: Sequence[int],
+        limit: int,
+        lease_seconds: float,
+        token: UUID,
+        worker_id: str,
+        now: datetime | None = None,
+    ) -> tuple[list[Job], float | None]:
+        """Claim within the queue's limits, holding its row so counts cannot race; also
+        return how long nothing may start (None: paused, wait for resume; 0: no wait)."""
+        params = {
+            "queue": queue,
+            "tasks": list(tasks),
+            "task_max_attempts": list(task_max_attempts),
+            "limit": limit,
+            "lease_seconds": lease_seconds,
+            "token": token,
+            "worker_id": worker_id,
+            "now": now,
+        }
+        async with self._pool.connection() as conn, conn.transaction():
+            lock = await _fetch(conn, "queue_lock_for_claim", {"queue": queue, "now": now})
+            if not lock or not lock[0]["limited"]:
+                rows = await _fetch(conn, "job_fetch_available", params)
+                return [Job.from_row(row) for row in rows], 0.0
+            if lock[0]["paused"]:
+                return [], None
+            wait = float(lock[0]["wait"] or 0)
+            if wait > 0:
+                return [], wait
+            rows = await _fetch(conn, "job_fetch_limited", params)
+            return [Job.from_row(row) for row in rows], 0.0
+
+    async def queue_controls(
+        self, names: Sequence[str], now: datetime | None = None
+    ) -> dict[str, QueueControl]:
+        rows = await self._rows("queue_controls", {"names": list(names), "now": now})
+        return {
+            r["name"]: QueueControl(bool(r["paused"]), float(r["snoozed_for"] or 0), r["limited"])
+            for r in rows
+        }
+
+    async def job_snooze_queue(
+        self, job_id: int, token: UUID, seconds: float, reason: str, now: datetime | None = None
+    ) -> bool:
+        params = {"id": job_id, "token": token, "seconds": seconds, "reason": reason, "now": now}
+        return bool(await self._rows("job_snooze_queue", params))
 
     async def job_complete_many(
         self, completions: Sequence[Completion], now: datetime | None = None

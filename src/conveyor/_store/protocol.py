@@ -20,6 +20,16 @@ TableName = Literal["job", "job_done"]
 
 
 @dataclass(frozen=True)
+class QueueControl:
+    """What the producer must know of a queue: paused, snoozed for how long, and whether its
+    claims go through the limits."""
+
+    paused: bool
+    snoozed_for: float
+    limited: bool
+
+
+@dataclass(frozen=True)
 class Failure:
     """One failed attempt to record: retry after `retry_in` seconds (database clock), or fail
     for good when it is None."""
@@ -71,6 +81,27 @@ class Store(Protocol):
         worker_id: str,
         now: datetime | None = None,
     ) -> list[Job]: ...
+
+    async def job_fetch_limited(
+        self,
+        *,
+        queue: str,
+        tasks: Sequence[str],
+        task_max_attempts: Sequence[int],
+        limit: int,
+        lease_seconds: float,
+        token: UUID,
+        worker_id: str,
+        now: datetime | None = None,
+    ) -> tuple[list[Job], float | None]: ...
+
+    async def queue_controls(
+        self, names: Sequence[str], now: datetime | None = None
+    ) -> dict[str, QueueControl]: ...
+
+    async def job_snooze_queue(
+        self, job_id: int, token: UUID, seconds: float, reason: str, now: datetime | None = None
+    ) -> bool: ...
 
     async def job_complete_many(
         self, completions: Sequence[Completion], now: datetime | None = None

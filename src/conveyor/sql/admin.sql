@@ -31,13 +31,15 @@ WITH n AS (
     RETURNING d.*
 ), ins AS (
     INSERT INTO conveyor.job (id, task, queue, state, priority, attempt, max_attempts, args,
-                              errors, unique_key, timeout_seconds, created_at, run_at)
+                              errors, unique_key, timeout_seconds, created_at, run_at,
+                              concurrency_key)
     SELECT b.id, b.task, b.queue, 'available', b.priority, b.attempt,
            b.attempt + b.max_attempts, b.args, b.errors,
            -- an active job may hold the key by now; the retried job then runs without it
            CASE WHEN EXISTS (SELECT 1 FROM conveyor.job a WHERE a.unique_key = b.unique_key)
                 THEN NULL ELSE b.unique_key END,
-           b.timeout_seconds, b.created_at, n.t
+           b.timeout_seconds, b.created_at, n.t,
+           (SELECT b.args ->> c.key_arg FROM conveyor.queue c WHERE c.name = b.queue)
       FROM back b, n
     RETURNING id, queue
 ), notified AS (

@@ -20,13 +20,14 @@ WITH n AS (
            timeout_seconds double precision)
 ), ins AS (
     INSERT INTO conveyor.job AS j (id, task, queue, args, priority, max_attempts, run_at, state,
-                                   unique_key, timeout_seconds, created_at)
+                                   unique_key, timeout_seconds, created_at, concurrency_key)
     SELECT i.id, i.task, coalesce(i.queue, 'default'), coalesce(i.args, '{}'),
            coalesce(i.priority, 0), i.max_attempts, r.run_at,
            CASE WHEN r.run_at > n.t THEN 'scheduled' ELSE 'available' END,
-           i.unique_key, i.timeout_seconds, n.t
+           i.unique_key, i.timeout_seconds, n.t, i.args ->> c.key_arg
       FROM input i
      CROSS JOIN n
+      LEFT JOIN conveyor.queue c ON c.name = coalesce(i.queue, 'default')
      CROSS JOIN LATERAL (
            SELECT coalesce(i.run_at, n.t + make_interval(secs => coalesce(i.delay, 0))) AS run_at
      ) r
@@ -62,11 +63,13 @@ WITH n AS (
       FROM n
 ), ins AS (
     INSERT INTO conveyor.job (task, queue, args, priority, max_attempts, run_at, state,
-                              unique_key, timeout_seconds, created_at)
+                              unique_key, timeout_seconds, created_at, concurrency_key)
     SELECT %(task)s::text, coalesce(%(queue)s::text, 'default'), %(args)s::jsonb,
            coalesce(%(priority)s::int, 0), %(max_attempts)s::int, r.run_at,
            CASE WHEN r.run_at > r.t THEN 'scheduled' ELSE 'available' END,
-           %(unique_key)s::text, %(timeout_seconds)s::float8, r.t
+           %(unique_key)s::text, %(timeout_seconds)s::float8, r.t,
+           (SELECT %(args)s::jsonb ->> c.key_arg FROM conveyor.queue c
+             WHERE c.name = coalesce(%(queue)s::text, 'default'))
       FROM r
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING id, queue, state
@@ -86,12 +89,19 @@ SELECT 0 AS ord,
 SELECT nextval('conveyor.job_id_seq') AS id, coalesce(%(now)s::timestamptz, now()) AS now
   FROM generate_series(1, %(n)s);
 
+-- name: job_set_concurrency_keys
+-- After a COPY: give the new jobs of keyed queues their concurrency key.
+UPDATE conveyor.job j SET concurrency_key = j.args ->> c.key_arg
+  FROM conveyor.queue c
+ WHERE j.id = ANY(%(ids)s::bigint[]) AND c.name = j.queue AND c.key_arg IS NOT NULL;
+
 -- name: job_find_by_unique_key
 -- The id of the active job holding each unique key (keys with none are left out).
 SELECT unique_key, id FROM conveyor.job WHERE unique_key = ANY(%(keys)s::text[]);
 
 -- name: job_fetch_available
--- Claim up to %(limit)s available jobs of one queue and the given tasks for this worker.
+-- Claim up to %(limit)s available jobs of one queue and the given tasks for this worker
+-- (a queue without controls: see queue.sql for the others).
 WITH n AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS t
 ), picked AS (
@@ -99,6 +109,12 @@ WITH n AS (
     SELECT j.id
       FROM conveyor.job j
      WHERE j.state = 'available' AND j.queue = %(queue)s AND j.task = ANY(%(tasks)s::text[])
+       -- a paused, snoozed or limited queue is claimed by job_fetch_limited or not at all
+       AND NOT EXISTS (SELECT FROM conveyor.queue c, n
+                        WHERE c.name = %(queue)s
+                          AND (c.paused_at IS NOT NULL OR c.snoozed_until > n.t
+                               OR c.concurrency IS NOT NULL OR c.rate_limit IS NOT NULL
+                               OR c.key_arg IS NOT NULL))
      ORDER BY j.priority DESC, j.id
      LIMIT %(limit)s
        FOR UPDATE SKIP LOCKED

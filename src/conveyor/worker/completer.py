@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from uuid import UUID
 
 import psycopg
 import psycopg_pool
@@ -13,7 +14,7 @@ import psycopg_pool
 from conveyor import codec
 from conveyor._store.protocol import Completion, Failure, Store
 from conveyor.job import Job
-from conveyor.worker.outcome import Failed, Outcome, Succeeded
+from conveyor.worker.outcome import Failed, Outcome, Snoozed, Succeeded
 
 log = logging.getLogger("conveyor.worker")
 
@@ -32,7 +33,7 @@ _TRANSIENT = (
 @dataclass(frozen=True)
 class _Item:
     job: Job
-    token: object
+    token: UUID
     outcome: Outcome
 
 
@@ -50,7 +51,7 @@ class Completer:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def submit(self, job: Job, token: object, outcome: Outcome) -> None:
+    def submit(self, job: Job, token: UUID, outcome: Outcome) -> None:
         """Queue an outcome to be recorded."""
         self._pending.append(_Item(job, token, outcome))
         self._idle.clear()
@@ -116,16 +117,22 @@ class Completer:
 
     async def _flush(self, batch: list[_Item]) -> None:
         completions = [
-            Completion(i.job.id, i.token, i.outcome.result_json, i.outcome.idempotency)  # type: ignore[arg-type]
+            Completion(i.job.id, i.token, i.outcome.result_json, i.outcome.idempotency)
             for i in batch
             if isinstance(i.outcome, Succeeded) and not i.outcome.recorded
         ]
         failures = [
-            Failure(i.job.id, i.token, i.outcome.error, i.outcome.retry_in)  # type: ignore[arg-type]
+            Failure(i.job.id, i.token, i.outcome.error, i.outcome.retry_in)
             for i in batch
             if isinstance(i.outcome, Failed)
         ]
         done: set[int] = set()
+        for item in batch:
+            snooze = item.outcome
+            if isinstance(snooze, Snoozed) and await self._store.job_snooze_queue(
+                item.job.id, item.token, snooze.duration, snooze.reason
+            ):
+                done.add(item.job.id)
         if completions:
             done |= await self._store.job_complete_many(completions)
         if failures:

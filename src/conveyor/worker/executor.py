@@ -18,9 +18,9 @@ from conveyor._store.protocol import Completion, Store
 from conveyor.context import JobContext
 from conveyor.errors import PayloadError, UnknownTaskError
 from conveyor.job import Job
-from conveyor.outcome import FailNow, Retry
+from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.task import Task
-from conveyor.worker.outcome import Abandoned, Failed, Outcome, Succeeded
+from conveyor.worker.outcome import Abandoned, Failed, Outcome, Snoozed, Succeeded
 
 log = logging.getLogger("conveyor.worker")
 
@@ -170,6 +170,8 @@ class Executor:
     def _apply_retry_policy(self, job: Job, exc: BaseException) -> Outcome:
         if isinstance(exc, LeaseLost):
             return Abandoned(str(exc))
+        if isinstance(exc, SnoozeQueue):
+            return Snoozed(exc.duration, exc.reason)
         permanent = isinstance(exc, _Permanent)
         if permanent:
             exc = exc.__cause__ or exc.args[0]

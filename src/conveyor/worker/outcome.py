@@ -32,4 +32,12 @@ class Abandoned:
     reason: str
 
 
-Outcome = Succeeded | Failed | Abandoned
+@dataclass(frozen=True)
+class Snoozed:
+    """The handler raised SnoozeQueue: put the job back uncounted, hold the queue back."""
+
+    duration: float
+    reason: str
+
+
+Outcome = Succeeded | Failed | Snoozed | Abandoned

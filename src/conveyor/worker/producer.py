@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 from uuid import UUID
 
 import psycopg
 import psycopg_pool
 
-from conveyor._store.protocol import Store
+from conveyor._store.protocol import QueueControl, Store
 from conveyor.job import Job
 
 log = logging.getLogger("conveyor.worker")
@@ -19,7 +21,12 @@ log = logging.getLogger("conveyor.worker")
 
 class Producer:
     """Wakes on NOTIFY for its queues, on a freed slot when a queue may hold more, or on the
-    fallback poll; then claims per queue, rotating the starting queue so none starves."""
+    fallback poll; then claims per queue, rotating the starting queue so none starves.
+
+    Queue controls (conveyor.queue) are re-read on every poll and whenever one changes: a
+    paused queue is not claimed from, a snoozed or rate-exhausted one not before its time
+    (a timer, not polling), and a limited one through the limits. The claim statements check
+    the controls themselves, so a stale copy here costs a wasted claim, never a broken limit."""
 
     def __init__(
         self,
@@ -55,6 +62,40 @@ class Producer:
         # Under load, wait for half a batch of free slots before claiming again: a few large
         # claims cost far less than many single-row ones.
         self._refill_at = max(1, min(batch_size, concurrency) // 2)
+        self._controls: dict[str, QueueControl] = {}
+        self._not_before: dict[str, float] = {}
+        self._controls_stale = True
+
+    def controls_changed(self, queue: str) -> None:
+        """A queue's controls changed (pause, resume, snooze, limits): re-read them."""
+        if queue in self._generation:
+            self._controls_stale = True
+            self._not_before.pop(queue, None)
+            self.notify(queue)
+
+    async def refresh_controls(self) -> None:
+        """Re-read the controls of this worker's queues."""
+        self._controls = await self._store.queue_controls(self._queues)
+        self._controls_stale = False
+        now = time.monotonic()
+        for name, control in self._controls.items():
+            if control.snoozed_for > 0:
+                self._not_before[name] = max(
+                    self._not_before.get(name, 0.0), now + control.snoozed_for
+                )
+
+    def _next_timer(self) -> float:
+        """Seconds to sleep: the poll interval, or less when a held-back queue comes due."""
+        if not self._not_before:
+            return self._poll_interval
+        due = min(self._not_before.values()) - time.monotonic()
+        return max(0.0, min(self._poll_interval, due))
+
+    def _release_due(self) -> None:
+        now = time.monotonic()
+        for name in [q for q, at in self._not_before.items() if at <= now]:
+            del self._not_before[name]
+            self.notify(name)
 
     def notify(self, queue: str | None = None) -> None:
         """A job became available (in `queue`, or anywhere when None)."""
@@ -85,15 +126,21 @@ class Producer:
                 continue
             if self._maybe_more and self._free_slots() >= self._refill_at:
                 continue
+            timer = self._next_timer()
             try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                await asyncio.wait_for(self._wake.wait(), timer)
             except TimeoutError:
-                self.notify()
+                if timer >= self._poll_interval:
+                    self._controls_stale = True
+                    self.notify()
             self._wake.clear()
+            self._release_due()
 
     async def fetch_once(self) -> int:
         """Claim from each queue that may hold jobs while slots are free; return the count."""
         claimed = 0
+        if self._controls_stale:
+            await self.refresh_controls()
         order = self._queues[self._turn :] + self._queues[: self._turn]
         self._turn = (self._turn + 1) % len(self._queues)
         for queue in order:
@@ -102,21 +149,46 @@ class Producer:
                 break
             if queue not in self._maybe_more:
                 continue
+            if queue in self._not_before:
+                self._maybe_more.discard(queue)  # the timer brings it back
+                continue
+            control = self._controls.get(queue)
+            if control is not None and control.paused:
+                self._maybe_more.discard(queue)
+                continue
             limit = min(free, self._batch_size)
             token = uuid.uuid4()
             generation = self._generation[queue]
-            jobs = await self._store.job_fetch_available(
-                queue=queue,
-                tasks=self._tasks,
-                task_max_attempts=self._task_max_attempts,
-                limit=limit,
-                lease_seconds=self._lease_seconds,
-                token=token,
-                worker_id=self._worker_id,
-            )
+            if control is not None and control.limited:
+                jobs, wait = await self._store.job_fetch_limited(**self._claim(queue, limit, token))
+                if wait is None or wait > 0:
+                    self._hold(queue, wait)
+                    continue
+            else:
+                jobs = await self._store.job_fetch_available(**self._claim(queue, limit, token))
             if len(jobs) < limit and self._generation[queue] == generation:
                 self._maybe_more.discard(queue)
             for job in jobs:
                 self._dispatch(job, token)
             claimed += len(jobs)
         return claimed
+
+    def _claim(self, queue: str, limit: int, token: UUID) -> dict[str, Any]:
+        return {
+            "queue": queue,
+            "tasks": self._tasks,
+            "task_max_attempts": self._task_max_attempts,
+            "limit": limit,
+            "lease_seconds": self._lease_seconds,
+            "token": token,
+            "worker_id": self._worker_id,
+        }
+
+    def _hold(self, queue: str, wait: float | None) -> None:
+        """Nothing of `queue` may start: paused (None) until its controls change, else for
+        `wait` seconds."""
+        self._maybe_more.discard(queue)
+        if wait is None:
+            self._controls_stale = True
+        else:
+            self._not_before[queue] = time.monotonic() + wait

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from conveyor._store.leader import LeaderLock
-from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, Listener
+from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
+from conveyor.client import configure_queue_params
 from conveyor.job import Job
 from conveyor.maintenance.pruner import JobPruner
 from conveyor.maintenance.rescuer import JobRescuer
@@ -26,7 +27,7 @@ from conveyor.worker.completer import Completer
 from conveyor.worker.config import WorkerConfig
 from conveyor.worker.executor import Executor, JobTimeout
 from conveyor.worker.heartbeat import Heartbeat
-from conveyor.worker.outcome import Abandoned, Failed, Outcome, Succeeded
+from conveyor.worker.outcome import Abandoned, Failed, Outcome, Snoozed, Succeeded
 from conveyor.worker.producer import Producer
 
 if TYPE_CHECKING:
@@ -192,6 +193,15 @@ class Worker:
                 job.id,
                 job.task,
             )
+        elif isinstance(outcome, Snoozed):
+            log.warning(
+                "job %d (%s) snoozed queue %s for %.0fs: %s; the job waits, its attempt uncounted",
+                job.id,
+                job.task,
+                job.queue,
+                outcome.duration,
+                outcome.reason,
+            )
         elif isinstance(outcome, Succeeded):
             self.completed += 1
             log.debug("job %d (%s) completed on attempt %d", job.id, job.task, job.attempt)
@@ -217,6 +227,8 @@ class Worker:
             self._producer.notify(payload)
         elif channel == CANCEL_CHANNEL and payload.isdigit():
             self._abandon(int(payload), "cancelled")
+        elif channel == QUEUE_CHANNEL:
+            self._producer.controls_changed(payload)
 
     def _on_lost(self, job_ids: set[int]) -> None:
         for job_id in job_ids:
@@ -260,6 +272,8 @@ class Worker:
                     queues=self.config.queues,
                     tasks=tasks,
                 )
+                for name, settings in self.app.queue_settings.items():
+                    await store.execute("queue_configure", configure_queue_params(name, settings))
                 return
             except Exception as exc:  # noqa: BLE001 - any connection trouble: wait and retry
                 log.warning("cannot register worker (%s); retrying in %.1fs", exc, delay)
