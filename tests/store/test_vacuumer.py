@@ -34,9 +34,9 @@ def _pruned_history(db: str, rows: int) -> None:
     """Insert finished jobs into the history and delete them, as the pruner would."""
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, args, errors,"
-            " created_at, run_at, finished_at) SELECT g, 't', 'default', 'completed', 0, 1, '{}',"
-            " '[]', now(), now(), now() FROM generate_series(1, %s) g",
+            "INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, args,"
+            " errors, created_at, run_at, finished_at) SELECT g, 't', 'default', 'completed',"
+            " 0, 1, '{}', '[]', now(), now(), now() FROM generate_series(1, %s) g",
             (rows,),
         )
         conn.execute("DELETE FROM conveyor.job_done")
