@@ -10,6 +10,7 @@ from conveyor.errors import (
     DatabaseUnavailableError,
     JobNotFoundError,
     PayloadError,
+    QueueFullError,
     SchemaError,
     UnknownTaskError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "JobState",
     "JobTimeout",
     "PayloadError",
+    "QueueFullError",
     "QueueInfo",
     "QueueLimits",
     "RateLimit",

@@ -29,3 +29,20 @@ class JobNotFoundError(ConveyorError, LookupError):
 
 class DatabaseUnavailableError(ConveyorError, ConnectionError):
     """The database cannot be reached; nothing was written."""
+
+
+class QueueFullError(ConveyorError):
+    """A queue with a maximum depth and the `reject` policy is full; the job was not enqueued.
+
+    Catch it to shed load (answer 503, try later); or raise the queue's max_depth, or choose
+    on_full='drop_oldest' / 'drop_newest' to make room instead.
+    """
+
+    def __init__(self, queues: list[str]) -> None:
+        self.queues = queues
+        names = ", ".join(repr(q) for q in queues)
+        super().__init__(
+            f"queue {names} is full (its max_depth is reached and on_full is 'reject'); the"
+            " job was not enqueued: try again later, raise max_depth, or let the queue drop"
+            " jobs with on_full='drop_oldest' or 'drop_newest'"
+        )

@@ -73,7 +73,7 @@ def shop(db: str) -> Iterator[conveyor.Conveyor]:
     """The shop app on the clean test database, with empty side-effect tables."""
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(shop_app.SCHEMA)
-        conn.execute("TRUNCATE acceptance.executions, acceptance.gates")
+        conn.execute("TRUNCATE acceptance.executions, acceptance.gates, acceptance.spans")
     yield shop_app.app
     shop_app.app.close()
 

@@ -31,6 +31,12 @@ CREATE TABLE IF NOT EXISTS acceptance.executions (
     at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE TABLE IF NOT EXISTS acceptance.gates (name text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS acceptance.spans (
+    job_id   bigint      NOT NULL,
+    tenant   text        NOT NULL,
+    started  timestamptz NOT NULL,
+    finished timestamptz NOT NULL
+);
 """
 
 _pool: ConnectionPool[Any] | None = None
@@ -107,6 +113,18 @@ def crash_once(ctx: conveyor.JobContext) -> int:
     if ctx.attempt == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return os.getpid()
+
+
+@app.task(name="tenant_work", queue="tenants")
+def tenant_work(tenant: str, seconds: float, ctx: conveyor.JobContext) -> None:
+    """Work for `seconds` on behalf of `tenant`; record when it ran (database clock)."""
+    with _side_connection() as conn:
+        started = conn.execute("SELECT clock_timestamp()").fetchone()
+        time.sleep(seconds)
+        conn.execute(
+            "INSERT INTO acceptance.spans VALUES (%s, %s, %s, clock_timestamp())",
+            (ctx.job.id, tenant, started[0] if started else None),
+        )
 
 
 @app.task(name="fail", max_attempts=1)

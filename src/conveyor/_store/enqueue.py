@@ -10,6 +10,7 @@ from typing import Any
 
 from conveyor._store.caller import Row, is_psycopg, run_async, run_sync
 from conveyor._store.queries import sql
+from conveyor.errors import QueueFullError
 
 #: From this many jobs on, a psycopg connection enqueues with COPY instead of one INSERT.
 COPY_THRESHOLD = 200
@@ -80,6 +81,25 @@ def _parse(rows: list[Row]) -> tuple[list[int | None], list[bool]]:
     return [row["id"] for row in rows], [bool(row["created"]) for row in rows]
 
 
+def _backpressure(specs: Sequence[JobSpec], rows: list[Row]) -> list[str]:
+    """Raise QueueFullError for refused jobs; return the queues that must make room."""
+    refused = sorted({_queue(specs[n]) for n, row in enumerate(rows) if row["refused"]})
+    if refused:
+        raise QueueFullError(refused)
+    return sorted({_queue(specs[n]) for n, row in enumerate(rows) if row["crowded"]})
+
+
+def _queue(spec: JobSpec) -> str:
+    return spec.queue or "default"
+
+
+def _batch_counts(specs: Sequence[JobSpec]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for spec in specs:
+        counts[_queue(spec)] = counts.get(_queue(spec), 0) + 1
+    return {"queues": list(counts), "counts": list(counts.values())}
+
+
 def _pending(specs: Sequence[JobSpec], ids: list[int | None]) -> list[int]:
     return [n for n, job_id in enumerate(ids) if job_id is None and specs[n].unique_key]
 
@@ -134,6 +154,11 @@ def copy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) 
     """Bulk insert with COPY on a sync psycopg connection: ids drawn first, one NOTIFY per
     queue, all inside the connection's current transaction."""
     with conn.cursor() as cur:
+        batch = _batch_counts(specs)
+        cur.execute(sql("queue_refusing"), batch)
+        refused = sorted(row[0] for row in cur.fetchall())
+        if refused:
+            raise QueueFullError(refused)
         cur.execute(sql("job_reserve_ids"), {"n": len(specs), "now": now})
         drawn = cur.fetchall()
         ids = [row[0] for row in drawn]
@@ -142,6 +167,7 @@ def copy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) 
             for row in rows:
                 copy.write_row(row)
         cur.execute(sql("job_set_concurrency_keys"), {"ids": ids})
+        cur.execute(sql("queue_make_room"), {"queues": batch["queues"], "now": now})
         for queue in sorted(wake):
             cur.execute("SELECT pg_notify('conveyor_jobs', %s)", (queue,))
     return Inserted(ids, [True] * len(ids))
@@ -150,6 +176,11 @@ def copy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) 
 async def acopy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) -> Inserted:
     """Async twin of copy_jobs()."""
     async with conn.cursor() as cur:
+        batch = _batch_counts(specs)
+        await cur.execute(sql("queue_refusing"), batch)
+        refused = sorted(row[0] for row in await cur.fetchall())
+        if refused:
+            raise QueueFullError(refused)
         await cur.execute(sql("job_reserve_ids"), {"n": len(specs), "now": now})
         drawn = await cur.fetchall()
         ids = [row[0] for row in drawn]
@@ -158,6 +189,7 @@ async def acopy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None =
             for row in rows:
                 await copy.write_row(row)
         await cur.execute(sql("job_set_concurrency_keys"), {"ids": ids})
+        await cur.execute(sql("queue_make_room"), {"queues": batch["queues"], "now": now})
         for queue in sorted(wake):
             await cur.execute("SELECT pg_notify('conveyor_jobs', %s)", (queue,))
     return Inserted(ids, [True] * len(ids))
@@ -167,7 +199,11 @@ def insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
     """Insert on a sync connection (the caller's transaction, if one is open)."""
     if _use_copy(conn, specs):
         return copy_jobs(conn, specs, now)
-    ids, created = _parse(run_sync(conn, *_statement(specs, now)))
+    rows = run_sync(conn, *_statement(specs, now))
+    crowded = _backpressure(specs, rows)
+    if crowded:
+        run_sync(conn, sql("queue_make_room"), {"queues": crowded, "now": now})
+    ids, created = _parse(rows)
     for _ in range(_ATTEMPTS):
         pending = _pending(specs, ids)
         if not pending:
@@ -190,7 +226,11 @@ async def ainsert_jobs(
     """Insert on an async connection (the caller's transaction, if one is open)."""
     if _use_copy(conn, specs):
         return await acopy_jobs(conn, specs, now)
-    ids, created = _parse(await run_async(conn, *_statement(specs, now)))
+    rows = await run_async(conn, *_statement(specs, now))
+    crowded = _backpressure(specs, rows)
+    if crowded:
+        await run_async(conn, sql("queue_make_room"), {"queues": crowded, "now": now})
+    ids, created = _parse(rows)
     for _ in range(_ATTEMPTS):
         pending = _pending(specs, ids)
         if not pending:

@@ -18,6 +18,16 @@ WITH n AS (
            ord int, task text, queue text, args jsonb, priority int, max_attempts int,
            run_at timestamptz, delay double precision, unique_key text,
            timeout_seconds double precision)
+), batch AS (
+    SELECT coalesce(i.queue, 'default') AS queue, count(*) AS k FROM input i GROUP BY 1
+), refused AS (
+    -- backpressure: a queue that rejects takes none of the batch's jobs if they overfill it
+    SELECT c.name FROM conveyor.queue c JOIN batch b ON b.queue = c.name
+     WHERE c.on_full = 'reject'
+       AND (SELECT count(*) FROM (SELECT FROM conveyor.job j
+                                   WHERE j.queue = c.name
+                                     AND j.state IN ('scheduled', 'available', 'retryable')
+                                   LIMIT c.max_depth) d) + b.k > c.max_depth
 ), ins AS (
     INSERT INTO conveyor.job AS j (id, task, queue, args, priority, max_attempts, run_at, state,
                                    unique_key, timeout_seconds, created_at, concurrency_key)
@@ -31,6 +41,7 @@ WITH n AS (
      CROSS JOIN LATERAL (
            SELECT coalesce(i.run_at, n.t + make_interval(secs => coalesce(i.delay, 0))) AS run_at
      ) r
+     WHERE coalesce(i.queue, 'default') NOT IN (SELECT refused.name FROM refused)
      ORDER BY i.ord
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING j.id, j.unique_key, j.queue, j.state
@@ -39,6 +50,10 @@ WITH n AS (
       FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
 )
 SELECT i.ord, coalesce(ins.id, dup.id, old.id) AS id, ins.id IS NOT NULL AS created,
+       coalesce(i.queue, 'default') IN (SELECT refused.name FROM refused) AS refused,
+       EXISTS (SELECT FROM conveyor.queue c
+                WHERE c.name = coalesce(i.queue, 'default') AND c.max_depth IS NOT NULL
+                  AND c.on_full <> 'reject') AS crowded,
        (SELECT notified.n FROM notified) AS notified
   FROM input i
   LEFT JOIN ins ON ins.id = i.id
@@ -54,13 +69,25 @@ SELECT i.ord, coalesce(ins.id, dup.id, old.id) AS id, ins.id IS NOT NULL AS crea
 -- name: job_insert_one
 -- Insert one job (the common single enqueue, lighter than job_insert_many's JSON recordset);
 -- return its id, or the id of the active job already holding its unique key. Same columns
--- as job_insert_many.
+-- as job_insert_many: `refused` when its queue is full and rejects, `crowded` when its queue
+-- drops jobs when full.
 WITH n AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS t
 ), r AS (
     SELECT n.t, coalesce(%(run_at)s::timestamptz,
                          n.t + make_interval(secs => coalesce(%(delay)s::float8, 0))) AS run_at
       FROM n
+), c AS (
+    SELECT q.key_arg, q.max_depth, q.on_full FROM conveyor.queue q
+     WHERE q.name = coalesce(%(queue)s::text, 'default')
+), refused AS (
+    -- backpressure: a full queue whose policy is to reject takes no new job
+    SELECT FROM c
+     WHERE c.on_full = 'reject'
+       AND (SELECT count(*) FROM (SELECT FROM conveyor.job j
+                                   WHERE j.queue = coalesce(%(queue)s::text, 'default')
+                                     AND j.state IN ('scheduled', 'available', 'retryable')
+                                   LIMIT c.max_depth) d) >= c.max_depth
 ), ins AS (
     INSERT INTO conveyor.job (task, queue, args, priority, max_attempts, run_at, state,
                               unique_key, timeout_seconds, created_at, concurrency_key)
@@ -68,9 +95,9 @@ WITH n AS (
            coalesce(%(priority)s::int, 0), %(max_attempts)s::int, r.run_at,
            CASE WHEN r.run_at > r.t THEN 'scheduled' ELSE 'available' END,
            %(unique_key)s::text, %(timeout_seconds)s::float8, r.t,
-           (SELECT %(args)s::jsonb ->> c.key_arg FROM conveyor.queue c
-             WHERE c.name = coalesce(%(queue)s::text, 'default'))
+           (SELECT %(args)s::jsonb ->> c.key_arg FROM c)
       FROM r
+     WHERE NOT EXISTS (SELECT FROM refused)
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING id, queue, state
 ), notified AS (
@@ -82,6 +109,9 @@ SELECT 0 AS ord,
                   WHERE o.unique_key = %(unique_key)s::text AND NOT EXISTS (SELECT FROM ins)))
          AS id,
        EXISTS (SELECT FROM ins) AS created,
+       EXISTS (SELECT FROM refused) AS refused,
+       -- a full queue that drops jobs: the caller runs queue_make_room next
+       EXISTS (SELECT FROM c WHERE c.max_depth IS NOT NULL AND c.on_full <> 'reject') AS crowded,
        (SELECT notified.n FROM notified) AS notified;
 
 -- name: job_reserve_ids

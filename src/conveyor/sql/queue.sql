@@ -247,3 +247,61 @@ SELECT coalesce(q.name, c.queue) AS name, q.paused_at IS NOT NULL AS paused,
   FROM conveyor.queue q
   FULL JOIN counts c ON c.queue = q.name
  ORDER BY 1;
+
+-- name: queue_refusing
+-- Of these queues and the number of jobs about to enter each, those that reject and would
+-- overfill (backpressure before a COPY).
+SELECT c.name, c.max_depth
+  FROM conveyor.queue c
+  JOIN unnest(%(queues)s::text[], %(counts)s::int[]) AS b(queue, k) ON b.queue = c.name
+ WHERE c.on_full = 'reject'
+   AND (SELECT count(*) FROM (SELECT FROM conveyor.job j
+                               WHERE j.queue = c.name
+                                 AND j.state IN ('scheduled', 'available', 'retryable')
+                               LIMIT c.max_depth) d) + b.k > c.max_depth;
+
+-- name: queue_make_room
+-- Backpressure for queues that drop: move the jobs over max_depth to job_done as cancelled
+-- with a 'Dropped' error (the lowest priority first; the oldest or the newest of those, by
+-- the queue's policy) and count them on the queue.
+WITH n AS (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+), over AS (
+    SELECT c.name, c.on_full, c.max_depth, d.depth - c.max_depth AS excess
+      FROM conveyor.queue c
+     CROSS JOIN LATERAL (
+           SELECT count(*) AS depth FROM conveyor.job j
+            WHERE j.queue = c.name AND j.state IN ('scheduled', 'available', 'retryable')) d
+     WHERE c.name = ANY(%(queues)s::text[]) AND c.on_full IN ('drop_oldest', 'drop_newest')
+       AND d.depth > c.max_depth
+), victims AS (
+    SELECT v.id, o.max_depth FROM over o
+     CROSS JOIN LATERAL (
+           SELECT j.id FROM conveyor.job j
+            WHERE j.queue = o.name AND j.state IN ('scheduled', 'available', 'retryable')
+            ORDER BY j.priority, CASE WHEN o.on_full = 'drop_oldest' THEN j.id ELSE -j.id END
+            LIMIT o.excess
+              FOR UPDATE SKIP LOCKED) v
+), gone AS (
+    DELETE FROM conveyor.job j USING victims v WHERE j.id = v.id RETURNING j.*, v.max_depth
+), moved AS (
+    INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
+                                   errors, unique_key, timeout_seconds, created_at, run_at,
+                                   attempted_at, finished_at, result, worker_id)
+    SELECT g.id, g.task, g.queue, 'cancelled', g.priority, g.attempt, g.max_attempts, g.args,
+           g.errors || jsonb_build_array(jsonb_build_object(
+               'type', 'Dropped',
+               'message', 'queue ' || g.queue || ' was full (max_depth ' || g.max_depth
+                          || '); dropped to make room by its on_full policy',
+               'traceback', NULL, 'attempt', g.attempt, 'at', n.t)),
+           g.unique_key, g.timeout_seconds, g.created_at, g.run_at, g.attempted_at, n.t, NULL,
+           g.worker_id
+      FROM gone g, n
+    RETURNING id, queue
+), counted AS (
+    UPDATE conveyor.queue c SET dropped = c.dropped + m.k
+      FROM (SELECT moved.queue, count(*) AS k FROM moved GROUP BY moved.queue) m
+     WHERE c.name = m.queue
+    RETURNING c.name
+)
+SELECT m.id, m.queue, (SELECT count(*) FROM counted) AS queues FROM moved m;
