@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import os
@@ -16,34 +15,12 @@ from typing import Any
 
 import click
 
-from conveyor.app import Conveyor
+from conveyor.cli_context import _app_from, load_app
+from conveyor.cli_queues import queue
 from conveyor.errors import ConveyorError, JobNotFoundError
 from conveyor.job import Job, JobState
 
 _CHILD_ENV = "CONVEYOR_WORKER_CHILD"
-
-
-def load_app(target: str) -> Conveyor:
-    """Import `module:attribute` and return the Conveyor app it names."""
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise click.BadParameter(f"expected MODULE:APP (e.g. myproject.jobs:app), got {target!r}")
-    sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.BadParameter(f"cannot import {module_name!r}: {exc}") from None
-    app = getattr(module, attr, None)
-    if not isinstance(app, Conveyor):
-        raise click.BadParameter(f"{target!r} is not a conveyor.Conveyor app")
-    return app
-
-
-def _app_from(ctx: click.Context) -> Conveyor:
-    target = ctx.obj.get("app")
-    app = load_app(target) if target else Conveyor(ctx.obj.get("database_url"))
-    ctx.call_on_close(app.close)  # its pool must not outlive the command (CliRunner, embedding)
-    return app
 
 
 @click.group()
@@ -382,3 +359,6 @@ def demo(orders: int, fail_rate: float) -> None:
 def main() -> None:
     """Entry point of the `conveyor` command."""
     cli(obj={})
+
+
+cli.add_command(queue)

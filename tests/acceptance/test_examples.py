@@ -17,6 +17,7 @@ EXAMPLES = {
     "transactional_enqueue.py": "do not exist",
     "sqlalchemy_enqueue.py": "does not exist",
     "retries.py": "retries.flaky: completed after 3 attempt(s)",
+    "queue_controls.py": "backpressure: emails refused 200 more jobs",
     "idempotency.py": "payment: 3 jobs, 1 payment row written",
 }
 

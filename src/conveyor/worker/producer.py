@@ -106,8 +106,14 @@ class Producer:
         if targets:
             self._wake.set()
 
-    def slot_freed(self) -> None:
-        """A running job finished; claim again if some queue may hold more."""
+    def slot_freed(self, queue: str | None = None) -> None:
+        """A running job (of `queue`) finished; claim again if some queue may hold more. In
+        a limited queue a finished job frees room under the limit, so it may hold more."""
+        control = self._controls.get(queue) if queue is not None else None
+        if control is not None and control.limited and queue not in self._not_before:
+            self._maybe_more.add(queue)  # type: ignore[arg-type]
+            self._wake.set()
+            return
         if self._maybe_more and self._free_slots() >= self._refill_at:
             self._wake.set()
 

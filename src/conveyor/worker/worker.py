@@ -176,7 +176,7 @@ class Worker:
     async def _run_job(self, running: _Running) -> None:
         outcome = await self._executor.execute(running.job, running.token)
         self._running.pop(running.job.id, None)
-        self._producer.slot_freed()
+        self._producer.slot_freed(running.job.queue)
         if isinstance(outcome, Abandoned):
             reason = running.abandon_reason or outcome.reason
             log.info("job %d (%s) stopped: %s", running.job.id, running.job.task, reason)
@@ -195,7 +195,7 @@ class Worker:
             )
         elif isinstance(outcome, Snoozed):
             log.warning(
-                "job %d (%s) snoozed queue %s for %.0fs: %s; the job waits, its attempt uncounted",
+                "job %d (%s) snoozed queue %s for %gs: %s; the job waits, its attempt uncounted",
                 job.id,
                 job.task,
                 job.queue,

@@ -1,0 +1,35 @@
+"""How a CLI command finds its app: `--app MODULE:APP`, else a bare app on the database URL."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from conveyor.app import Conveyor
+
+
+def load_app(target: str) -> Conveyor:
+    """Import `module:attribute` and return the Conveyor app it names."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise click.BadParameter(f"expected MODULE:APP (e.g. myproject.jobs:app), got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.BadParameter(f"cannot import {module_name!r}: {exc}") from None
+    app = getattr(module, attr, None)
+    if not isinstance(app, Conveyor):
+        raise click.BadParameter(f"{target!r} is not a conveyor.Conveyor app")
+    return app
+
+
+def _app_from(ctx: click.Context) -> Conveyor:
+    target = ctx.obj.get("app")
+    app = load_app(target) if target else Conveyor(ctx.obj.get("database_url"))
+    ctx.call_on_close(app.close)  # its pool must not outlive the command (CliRunner, embedding)
+    return app
