@@ -94,6 +94,13 @@ class Conveyor:
                 self._migrated = True
             return self._url
 
+    def set_default_database_url(self, url: str | None) -> None:
+        """Use `url` unless the app was created with a URL of its own (the CLI's
+        --database-url, which also reads CONVEYOR_DATABASE_URL)."""
+        with self._lock:
+            if url and self._url is None:
+                self._url = url
+
     def migrate(self) -> list[Migration]:
         """Apply pending schema migrations; safe to call from many processes at once."""
         return Migrator(self.database_url).migrate()

@@ -61,7 +61,9 @@ def migrate(ctx: click.Context) -> None:
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--shutdown-grace", default=30.0, show_default=True, type=float)
 @click.option("--lease", "lease_seconds", default=30.0, show_default=True, type=float)
+@click.pass_context
 def worker(
+    ctx: click.Context,
     target: str,
     queues: str,
     concurrency: int,
@@ -76,6 +78,7 @@ def worker(
     from conveyor.worker import Worker, WorkerConfig
 
     app = load_app(target)
+    app.set_default_database_url(ctx.obj.get("database_url"))
     config = WorkerConfig.from_options(
         queues=queues,
         concurrency=concurrency,

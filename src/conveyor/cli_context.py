@@ -31,5 +31,6 @@ def load_app(target: str) -> Conveyor:
 def _app_from(ctx: click.Context) -> Conveyor:
     target = ctx.obj.get("app")
     app = load_app(target) if target else Conveyor(ctx.obj.get("database_url"))
+    app.set_default_database_url(ctx.obj.get("database_url"))
     ctx.call_on_close(app.close)  # its pool must not outlive the command (CliRunner, embedding)
     return app

@@ -122,3 +122,15 @@ def test_no_module_is_over_500_lines() -> None:
         if (n := len(path.read_text().splitlines())) > 500
     }
     assert long == {}
+
+
+def test_cli_database_url_applies_only_to_an_app_without_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CONVEYOR_DATABASE_URL", raising=False)
+    bare = conveyor.Conveyor(auto_migrate=False)
+    bare.set_default_database_url("postgresql://from-cli/db")
+    assert bare.database_url == "postgresql://from-cli/db"
+    own = conveyor.Conveyor("postgresql://own/db", auto_migrate=False)
+    own.set_default_database_url("postgresql://from-cli/db")
+    assert own.database_url == "postgresql://own/db"

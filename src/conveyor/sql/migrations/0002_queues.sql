@@ -42,7 +42,8 @@ ALTER TABLE conveyor.job ADD COLUMN concurrency_key text;
 CREATE INDEX job_key_claim_idx ON conveyor.job (queue, concurrency_key, priority DESC, id)
     WHERE state = 'available' AND concurrency_key IS NOT NULL;
 
--- The SQL interface takes the key from the queue's key_arg too; otherwise unchanged.
+-- The SQL interface takes the concurrency key from the queue's key_arg too, and no longer
+-- returns NULL when a unique key's holder finishes while it looks the holder up.
 CREATE OR REPLACE FUNCTION conveyor.enqueue(
     task text,
     args jsonb DEFAULT '{}',
@@ -63,18 +64,23 @@ BEGIN
             coalesce(jsonb_typeof(enqueue.args), 'NULL')
             USING ERRCODE = '22023', HINT = 'Pass args like ''{"order_id": 42}''::jsonb';
     END IF;
-    INSERT INTO conveyor.job AS j (task, queue, args, run_at, priority, unique_key, state,
-                                   concurrency_key)
-    VALUES (enqueue.task, q, enqueue.args, coalesce(enqueue.run_at, now()),
-            coalesce(enqueue.priority, 0), enqueue.unique_key,
-            CASE WHEN due THEN 'available' ELSE 'scheduled' END,
-            (SELECT enqueue.args ->> c.key_arg FROM conveyor.queue c WHERE c.name = q))
-    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-    RETURNING j.id INTO new_id;
-    IF new_id IS NULL THEN
+    -- A unique key held by an active job returns that job's id. The holder can finish between
+    -- our insert and our lookup; then the key is free again and we insert once more.
+    LOOP
+        INSERT INTO conveyor.job AS j (task, queue, args, run_at, priority, unique_key, state,
+                                       concurrency_key)
+        VALUES (enqueue.task, q, enqueue.args, coalesce(enqueue.run_at, now()),
+                coalesce(enqueue.priority, 0), enqueue.unique_key,
+                CASE WHEN due THEN 'available' ELSE 'scheduled' END,
+                (SELECT enqueue.args ->> c.key_arg FROM conveyor.queue c WHERE c.name = q))
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+        RETURNING j.id INTO new_id;
+        EXIT WHEN new_id IS NOT NULL;
         SELECT j.id INTO new_id FROM conveyor.job AS j WHERE j.unique_key = enqueue.unique_key;
-        RETURN new_id;
-    END IF;
+        IF new_id IS NOT NULL THEN
+            RETURN new_id;
+        END IF;
+    END LOOP;
     IF due THEN
         PERFORM pg_notify('conveyor_jobs', q);
     END IF;
