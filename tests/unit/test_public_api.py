@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import conveyor
 
 SRC = Path(conveyor.__file__).parent
