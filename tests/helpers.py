@@ -17,7 +17,8 @@ def clean_tables(url: str) -> None:
     """Empty every conveyor table (the schema stays)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE conveyor.job, conveyor.job_done, conveyor.worker, conveyor.idempotency_key"
+            "TRUNCATE conveyor.job, conveyor.job_done, conveyor.worker, conveyor.idempotency_key,"
+            " conveyor.cron_schedule, conveyor.cron_slot"
         )
 
 

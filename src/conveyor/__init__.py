@@ -4,6 +4,7 @@ from conveyor._store.enqueue import JobSpec
 from conveyor.app import Conveyor, Retention
 from conveyor.clock import Clock, FrozenClock, SystemClock
 from conveyor.context import JobContext
+from conveyor.cron import Schedule
 from conveyor.errors import (
     ConfigError,
     ConveyorError,
@@ -38,6 +39,7 @@ __all__ = [
     "Retention",
     "Retry",
     "RetryPolicy",
+    "Schedule",
     "SchemaError",
     "SystemClock",
     "Task",
