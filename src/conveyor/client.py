@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from conveyor._store.caller import Row, run_async, run_sync
@@ -95,8 +95,9 @@ class ScheduleStatus:
     overdue: bool
 
     def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (times as ISO 8601 strings in UTC)."""
         return {
-            name: value.isoformat() if isinstance(value, datetime) else value
+            name: value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
             for name, value in self.__dict__.items()
         }
 
