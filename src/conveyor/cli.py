@@ -412,9 +412,8 @@ def cron_list(ctx: click.Context, as_json: bool) -> None:
         rows.append([s.name, s.task, f"{s.cron} {s.timezone}", s.catch_up, last, upcoming])
     widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]) - 1)]
     for row in rows:
-        click.echo(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        )
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        click.echo("  ".join([*cells, row[-1]]))
 
 
 def _local(instant: datetime, timezone: str) -> str:
