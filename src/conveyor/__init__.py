@@ -4,6 +4,7 @@ from conveyor._store.enqueue import JobSpec
 from conveyor.app import Conveyor, Retention
 from conveyor.clock import Clock, FrozenClock, SystemClock
 from conveyor.context import JobContext
+from conveyor.cron import Schedule
 from conveyor.errors import (
     ConfigError,
     ConveyorError,
@@ -44,6 +45,7 @@ __all__ = [
     "Retention",
     "Retry",
     "RetryPolicy",
+    "Schedule",
     "SchemaError",
     "SnoozeQueue",
     "SystemClock",

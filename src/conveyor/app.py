@@ -6,11 +6,11 @@ import asyncio
 import difflib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
@@ -18,7 +18,8 @@ from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
 from conveyor._store.pool_check import IdleCheck
 from conveyor.clock import Clock, SystemClock
 from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
-from conveyor.errors import ConfigError, DatabaseUnavailableError, UnknownTaskError
+from conveyor.cron import Schedule
+from conveyor.errors import ConfigError, DatabaseUnavailableError, PayloadError, UnknownTaskError
 from conveyor.migrate import Migration, Migrator
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from conveyor.client import AsyncClient, Client
 
 ENV_URL = "CONVEYOR_DATABASE_URL"
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Retention:
     cancelled: timedelta = timedelta(hours=24)
     failed: timedelta = timedelta(days=14)
     idempotency_keys: timedelta = timedelta(days=7)
+    #: Rows recording which cron slots were enqueued (each schedule's latest one is kept).
+    cron_slots: timedelta = timedelta(days=14)
 
 
 class Conveyor:
@@ -69,6 +73,7 @@ class Conveyor:
         self.tasks: dict[str, Task[Any]] = {}
         #: Queue limits declared in code, written to the database when a worker starts.
         self.queue_settings: dict[str, dict[str, Any]] = {}
+        self.schedules: dict[str, Schedule] = {}
         self._lock = threading.RLock()
         self._migrated = False
         self._pool: ConnectionPool[Any] | None = None
@@ -182,6 +187,92 @@ class Conveyor:
             raise UnknownTaskError(
                 f"no task named {name!r} is registered{hint} (known: {known})"
             ) from None
+
+    # -- cron schedules -----------------------------------------------------------------------
+
+    def periodic(
+        self,
+        *,
+        cron: str,
+        timezone: str = "UTC",
+        name: str | None = None,
+        args: Mapping[str, Any] | None = None,
+        catch_up: str = "skip",
+        queue: str | None = None,
+        priority: int | None = None,
+        grace: float | timedelta = 60.0,
+    ) -> Callable[[Task[R]], Task[R]]:
+        """Enqueue a job of the task below at every time of `cron` in `timezone`; put it above
+        @app.task. See add_schedule() for the options."""
+
+        def register(task: Task[R]) -> Task[R]:
+            self.add_schedule(
+                task,
+                cron=cron,
+                timezone=timezone,
+                name=name,
+                args=args,
+                catch_up=catch_up,
+                queue=queue,
+                priority=priority,
+                grace=grace,
+            )
+            return task
+
+        return register
+
+    def add_schedule(
+        self,
+        task: Task[Any] | str,
+        *,
+        cron: str,
+        timezone: str = "UTC",
+        name: str | None = None,
+        args: Mapping[str, Any] | None = None,
+        catch_up: str = "skip",
+        queue: str | None = None,
+        priority: int | None = None,
+        grace: float | timedelta = 60.0,
+    ) -> Schedule:
+        """Enqueue one job of `task` (a Task or a registered task's name) at every time of
+        `cron` in `timezone`, however many workers run.
+
+        `name` (default: the task's name) identifies the schedule in the database; give one to
+        each schedule when a task has several. `args` are the job's keyword arguments.
+        `catch_up` is what to do with times missed while no worker ran: "skip" (default)
+        drops them, "once" enqueues one job for the latest. A time is missed once it is
+        `grace` (default 60 s) old. Raises ConfigError for an invalid cron expression, an
+        unknown time zone or arguments the task does not take.
+        """
+        if not isinstance(task, Task | str):
+            raise ConfigError(
+                f"cannot schedule {task!r}: register it with @app.task first and put"
+                " @app.periodic above @app.task"
+            )
+        resolved = self.get_task(task) if isinstance(task, str) else task
+        if resolved.app is not self:
+            raise ConfigError(f"task {resolved.name!r} belongs to another Conveyor app")
+        schedule_name = name or resolved.name
+        try:
+            spec = resolved.with_options(queue=queue, priority=priority).spec(**dict(args or {}))
+        except PayloadError as exc:
+            raise ConfigError(f"schedule {schedule_name!r}: {exc}") from None
+        schedule = Schedule(
+            name=schedule_name,
+            cron=cron,
+            timezone=timezone,
+            catch_up=catch_up,
+            grace=grace if isinstance(grace, timedelta) else timedelta(seconds=grace),
+            spec=spec,
+        )
+        existing = self.schedules.get(schedule.name)
+        if existing is not None and existing != schedule:
+            raise ConfigError(
+                f"a schedule named {schedule.name!r} already exists; give this one its own"
+                " name= (each schedule of a task needs a distinct name)"
+            )
+        self.schedules[schedule.name] = schedule
+        return schedule
 
     # -- enqueue many -------------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
@@ -62,6 +64,13 @@ def migrate(ctx: click.Context) -> None:
 @click.option("--shutdown-grace", default=30.0, show_default=True, type=float)
 @click.option("--lease", "lease_seconds", default=30.0, show_default=True, type=float)
 @click.pass_context
+@click.option(
+    "--cron-interval",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Seconds between looks for due cron slots.",
+)
 def worker(
     ctx: click.Context,
     target: str,
@@ -70,6 +79,7 @@ def worker(
     processes: int,
     shutdown_grace: float,
     lease_seconds: float,
+    cron_interval: float,
 ) -> None:
     """Run jobs of the app's tasks. SIGTERM/SIGINT: finish running jobs within the grace period
     and put the rest back; a second signal exits at once."""
@@ -84,6 +94,7 @@ def worker(
         concurrency=concurrency,
         shutdown_grace=shutdown_grace,
         lease_seconds=lease_seconds,
+        cron_interval=cron_interval,
     )
     try:
         code = asyncio.run(_run_worker(Worker(app, config)))
@@ -347,6 +358,51 @@ def enqueue(
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(job_id)
+
+
+@cli.group()
+def cron() -> None:
+    """Cron schedules."""
+
+
+@cron.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def cron_list(ctx: click.Context, as_json: bool) -> None:
+    """Each schedule with its last and next run. Lists what workers recorded; with --app it
+    adds the app's schedules no worker has started yet."""
+    schedules = _app_from(ctx).client().cron_schedules()
+    if as_json:
+        click.echo(json.dumps([s.to_dict() for s in schedules], indent=2))
+        return
+    if not schedules:
+        click.echo("(no cron schedules: workers record them when they start; or pass --app)")
+        return
+    rows = [["schedule", "task", "cron", "catch-up", "last run", "next run"]]
+    for s in schedules:
+        last = "never"
+        if s.last_slot is not None:
+            last = f"{_local(s.last_slot, s.timezone)} (job {s.last_job_id}"
+            last += f", {s.last_job_state})" if s.last_job_state else ", pruned)"
+        upcoming = _local(s.next_slot, s.timezone) if s.next_slot else "never"
+        if s.overdue:
+            upcoming += " (overdue: no worker running it)"
+        elif not s.registered:
+            upcoming += " (no worker has started it yet)"
+        rows.append([s.name, s.task, f"{s.cron} {s.timezone}", s.catch_up, last, upcoming])
+    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        click.echo("  ".join([*cells, row[-1]]))
+
+
+def _local(instant: datetime, timezone: str) -> str:
+    """`instant` on the schedule's wall clock, with the zone's abbreviation."""
+    try:
+        zone: tzinfo = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = UTC
+    return instant.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
 @cli.command()

@@ -7,9 +7,9 @@ rows); Client runs ops on a sync connection and AsyncClient on an async one.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from conveyor._store.caller import Row, run_async, run_sync
@@ -20,11 +20,15 @@ from conveyor.queues import FIELDS, QueueInfo, QueueLimits, RateLimit, configure
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.cron import Schedule
 
 T = TypeVar("T")
 
 #: A worker not seen for this long is not counted as live.
 LIVE_WORKER_SECONDS = 60.0
+#: Workers look for due cron slots every second; a slot still not handled this long after its
+#: time means no worker runs its schedule.
+CRON_OVERDUE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,35 @@ class Status:
                 {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in w.items()}
                 for w in self.live_workers
             ],
+        }
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """One cron schedule: its definition, its last enqueued time and job, its next time.
+
+    `registered` is False for a schedule of the app that no worker has recorded yet; its
+    `next_slot` is then computed here. `overdue` means the next time has passed without a
+    worker enqueueing it (no worker runs this schedule).
+    """
+
+    name: str
+    task: str
+    cron: str
+    timezone: str
+    catch_up: str
+    last_slot: datetime | None
+    last_job_id: int | None
+    last_job_state: str | None
+    next_slot: datetime | None
+    registered: bool
+    overdue: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (times as ISO 8601 strings in UTC)."""
+        return {
+            name: value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+            for name, value in self.__dict__.items()
         }
 
 
@@ -185,6 +218,51 @@ class _Ops:
             return [_queue_info(row) for row in results[0]]
 
         return _Op([("queue_list", {})], read)
+
+    @staticmethod
+    def cron_schedules(
+        now: datetime | None, declared: Mapping[str, Schedule]
+    ) -> _Op[list[ScheduleStatus]]:
+        def read(results: list[list[Row]]) -> list[ScheduleStatus]:
+            rows, (clock,) = results
+            at: datetime = clock["now"]
+            found = [
+                ScheduleStatus(
+                    name=r["name"],
+                    task=r["task"],
+                    cron=r["cron"],
+                    timezone=r["timezone"],
+                    catch_up=r["catch_up"],
+                    last_slot=r["last_slot"],
+                    last_job_id=r["last_job_id"],
+                    last_job_state=r["last_job_state"],
+                    next_slot=r["next_slot"],
+                    registered=True,
+                    overdue=r["next_slot"] is not None and r["next_slot"] < at - CRON_OVERDUE,
+                )
+                for r in rows
+            ]
+            known = {s.name for s in found}
+            found += [
+                ScheduleStatus(
+                    name=s.name,
+                    task=s.task,
+                    cron=s.cron,
+                    timezone=s.timezone,
+                    catch_up=s.catch_up,
+                    last_slot=None,
+                    last_job_id=None,
+                    last_job_state=None,
+                    next_slot=s.next_after(at),
+                    registered=False,
+                    overdue=False,
+                )
+                for s in declared.values()
+                if s.name not in known
+            ]
+            return sorted(found, key=lambda s: s.name)
+
+        return _Op([("cron_schedule_list", {}), ("database_now", {"now": now})], read)
 
 
 _GROUPS = {"key_concurrency": "key", "on_full": "max_depth"}
@@ -310,6 +388,11 @@ class Client:
         """Every queue with controls or jobs: controls, waiting and running counts."""
         return self._run(_Ops.queues())
 
+    def cron_schedules(self) -> list[ScheduleStatus]:
+        """Every cron schedule workers have recorded, plus this app's own, with each one's
+        last enqueued time and job and its next time."""
+        return self._run(_Ops.cron_schedules(self._app.clock.now(), self._app.schedules))
+
 
 class AsyncClient:
     """Async twin of Client, for async apps and the dashboard."""
@@ -379,3 +462,7 @@ class AsyncClient:
     async def queues(self) -> list[QueueInfo]:
         """Async twin of Client.queues()."""
         return await self._run(_Ops.queues())
+
+    async def cron_schedules(self) -> list[ScheduleStatus]:
+        """Async twin of Client.cron_schedules()."""
+        return await self._run(_Ops.cron_schedules(self._app.clock.now(), self._app.schedules))

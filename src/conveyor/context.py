@@ -6,11 +6,13 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 from conveyor import codec
 from conveyor._store.caller import run_async, run_sync
 from conveyor._store.queries import sql
+from conveyor.cron import slot_of_key
 from conveyor.job import Job
 
 log = logging.getLogger("conveyor.job")
@@ -44,6 +46,12 @@ class JobContext:
     def attempt(self) -> int:
         """This attempt's number, 1 for the first run."""
         return self.job.attempt
+
+    @property
+    def cron_slot(self) -> datetime | None:
+        """The scheduled time (UTC) a cron schedule enqueued this job for; None for a job
+        enqueued otherwise."""
+        return slot_of_key(self.job.unique_key)
 
     @property
     def idempotency_keys(self) -> tuple[tuple[str, str | None], ...]:

@@ -26,14 +26,22 @@ FAST = ("--lease", "2", "--shutdown-grace", "2")
 class WorkerProcess:
     """A `conveyor worker` command running in its own process, logging to a file."""
 
-    def __init__(self, db: str, args: tuple[str, ...], log_path: Path) -> None:
+    def __init__(
+        self,
+        db: str,
+        args: tuple[str, ...],
+        log_path: Path,
+        *,
+        app: str = APP,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.args = args
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", "worker", APP, *FAST, *args],
+                [sys.executable, "-m", "conveyor", "worker", app, *FAST, *args],
                 cwd=ROOT,
-                env={**os.environ, "CONVEYOR_DATABASE_URL": db},
+                env={**os.environ, **(env or {}), "CONVEYOR_DATABASE_URL": db},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

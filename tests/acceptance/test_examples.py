@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Each example and one line its output must contain.
 EXAMPLES = {
     "quickstart.py": "quickstart.add: completed, result 5",
+    "cron.py": "cron.every_minute: 5 jobs: tick for",
     "transactional_enqueue.py": "do not exist",
     "sqlalchemy_enqueue.py": "does not exist",
     "retries.py": "retries.flaky: completed after 3 attempt(s)",

@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
+from conveyor._store.cron import CronProgress, CronRegistration
+from conveyor._store.enqueue import JobSpec
 from conveyor.job import Job
 
 #: Tables the vacuumer looks after.
@@ -64,6 +66,7 @@ class Pruned:
 
     jobs: int
     idempotency_keys: int
+    cron_slots: int = 0
 
 
 class Store(Protocol):
@@ -177,3 +180,28 @@ class Store(Protocol):
     async def worker_deregister(self, worker_id: str) -> None: ...
 
     async def worker_prune_stale(self, seconds: float, now: datetime | None = None) -> int: ...
+
+    async def cron_schedule_register(
+        self, schedules: Sequence[CronRegistration], now: datetime | None = None
+    ) -> None: ...
+
+    async def cron_schedule_state(
+        self, names: Sequence[str], now: datetime | None = None
+    ) -> tuple[datetime, dict[str, CronProgress]]: ...
+
+    async def cron_slot_enqueue(
+        self,
+        *,
+        schedule: str,
+        slot: datetime,
+        next_slot: datetime | None,
+        spec: JobSpec,
+        unique_key: str,
+        now: datetime | None = None,
+    ) -> int | None: ...
+
+    async def cron_schedule_skip(
+        self, *, schedule: str, next_slot: datetime, now: datetime | None = None
+    ) -> bool: ...
+
+    async def cron_slot_prune(self, seconds: float, now: datetime | None = None) -> int: ...

@@ -7,7 +7,14 @@ from functools import cache
 from importlib import resources
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
-_FILES = ("job_hot.sql", "maintenance.sql", "worker.sql", "admin.sql", "queue.sql")
+_FILES = (
+    "job_hot.sql",
+    "maintenance.sql",
+    "worker.sql",
+    "admin.sql",
+    "queue.sql",
+    "cron.sql",
+)
 
 
 @cache

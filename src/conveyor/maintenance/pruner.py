@@ -13,7 +13,8 @@ STALE_WORKER = timedelta(hours=1)
 
 class JobPruner(PeriodicService):
     """Completed and cancelled jobs go after 24 h, failed ones after 14 days by default
-    (see Retention); idempotency keys after 7 days."""
+    (see Retention); idempotency keys after 7 days; records of enqueued cron slots after 14
+    days (each schedule's latest is kept)."""
 
     def __init__(
         self,
@@ -23,12 +24,14 @@ class JobPruner(PeriodicService):
         cancelled: timedelta,
         failed: timedelta,
         idempotency_keys: timedelta,
+        cron_slots: timedelta = timedelta(days=14),
         interval: float = 60.0,
         clock: Clock | None = None,
     ) -> None:
         super().__init__(interval)
         self._store = store
         self._ages = (completed, cancelled, failed, idempotency_keys)
+        self._cron_slots = cron_slots
         self._clock = clock or SystemClock()
 
     async def run_once(self) -> Pruned:
@@ -48,5 +51,8 @@ class JobPruner(PeriodicService):
             idempotency += pruned.idempotency_keys
             if pruned.jobs < 10_000:
                 break
+        slots = await self._store.cron_slot_prune(
+            self._cron_slots.total_seconds(), now=self._clock.now()
+        )
         await self._store.worker_prune_stale(STALE_WORKER.total_seconds(), now=self._clock.now())
-        return Pruned(jobs=jobs, idempotency_keys=idempotency)
+        return Pruned(jobs=jobs, idempotency_keys=idempotency, cron_slots=slots)

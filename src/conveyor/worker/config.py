@@ -30,6 +30,8 @@ class WorkerConfig:
     rescue_interval: float = 5.0
     #: How often the leader prunes finished jobs.
     prune_interval: float = 60.0
+    #: How often every worker looks for due cron slots (the latency of a cron job).
+    cron_interval: float = 1.0
     #: Run the maintenance services (only the elected leader does).
     maintenance: bool = True
 
@@ -42,7 +44,13 @@ class WorkerConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.lease_seconds < 1:
             raise ConfigError(f"lease_seconds must be >= 1, got {self.lease_seconds}")
-        for name in ("poll_interval", "promote_interval", "rescue_interval", "prune_interval"):
+        for name in (
+            "poll_interval",
+            "promote_interval",
+            "rescue_interval",
+            "prune_interval",
+            "cron_interval",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
         if self.shutdown_grace < 0:

@@ -18,6 +18,7 @@ from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL
 from conveyor._store.postgres import PostgresStore
 from conveyor.client import configure_queue_params
 from conveyor.job import Job
+from conveyor.maintenance.cron import CronEnqueuer
 from conveyor.maintenance.pruner import JobPruner
 from conveyor.maintenance.rescuer import JobRescuer
 from conveyor.maintenance.scheduler import JobScheduler
@@ -246,7 +247,7 @@ class Worker:
 
     def _services(self, store: PostgresStore) -> list[Any]:
         retention = self.app.retention
-        return [
+        services: list[Any] = [
             JobScheduler(store, interval=self.config.promote_interval, clock=self.app.clock),
             JobRescuer(store, interval=self.config.rescue_interval, clock=self.app.clock),
             TableVacuumer(store),
@@ -256,10 +257,21 @@ class Worker:
                 cancelled=retention.cancelled,
                 failed=retention.failed,
                 idempotency_keys=retention.idempotency_keys,
+                cron_slots=retention.cron_slots,
                 interval=self.config.prune_interval,
                 clock=self.app.clock,
             ),
         ]
+        if self.app.schedules:
+            services.append(
+                CronEnqueuer(
+                    store,
+                    list(self.app.schedules.values()),
+                    interval=self.config.cron_interval,
+                    clock=self.app.clock,
+                )
+            )
+        return services
 
     async def _register(self, store: PostgresStore, tasks: list[str]) -> None:
         delay = 0.2

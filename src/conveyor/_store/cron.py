@@ -1,0 +1,104 @@
+"""The cron half of PostgresStore: schedules' progress, and one job per time slot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from conveyor._store.caller import Row
+from conveyor._store.enqueue import JobSpec
+
+
+@dataclass(frozen=True)
+class CronRegistration:
+    """A schedule as workers record it; `next_slot` is where a new schedule starts."""
+
+    name: str
+    task: str
+    cron: str
+    timezone: str
+    catch_up: str
+    next_slot: datetime | None
+
+
+@dataclass(frozen=True)
+class CronProgress:
+    """How far a schedule got: the earliest time not yet handled, the latest enqueued."""
+
+    next_slot: datetime | None
+    last_slot: datetime | None
+
+
+class CronStatements:
+    """Mixed into PostgresStore; runs every statement through its `_rows`."""
+
+    async def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
+        raise NotImplementedError
+
+    async def cron_schedule_register(
+        self, schedules: Sequence[CronRegistration], now: datetime | None = None
+    ) -> None:
+        document = [
+            {
+                "name": s.name,
+                "task": s.task,
+                "cron": s.cron,
+                "timezone": s.timezone,
+                "catch_up": s.catch_up,
+                "next_slot": s.next_slot.isoformat() if s.next_slot else None,
+            }
+            for s in schedules
+        ]
+        await self._rows("cron_schedule_register", {"schedules": json.dumps(document), "now": now})
+
+    async def cron_schedule_state(
+        self, names: Sequence[str], now: datetime | None = None
+    ) -> tuple[datetime, dict[str, CronProgress]]:
+        rows = await self._rows("cron_schedule_state", {"names": list(names), "now": now})
+        progress = {
+            row["name"]: CronProgress(row["next_slot"], row["last_slot"])
+            for row in rows
+            if row["name"] is not None
+        }
+        return rows[0]["now"], progress
+
+    async def cron_slot_enqueue(
+        self,
+        *,
+        schedule: str,
+        slot: datetime,
+        next_slot: datetime | None,
+        spec: JobSpec,
+        unique_key: str,
+        now: datetime | None = None,
+    ) -> int | None:
+        rows = await self._rows(
+            "cron_slot_enqueue",
+            {
+                "schedule": schedule,
+                "slot": slot,
+                "next_slot": next_slot,
+                "task": spec.task,
+                "queue": spec.queue or "default",
+                "args": spec.args_json,
+                "priority": spec.priority or 0,
+                "max_attempts": spec.max_attempts,
+                "unique_key": unique_key,
+                "timeout_seconds": spec.timeout_seconds,
+                "now": now,
+            },
+        )
+        return int(rows[0]["id"]) if rows else None
+
+    async def cron_schedule_skip(
+        self, *, schedule: str, next_slot: datetime, now: datetime | None = None
+    ) -> bool:
+        params = {"schedule": schedule, "next_slot": next_slot, "now": now}
+        return bool(await self._rows("cron_schedule_skip", params))
+
+    async def cron_slot_prune(self, seconds: float, now: datetime | None = None) -> int:
+        rows = await self._rows("cron_slot_prune", {"seconds": seconds, "now": now})
+        return int(rows[0]["count"])
