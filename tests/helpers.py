@@ -18,7 +18,7 @@ def clean_tables(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE conveyor.job, conveyor.job_done, conveyor.worker, conveyor.idempotency_key,"
-            " conveyor.queue, conveyor.cron_schedule, conveyor.cron_slot"
+            " conveyor.queue, conveyor.cron_schedule, conveyor.cron_slot, conveyor.flow_child"
         )
 
 

@@ -1,6 +1,7 @@
 """Conveyor: durable background jobs on the PostgreSQL you already run."""
 
 from conveyor._store.enqueue import JobSpec
+from conveyor._store.flow_insert import Flow
 from conveyor.app import Conveyor, Retention
 from conveyor.clock import Clock, FrozenClock, SystemClock
 from conveyor.context import JobContext
@@ -30,6 +31,7 @@ __all__ = [
     "ConveyorError",
     "DatabaseUnavailableError",
     "FailNow",
+    "Flow",
     "FrozenClock",
     "Job",
     "JobContext",

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
+from conveyor._store.flow_insert import Flow, OnChildFailure, ainsert_flow, insert_flow
 from conveyor._store.pool_check import IdleCheck
 from conveyor.clock import Clock, SystemClock
 from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
@@ -298,6 +299,63 @@ class Conveyor:
     async def aenqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Async twin of enqueue_many_tx()."""
         return (await ainsert_jobs(conn, specs, self.clock.now())).ids if specs else []
+
+    # -- flows --------------------------------------------------------------------------------
+
+    def enqueue_flow(
+        self,
+        parent: JobSpec,
+        children: Sequence[JobSpec],
+        *,
+        on_child_failure: OnChildFailure = "fail",
+    ) -> Flow:
+        """Enqueue `parent` to run only after every child has finished (read their results
+        with ctx.children()); a child that fails for good fails the parent at once ('fail')
+        or not ('continue'). All in one transaction."""
+        with self._connection() as conn, conn.transaction():
+            return insert_flow(conn, parent, children, on_child_failure, self.clock.now())
+
+    def enqueue_flow_tx(
+        self,
+        conn: Any,
+        parent: JobSpec,
+        children: Sequence[JobSpec],
+        *,
+        on_child_failure: OnChildFailure = "fail",
+    ) -> Flow:
+        """enqueue_flow() in the caller's open transaction: invisible until commit."""
+        return insert_flow(conn, parent, children, on_child_failure, self.clock.now())
+
+    async def aenqueue_flow(
+        self,
+        parent: JobSpec,
+        children: Sequence[JobSpec],
+        *,
+        on_child_failure: OnChildFailure = "fail",
+    ) -> Flow:
+        """Async twin of enqueue_flow()."""
+        async with self._aconnection() as conn, conn.transaction():
+            return await ainsert_flow(conn, parent, children, on_child_failure, self.clock.now())
+
+    async def aenqueue_flow_tx(
+        self,
+        conn: Any,
+        parent: JobSpec,
+        children: Sequence[JobSpec],
+        *,
+        on_child_failure: OnChildFailure = "fail",
+    ) -> Flow:
+        """Async twin of enqueue_flow_tx()."""
+        return await ainsert_flow(conn, parent, children, on_child_failure, self.clock.now())
+
+    def enqueue_batch(self, jobs: Sequence[JobSpec], *, on_complete: JobSpec) -> Flow:
+        """Enqueue `jobs` and a callback job that runs once all of them have finished, however
+        they ended (a flow with on_child_failure='continue')."""
+        return self.enqueue_flow(on_complete, jobs, on_child_failure="continue")
+
+    async def aenqueue_batch(self, jobs: Sequence[JobSpec], *, on_complete: JobSpec) -> Flow:
+        """Async twin of enqueue_batch()."""
+        return await self.aenqueue_flow(on_complete, jobs, on_child_failure="continue")
 
     # -- connections --------------------------------------------------------------------------
 

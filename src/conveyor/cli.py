@@ -258,6 +258,14 @@ def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
         click.echo(json.dumps(job.to_dict(), indent=2, default=str))
         return
     _print_job(job)
+    children = _app_from(ctx).client().children(job_id)
+    if children:
+        states: dict[str, int] = {}
+        for child in children:
+            states[str(child.state)] = states.get(str(child.state), 0) + 1
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        ids = " ".join(str(c.id) for c in children[:20]) + (" ..." if len(children) > 20 else "")
+        click.echo(f"  children ({summary}): {ids}")
 
 
 def _print_job(job: Job) -> None:
@@ -265,6 +273,9 @@ def _print_job(job: Job) -> None:
     click.echo(f"  attempt {job.attempt} of {job.max_attempts or '-'}, priority {job.priority}")
     click.echo(f"  created {job.created_at}  run at {job.run_at}  finished {job.finished_at}")
     click.echo(f"  args {json.dumps(job.args)}")
+    if job.progress is not None:
+        message = job.progress.get("message") or ""
+        click.echo(f"  progress {job.progress.get('value'):g} {message}".rstrip())
     if job.result is not None:
         click.echo(f"  result {json.dumps(job.result)}")
     for error in job.errors:

@@ -123,6 +123,13 @@ class _Ops:
         return _Op([("job_get", {"id": job_id})], read)
 
     @staticmethod
+    def children(parent_id: int) -> _Op[list[Job]]:
+        return _Op(
+            [("flow_children", {"parent_id": parent_id})],
+            lambda r: [Job.from_row(row) for row in r[0]],
+        )
+
+    @staticmethod
     def list_jobs(
         *,
         state: JobState | str | None,
@@ -332,6 +339,10 @@ class Client:
         """Return one job with its errors; raise JobNotFoundError when there is none."""
         return self._run(_Ops.get(job_id))
 
+    def children(self, parent_id: int) -> list[Job]:
+        """The children of a flow parent (or a batch's callback), in the order given."""
+        return self._run(_Ops.children(parent_id))
+
     def list_jobs(
         self,
         *,
@@ -408,6 +419,10 @@ class AsyncClient:
     async def get_job(self, job_id: int) -> Job:
         """Async twin of Client.get_job()."""
         return await self._run(_Ops.get(job_id))
+
+    async def children(self, parent_id: int) -> list[Job]:
+        """Async twin of Client.children()."""
+        return await self._run(_Ops.children(parent_id))
 
     async def list_jobs(
         self,

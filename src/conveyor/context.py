@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
+from uuid import UUID
 
 from conveyor import codec
 from conveyor._store.caller import run_async, run_sync
@@ -18,6 +20,19 @@ from conveyor.job import Job
 log = logging.getLogger("conveyor.job")
 
 IdempotencyGet = Callable[[str], Coroutine[Any, Any, tuple[bool, Any]]]
+
+#: Progress writes closer together than this are skipped (the last value always goes out).
+PROGRESS_INTERVAL = 0.25
+
+
+class FlowAccess(Protocol):
+    """What a context needs of the store for progress and a parent's children."""
+
+    async def flow_children(self, parent_id: int) -> list[Job]: ...
+
+    async def job_set_progress(
+        self, job_id: int, token: UUID, value: float, message: str | None
+    ) -> bool: ...
 
 
 class JobContext:
@@ -34,9 +49,14 @@ class JobContext:
         loop: asyncio.AbstractEventLoop,
         idempotency_get: IdempotencyGet,
         conn: Any = None,
+        token: UUID | None = None,
+        flows: FlowAccess | None = None,
     ) -> None:
         self.job = job
         self.conn = conn
+        self._token = token
+        self._flows = flows
+        self._progress_at = 0.0
         self.logger = logging.LoggerAdapter(log, {"job_id": job.id, "task": job.task})
         self._loop = loop
         self._idempotency_get = idempotency_get
@@ -52,6 +72,36 @@ class JobContext:
         """The scheduled time (UTC) a cron schedule enqueued this job for; None for a job
         enqueued otherwise."""
         return slot_of_key(self.job.unique_key)
+
+    async def aprogress(self, value: float, message: str | None = None) -> None:
+        """Report how far the job got (e.g. 40, "resized 4 of 10"); readable at once through
+        Client.get_job(id).progress and `conveyor jobs show`. Writes closer together than
+        0.25 s are skipped, except a value of 100 or more."""
+        if self._flows is None or self._token is None:
+            return  # run inline (testing helpers): nothing to record
+        now = time.monotonic()
+        if value < 100 and now - self._progress_at < PROGRESS_INTERVAL:
+            return
+        self._progress_at = now
+        await self._flows.job_set_progress(self.job.id, self._token, float(value), message)
+
+    def progress(self, value: float, message: str | None = None) -> None:
+        """Sync twin of aprogress(), for sync handlers (they run in a thread)."""
+        if _on_loop(self._loop):
+            raise TypeError("progress() would block the event loop; use await ctx.aprogress()")
+        asyncio.run_coroutine_threadsafe(self.aprogress(value, message), self._loop).result()
+
+    async def achildren(self) -> list[Job]:
+        """This flow parent's children, in the order given, with their state and result."""
+        if self._flows is None:
+            return []
+        return await self._flows.flow_children(self.job.id)
+
+    def children(self) -> list[Job]:
+        """Sync twin of achildren(), for sync handlers."""
+        if _on_loop(self._loop):
+            raise TypeError("children() would block the event loop; use await ctx.achildren()")
+        return asyncio.run_coroutine_threadsafe(self.achildren(), self._loop).result()
 
     @property
     def idempotency_keys(self) -> tuple[tuple[str, str | None], ...]:

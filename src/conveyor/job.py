@@ -15,6 +15,7 @@ class JobState(StrEnum):
     AVAILABLE = "available"
     RUNNING = "running"
     RETRYABLE = "retryable"
+    WAITING = "waiting"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -52,6 +53,8 @@ class Job:
     finished_at: datetime | None
     result: Any
     worker_id: str | None
+    #: The last progress a running job reported: {"value", "message", "at"}; None if none.
+    progress: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -74,6 +77,7 @@ class Job:
             finished_at=row["finished_at"],
             result=row["result"],
             worker_id=row["worker_id"],
+            progress=row.get("progress"),
         )
 
     def to_dict(self) -> dict[str, Any]:

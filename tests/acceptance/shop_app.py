@@ -127,6 +127,14 @@ def tenant_work(tenant: str, seconds: float, ctx: conveyor.JobContext) -> None:
         )
 
 
+@app.task(name="summarize")
+def summarize(ctx: conveyor.JobContext) -> dict[str, Any]:
+    """A flow parent: the sum of its children's results, and the processes that ran them."""
+    children = ctx.children()
+    ctx.progress(100, f"summed {len(children)} children")
+    return {"sum": sum(c.result or 0 for c in children), "pid": os.getpid()}
+
+
 @app.task(name="fail", max_attempts=1)
 def fail(message: str) -> None:
     """Fail for good with `message`."""

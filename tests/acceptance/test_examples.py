@@ -19,6 +19,7 @@ EXAMPLES = {
     "sqlalchemy_enqueue.py": "does not exist",
     "retries.py": "retries.flaky: completed after 3 attempt(s)",
     "queue_controls.py": "backpressure: emails refused 200 more jobs",
+    "flows.py": "flow report: 245 sold in 3 of 3 regions",
     "idempotency.py": "payment: 3 jobs, 1 payment row written",
 }
 

@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor._store.caller import Row, run_sync
 from conveyor._store.cron import CronStatements
+from conveyor._store.flows import FlowStatements
 from conveyor._store.protocol import (
     Completion,
     Failure,
@@ -31,7 +32,7 @@ from conveyor.job import Job
 _VACUUM: dict[TableName, str] = {"job": "job_table_vacuum", "job_done": "job_done_table_vacuum"}
 
 
-class PostgresStore(CronStatements):
+class PostgresStore(CronStatements, FlowStatements):
     """All of the worker's SQL, run on a small pool of autocommit connections (the cron
     statements live in _store/cron.py)."""
 

@@ -15,6 +15,7 @@ from uuid import UUID
 
 from conveyor._store.cron import CronProgress, CronRegistration
 from conveyor._store.enqueue import JobSpec
+from conveyor._store.flows import Advanced
 from conveyor.job import Job
 
 #: Tables the vacuumer looks after.
@@ -163,6 +164,21 @@ class Store(Protocol):
     async def table_vacuum(self, table: TableName) -> None: ...
 
     async def idempotency_get(self, key: str) -> tuple[bool, Any]: ...
+
+    async def flow_advance(self, limit: int = 1000, now: datetime | None = None) -> Advanced: ...
+
+    async def flow_children(self, parent_id: int) -> list[Job]: ...
+
+    async def flow_prune(self) -> int: ...
+
+    async def job_set_progress(
+        self,
+        job_id: int,
+        token: UUID,
+        value: float,
+        message: str | None,
+        now: datetime | None = None,
+    ) -> bool: ...
 
     async def worker_register(
         self,

@@ -14,6 +14,7 @@ _FILES = (
     "admin.sql",
     "queue.sql",
     "cron.sql",
+    "flow.sql",
 )
 
 

@@ -55,4 +55,6 @@ class JobPruner(PeriodicService):
             self._cron_slots.total_seconds(), now=self._clock.now()
         )
         await self._store.worker_prune_stale(STALE_WORKER.total_seconds(), now=self._clock.now())
+        if jobs:
+            await self._store.flow_prune()  # links of parents that were just pruned
         return Pruned(jobs=jobs, idempotency_keys=idempotency, cron_slots=slots)

@@ -182,10 +182,10 @@ WITH n AS (
 )
 INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
                                errors, unique_key, timeout_seconds, created_at, run_at,
-                               attempted_at, finished_at, result, worker_id)
+                               attempted_at, finished_at, result, worker_id, progress)
 SELECT d.id, d.task, d.queue, 'completed', d.priority, d.attempt, d.max_attempts, d.args,
        d.errors, d.unique_key, d.timeout_seconds, d.created_at, d.run_at, d.attempted_at, n.t,
-       d.new_result::jsonb, d.worker_id
+       d.new_result::jsonb, d.worker_id, d.progress
   FROM done d, n
 RETURNING id;
 
@@ -222,10 +222,10 @@ WITH n AS (
 ), moved AS (
     INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
                                    errors, unique_key, timeout_seconds, created_at, run_at,
-                                   attempted_at, finished_at, result, worker_id)
+                                   attempted_at, finished_at, result, worker_id, progress)
     SELECT d.id, d.task, d.queue, 'failed', d.priority, d.attempt, d.max_attempts, d.args,
            d.errors || jsonb_build_array(d.new_error), d.unique_key, d.timeout_seconds,
-           d.created_at, d.run_at, d.attempted_at, n.t, NULL, d.worker_id
+           d.created_at, d.run_at, d.attempted_at, n.t, NULL, d.worker_id, d.progress
       FROM dead d, n
     RETURNING id
 ), notified AS (

@@ -108,11 +108,11 @@ class Executor:
         if not task.atomic:
             if not task.context_param:
                 return Succeeded(_result_json(await task.fn(**kwargs)))
-            ctx = self._context(job, loop)
+            ctx = self._context(job, token, loop)
             result = await task.fn(**self._with_context(task, kwargs, ctx))
             return Succeeded(_result_json(result), ctx.idempotency_keys)
         async with self._store.transaction() as conn:
-            ctx = self._context(job, loop, conn)
+            ctx = self._context(job, token, loop, conn)
             result = await task.fn(**self._with_context(task, kwargs, ctx))
             result_json = _result_json(result)
             completion = Completion(job.id, token, result_json, ctx.idempotency_keys)
@@ -141,11 +141,11 @@ class Executor:
             if not task.atomic:
                 if not task.context_param:
                     return Succeeded(_result_json(task.fn(**kwargs)))
-                ctx = self._context(job, loop)
+                ctx = self._context(job, token, loop)
                 result = task.fn(**self._with_context(task, kwargs, ctx))
                 return Succeeded(_result_json(result), ctx.idempotency_keys)
             with self._store.sync_transaction() as conn:
-                ctx = self._context(job, loop, conn)
+                ctx = self._context(job, token, loop, conn)
                 result = task.fn(**self._with_context(task, kwargs, ctx))
                 result_json = _result_json(result)
                 completion = Completion(job.id, token, result_json, ctx.idempotency_keys)
@@ -158,8 +158,17 @@ class Executor:
             with self._thread_lock:
                 self._thread_of.pop(job.id, None)
 
-    def _context(self, job: Job, loop: asyncio.AbstractEventLoop, conn: Any = None) -> JobContext:
-        return JobContext(job, loop=loop, idempotency_get=self._store.idempotency_get, conn=conn)
+    def _context(
+        self, job: Job, token: UUID, loop: asyncio.AbstractEventLoop, conn: Any = None
+    ) -> JobContext:
+        return JobContext(
+            job,
+            loop=loop,
+            idempotency_get=self._store.idempotency_get,
+            conn=conn,
+            token=token,
+            flows=self._store,
+        )
 
     @staticmethod
     def _with_context(task: Task[Any], kwargs: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from conveyor._store.postgres import PostgresStore
 from conveyor.client import configure_queue_params
 from conveyor.job import Job
 from conveyor.maintenance.cron import CronEnqueuer
+from conveyor.maintenance.flows import FlowAdvancer
 from conveyor.maintenance.pruner import JobPruner
 from conveyor.maintenance.rescuer import JobRescuer
 from conveyor.maintenance.scheduler import JobScheduler
@@ -251,6 +252,7 @@ class Worker:
             JobScheduler(store, interval=self.config.promote_interval, clock=self.app.clock),
             JobRescuer(store, interval=self.config.rescue_interval, clock=self.app.clock),
             TableVacuumer(store),
+            FlowAdvancer(store, interval=self.config.promote_interval, clock=self.app.clock),
             JobPruner(
                 store,
                 completed=retention.completed,
