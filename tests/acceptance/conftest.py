@@ -81,7 +81,9 @@ def shop(db: str) -> Iterator[conveyor.Conveyor]:
     """The shop app on the clean test database, with empty side-effect tables."""
     with psycopg.connect(db, autocommit=True) as conn:
         conn.execute(shop_app.SCHEMA)
-        conn.execute("TRUNCATE acceptance.executions, acceptance.gates, acceptance.spans")
+        conn.execute(
+            "TRUNCATE acceptance.executions, acceptance.gates, acceptance.spans, acceptance.effects"
+        )
     yield shop_app.app
     shop_app.app.close()
 

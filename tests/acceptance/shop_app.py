@@ -31,6 +31,11 @@ CREATE TABLE IF NOT EXISTS acceptance.executions (
     at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE TABLE IF NOT EXISTS acceptance.gates (name text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS acceptance.effects (
+    job_id   bigint      NOT NULL,
+    n        integer     NOT NULL,
+    pid      integer     NOT NULL
+);
 CREATE TABLE IF NOT EXISTS acceptance.spans (
     job_id   bigint      NOT NULL,
     tenant   text        NOT NULL,
@@ -133,6 +138,24 @@ def summarize(ctx: conveyor.JobContext) -> dict[str, Any]:
     children = ctx.children()
     ctx.progress(100, f"summed {len(children)} children")
     return {"sum": sum(c.result or 0 for c in children), "pid": os.getpid()}
+
+
+@app.task(name="chaos_work", queue="chaos", max_attempts=25, atomic=True)
+def chaos_work(n: int, ms: float, ctx: conveyor.JobContext) -> int:
+    """Note the execution (committed at once, whatever happens next), work for `ms`, then
+    write the job's side effect through ctx.once in the job's own transaction: it commits
+    with the job's completion or not at all, so it happens exactly once."""
+    _note_execution(ctx, n)
+    time.sleep(ms / 1000)
+
+    def effect() -> int:
+        ctx.conn.execute(
+            "INSERT INTO acceptance.effects (job_id, n, pid) VALUES (%s, %s, %s)",
+            (ctx.job.id, n, os.getpid()),
+        )
+        return n
+
+    return int(ctx.once(f"chaos:{n}", effect))
 
 
 @app.task(name="fail", max_attempts=1)
