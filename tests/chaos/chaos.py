@@ -67,15 +67,31 @@ class Report:
         )
 
 
+def _cluster_of(url: str) -> tuple[str, str] | None:
+    """The (version, name) of the machine's Debian cluster serving `url`, if any."""
+    if shutil.which("pg_lsclusters") is None or "127.0.0.1" not in url:
+        return None
+    port = url.split("127.0.0.1", 1)[1].lstrip(":").split("/", 1)[0] or "5432"
+    listed = subprocess.run(
+        ["pg_lsclusters", "--no-header"], capture_output=True, text=True, check=False
+    ).stdout
+    for line in listed.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == port:
+            return fields[0], fields[1]
+    return None
+
+
 def can_restart_postgres(url: str) -> bool:
-    """Only the machine's own cluster on 127.0.0.1:5432, when pg_ctlcluster is there."""
-    return shutil.which("pg_ctlcluster") is not None and "127.0.0.1:5432" in url
+    """Only a cluster of this machine (pg_ctlcluster), reached on 127.0.0.1."""
+    return _cluster_of(url) is not None
 
 
-def restart_postgres(mode: str) -> None:
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+def restart_postgres(url: str, mode: str) -> None:
+    cluster = _cluster_of(url)
+    assert cluster is not None
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", mode],
+        ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, "restart", "-m", mode],
         check=True,
         capture_output=True,
         timeout=60,
@@ -135,7 +151,7 @@ def run(
             report.stops += 1
 
     def pg_restart() -> None:
-        restart_postgres(rng.choice(["fast", "immediate"]))
+        restart_postgres(url, rng.choice(["fast", "immediate"]))
         report.pg_restarts += 1
 
     actions = [kill, kill, stop, stop] + ([pg_restart] if restart_pg else [])
