@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import psycopg
+
 from conveyor._store.leader import LeaderLock
 from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
@@ -87,14 +89,15 @@ class Worker:
     async def run(self) -> None:
         """Run until stop() (or cancellation), then shut down gracefully."""
         url = self.app.database_url
-        await asyncio.to_thread(Migrator(url).check)
+        await self._check_schema(url)
         tasks = sorted(self.app.tasks)
         if not tasks:
             log.warning("worker %s has no tasks registered; it will claim nothing", self.id)
-        atomic_async = any(t.atomic and t.is_async for t in self.app.tasks.values())
+        # each running atomic job holds a connection for its transaction
+        atomic = any(t.atomic for t in self.app.tasks.values())
         store = PostgresStore(
             url,
-            max_connections=4 + (self.config.concurrency if atomic_async else 0),
+            max_connections=4 + (self.config.concurrency if atomic else 0),
             name=f"conveyor-worker-{os.getpid()}",
         )
         await store.open()
@@ -274,6 +277,19 @@ class Worker:
                 )
             )
         return services
+
+    async def _check_schema(self, url: str) -> None:
+        """Refuse a wrong schema at once; wait for a database that cannot be reached yet (down,
+        or out of connections) instead of crashing."""
+        delay = 0.2
+        while True:
+            try:
+                await asyncio.to_thread(Migrator(url).check)
+                return
+            except psycopg.OperationalError as exc:
+                log.warning("cannot reach the database (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _register(self, store: PostgresStore, tasks: list[str]) -> None:
         delay = 0.2
