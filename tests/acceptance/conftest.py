@@ -34,12 +34,13 @@ class WorkerProcess:
         *,
         app: str = APP,
         env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
     ) -> None:
         self.args = args
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "conveyor", "worker", app, *FAST, *args],
+                [*prefix, sys.executable, "-m", "conveyor", "worker", app, *FAST, *args],
                 cwd=ROOT,
                 env={**os.environ, **(env or {}), "CONVEYOR_DATABASE_URL": db},
                 stdout=log,

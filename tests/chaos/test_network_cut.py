@@ -1,0 +1,155 @@
+"""A network cut: a worker in its own network namespace reaches Postgres through a veth pair;
+its link is cut mid-job. Another worker rescues the job after the lease; when the link comes
+back the cut worker carries on, without completing the job it no longer owns.
+
+Needs root and `ip netns` (skipped otherwise). The worker in the namespace reaches the host's
+Postgres through a small TCP relay on the host side of the veth pair, so the database itself
+keeps listening on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+import conveyor
+from tests.acceptance import shop_app
+from tests.acceptance.conftest import (
+    WorkerProcess,
+    executions,
+    open_gate,
+    scalar,
+    wait_for_state,
+    wait_for_workers,
+)
+from tests.helpers import wait_until
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and ip netns"
+    ),
+]
+
+HOST_IP, NS_IP = "10.77.0.1", "10.77.0.2"
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def namespace() -> Iterator[str]:
+    name = f"cv{uuid.uuid4().hex[:6]}"
+    host_end, ns_end = f"{name}h", f"{name}n"
+    _ip("netns", "add", name)
+    try:
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
+        _ip("link", "set", ns_end, "netns", name)
+        _ip("addr", "add", f"{HOST_IP}/30", "dev", host_end)
+        _ip("link", "set", host_end, "up")
+        _ip("netns", "exec", name, "ip", "addr", "add", f"{NS_IP}/30", "dev", ns_end)
+        _ip("netns", "exec", name, "ip", "link", "set", ns_end, "up")
+        _ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+class Relay:
+    """Forwards HOST_IP:port to the database's own host and port, in a background thread."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self.port = 0
+        threading.Thread(target=self._run, daemon=True).start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, HOST_IP, 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._target)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def test_cut_worker_is_rescued_and_recovers_without_completing_a_lost_job(
+    shop: conveyor.Conveyor, db: str, namespace: str, tmp_path: Path
+) -> None:
+    parts = urlsplit(db)
+    if not parts.hostname or parts.hostname != "127.0.0.1":
+        pytest.skip("needs the database on 127.0.0.1 (not the embedded socket server)")
+    relay = Relay(parts.hostname, parts.port or 5432)
+    cut_url = db.replace(f"127.0.0.1:{parts.port or 5432}", f"{HOST_IP}:{relay.port}")
+    workers: list[WorkerProcess] = []
+    try:
+        cut = WorkerProcess(
+            cut_url,
+            ("--concurrency", "2"),
+            tmp_path / "cut.log",
+            prefix=("ip", "netns", "exec", namespace),
+        )
+        workers.append(cut)
+        wait_for_workers(db, 1)
+        gate = "net-cut"
+        job = shop_app.sleepy.enqueue(seconds=60, gate=gate)
+        wait_until(lambda: executions(db, job) == [(1, cut.pid)], timeout=20)
+
+        host_end = f"{namespace}h"
+        _ip("link", "set", host_end, "down")  # the cut: packets vanish, no reset
+        other = WorkerProcess(db, ("--concurrency", "2"), tmp_path / "other.log")
+        workers.append(other)
+        wait_until(lambda: len(executions(db, job)) == 2, timeout=30)
+        assert executions(db, job)[1] == (2, other.pid)
+        open_gate(db, gate)
+        wait_for_state(db, job, "completed", timeout=30)
+
+        _ip("link", "set", host_end, "up")  # the link is back
+        # The cut worker's own attempt ends (its gate is open too), but its outcome is
+        # refused: the job stays completed by the other worker.
+        wait_until(
+            lambda: "outcome refused" in cut.log() or "lease was lost" in cut.log(), timeout=60
+        )
+        completed_by = scalar(db, "SELECT worker_id FROM conveyor.jobs WHERE id = %s", job)
+        assert f":{other.pid}:" in completed_by
+        assert cut.alive(), "the cut worker recovered instead of dying"
+
+        # ...and works again: with the other worker gone, it runs the next job.
+        other.kill_all()
+        later = shop_app.record.enqueue(n=1)
+        wait_for_state(db, later, "completed", timeout=60)
+        assert executions(db, later) == [(1, cut.pid)]
+    finally:
+        for worker in workers:
+            worker.kill_all()
+            print(f"--- {worker.log_path.name}:\n{worker.log()}")
+        relay.stop()
