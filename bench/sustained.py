@@ -59,9 +59,27 @@ class _Machine:
             "machine_steal_pct": round(100 * delta[7] / total, 1),
             "worker_cpu_pct": round(100 * (worker - self.worker) / (wall - self.wall), 1),
             "loadavg_1m": round(os.getloadavg()[0], 2),
+            "worker_rss_mb": round(_rss_of(self.worker_pid) / 1e6, 1),
         }
         self.stat, self.worker, self.wall = stat, worker, wall
         return out
+
+
+def _rss_of(pid: int) -> int:
+    import psutil
+
+    try:
+        return int(psutil.Process(pid).memory_info().rss)
+    except psutil.Error:
+        return 0
+
+
+_CONNECTIONS = """
+SELECT count(*) FROM pg_stat_activity
+ WHERE datname = current_database()
+   AND (application_name LIKE 'conveyor-worker%%'
+        OR application_name IN ('conveyor-listener', 'conveyor-leader'))
+"""
 
 
 def _sample(conn: psycopg.Connection[Any], lo: Any, t_start: float) -> tuple[dict[str, Any], Any]:
@@ -82,6 +100,7 @@ def _sample(conn: psycopg.Connection[Any], lo: Any, t_start: float) -> tuple[dic
         "job_done_bytes": int(s[2]),
         "job_done_index_bytes": int(s[3]),
         "backlog": int(s[4]),
+        "worker_connections": int(conn.execute(_CONNECTIONS).fetchone()[0]),  # type: ignore[index]
     }
     for name, live, dead, vac, autovac in conn.execute(_TUPLES).fetchall():
         key = "job" if name == "job" else "job_done"
@@ -125,6 +144,7 @@ def run(
                         f" job_done {sample['job_done_bytes'] / 1e6:.1f}MB"
                         f" dead {sample.get('job_dead')}/{sample.get('job_done_dead')}"
                         f" busy {sample['machine_busy_pct']}% load {sample['loadavg_1m']}"
+                        f" rss {sample['worker_rss_mb']}MB conns {sample['worker_connections']}"
                     )
                     if time.perf_counter() - t_start > seconds + 60:
                         break  # bound: the sender stops itself at seconds + 10
@@ -172,6 +192,13 @@ def verdict(samples: list[dict[str, Any]], rate: float, seconds: float) -> dict[
         for key in ("job_bytes", "job_done_bytes"):
             growth = steady[-1][key] - steady[0][key]
             out[f"{key}_growth_mb_per_min_steady"] = round(growth / 1e6 / span_min, 2)
+        rss = [x["worker_rss_mb"] for x in steady if x.get("worker_rss_mb")]
+        if rss:
+            out["worker_rss_mb_steady_first_last"] = [rss[0], rss[-1]]
+            out["worker_rss_mb_steady_max"] = max(rss)
+        conns = [x["worker_connections"] for x in steady if "worker_connections" in x]
+        if conns:
+            out["worker_connections_steady_min_max"] = [min(conns), max(conns)]
     else:
         out["note"] = f"run shorter than the steady state ({steady_from}s): sizes not judged"
     return out
