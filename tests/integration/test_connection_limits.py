@@ -4,6 +4,7 @@ max_connections) makes a worker wait and retry, not crash; it works once connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -64,3 +65,16 @@ async def test_worker_waits_for_connections_and_then_works(
     assert not worker.broken
     enqueuer.close()
     app.close()
+
+
+async def test_database_passwords_never_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    app = conveyor.Conveyor("postgresql://postgres:s3cret-pw@127.0.0.1:1/nowhere?connect_timeout=1")
+    worker = conveyor.Worker(app, fast_config())
+    running = asyncio.create_task(worker.run())
+    await eventually(lambda: any("cannot reach" in r.getMessage() for r in caplog.records))
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    app.close()
+    assert "s3cret-pw" not in caplog.text
+    assert "127.0.0.1" in caplog.text  # the log still says where it tried
