@@ -5,6 +5,7 @@ database down raises DatabaseUnavailableError with nothing written."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 
 import conveyor
 from conveyor.cli import cli
+from tests.helpers import eventually, fast_config, job_states, running_worker
 
 FUZZ = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -103,3 +105,39 @@ def test_enqueue_with_the_database_down_raises_and_writes_nothing(
         down.enqueue_many([t.spec()])
     down.close()
     assert _count(conn) == 0
+
+
+@pytest.mark.parametrize("raw", ['{"a":', "{'a': 1}", "", "{]"])
+def test_malformed_json_through_the_sql_function_is_refused_by_postgres(
+    conn: psycopg.Connection[Any], raw: str
+) -> None:
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation, match="invalid input syntax"):
+        conn.execute("SELECT conveyor.enqueue('t', %s::jsonb)", (raw,))
+    conn.rollback()
+    assert _count(conn) == 0
+
+
+async def test_leases_and_run_times_come_from_the_database_clock(
+    app: conveyor.Conveyor, conn: psycopg.Connection[Any]
+) -> None:
+    """Hosts with skewed clocks agree: the production clock gives no time of its own, and the
+    lease a worker takes is measured from the database's now()."""
+    assert conveyor.SystemClock().now() is None
+    release = threading.Event()
+
+    @app.task(name="held")
+    def held() -> None:
+        release.wait(10)
+
+    before = conn.execute("SELECT now()").fetchone()
+    held.enqueue()
+    async with running_worker(app, fast_config(lease_seconds=30)):
+        await eventually(lambda: job_states(conn) == {"running": 1})
+        row = conn.execute(
+            "SELECT created_at, attempted_at, lease_expires_at - attempted_at FROM conveyor.job"
+        ).fetchone()
+        after = conn.execute("SELECT clock_timestamp()").fetchone()
+        release.set()
+    assert row is not None and before is not None and after is not None
+    assert before[0] <= row[0] <= row[1] <= after[0]
+    assert row[2].total_seconds() == 30
