@@ -18,7 +18,8 @@ def clean_tables(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE conveyor.job, conveyor.job_done, conveyor.worker, conveyor.idempotency_key,"
-            " conveyor.queue, conveyor.cron_schedule, conveyor.cron_slot, conveyor.flow_child"
+            " conveyor.queue, conveyor.cron_schedule, conveyor.cron_slot, conveyor.flow_child,"
+            " conveyor.alert_episode, conveyor.alert_notification, conveyor.alert_watermark"
         )
 
 

@@ -2,6 +2,16 @@
 
 from conveyor._store.enqueue import JobSpec
 from conveyor._store.flow_insert import Flow
+from conveyor.alerts import (
+    Alert,
+    AlertSettings,
+    CallbackChannel,
+    JobFailed,
+    LogChannel,
+    OldestAvailableOlderThan,
+    QueueDepthAbove,
+    WebhookChannel,
+)
 from conveyor.app import Conveyor, Retention
 from conveyor.clock import Clock, FrozenClock, SystemClock
 from conveyor.context import JobContext
@@ -25,6 +35,9 @@ from conveyor.worker import Worker, WorkerConfig
 from conveyor.worker.executor import JobTimeout
 
 __all__ = [
+    "Alert",
+    "AlertSettings",
+    "CallbackChannel",
     "Clock",
     "ConfigError",
     "Conveyor",
@@ -35,11 +48,15 @@ __all__ = [
     "FrozenClock",
     "Job",
     "JobContext",
+    "JobFailed",
     "JobNotFoundError",
     "JobSpec",
     "JobState",
     "JobTimeout",
+    "LogChannel",
+    "OldestAvailableOlderThan",
     "PayloadError",
+    "QueueDepthAbove",
     "QueueFullError",
     "QueueInfo",
     "QueueLimits",
@@ -53,6 +70,7 @@ __all__ = [
     "SystemClock",
     "Task",
     "UnknownTaskError",
+    "WebhookChannel",
     "Worker",
     "WorkerConfig",
 ]

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
 from conveyor._store.flow_insert import Flow, OnChildFailure, ainsert_flow, insert_flow
 from conveyor._store.pool_check import IdleCheck
+from conveyor.alerts import AlertSettings, Channel, LogChannel, Rule, add_channel, add_rule
 from conveyor.clock import Clock, SystemClock
 from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from conveyor.cron import Schedule
@@ -60,6 +61,7 @@ class Conveyor:
         clock: Clock | None = None,
         embedded_dir: str | Path = ".conveyor",
         auto_migrate: bool | None = None,
+        alert_settings: AlertSettings | None = None,
     ) -> None:
         if max_payload_bytes <= 0:
             raise ConfigError(f"max_payload_bytes must be positive, got {max_payload_bytes}")
@@ -75,6 +77,10 @@ class Conveyor:
         #: Queue limits declared in code, written to the database when a worker starts.
         self.queue_settings: dict[str, dict[str, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
+        #: Alert rules by name, the channels alerts go to, and how the evaluator runs.
+        self.alert_rules: dict[str, Rule] = {}
+        self.alert_channels: dict[str, Channel] = {"log": LogChannel()}
+        self.alert_settings = alert_settings or AlertSettings()
         self._lock = threading.RLock()
         self._migrated = False
         self._pool: ConnectionPool[Any] | None = None
@@ -274,6 +280,19 @@ class Conveyor:
             )
         self.schedules[schedule.name] = schedule
         return schedule
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    def alert(self, rule: Rule, *, name: str | None = None) -> str:
+        """Evaluate `rule` on the elected worker (QueueDepthAbove, OldestAvailableOlderThan,
+        JobFailed from conveyor.alerts); return its name. `name` (default: derived from the
+        rule) keys the rule's episodes in the database: keep it when you change a threshold."""
+        return add_rule(self.alert_rules, rule, name)
+
+    def alert_channel(self, channel: Channel) -> None:
+        """Send every alert to `channel` too (WebhookChannel, CallbackChannel); the log
+        always gets them, and a LogChannel given here replaces the default one."""
+        add_channel(self.alert_channels, channel)
 
     # -- enqueue many -------------------------------------------------------------------------
 

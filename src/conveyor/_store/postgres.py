@@ -14,6 +14,7 @@ from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from conveyor._store.alerts import AlertStatements
 from conveyor._store.caller import Row, run_sync
 from conveyor._store.cron import CronStatements
 from conveyor._store.flows import FlowStatements
@@ -32,9 +33,9 @@ from conveyor.job import Job
 _VACUUM: dict[TableName, str] = {"job": "job_table_vacuum", "job_done": "job_done_table_vacuum"}
 
 
-class PostgresStore(CronStatements, FlowStatements):
-    """All of the worker's SQL, run on a small pool of autocommit connections (the cron
-    statements live in _store/cron.py)."""
+class PostgresStore(CronStatements, FlowStatements, AlertStatements):
+    """All of the worker's SQL, run on a small pool of autocommit connections (the cron,
+    flow and alert statements live in _store/cron.py, flows.py and alerts.py)."""
 
     def __init__(self, database_url: str, *, max_connections: int = 4, name: str = "") -> None:
         self.database_url = database_url

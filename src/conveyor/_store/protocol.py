@@ -9,10 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 from uuid import UUID
 
+from conveyor._store.alerts import (
+    Abandoned,
+    DeliveryResult,
+    EpisodeEvent,
+    FailedArrivals,
+    Observation,
+    PendingNotification,
+)
 from conveyor._store.cron import CronProgress, CronRegistration
 from conveyor._store.enqueue import JobSpec
 from conveyor._store.flows import Advanced
@@ -221,3 +229,52 @@ class Store(Protocol):
     ) -> bool: ...
 
     async def cron_slot_prune(self, seconds: float, now: datetime | None = None) -> int: ...
+
+    async def alert_queue_depth(self) -> dict[str, int]: ...
+
+    async def queue_oldest_available(self, now: datetime | None = None) -> dict[str, float]: ...
+
+    async def alert_failed_arrivals(
+        self,
+        *,
+        rule: str,
+        queue: str | None,
+        task: str | None,
+        settle: timedelta,
+        sample: int = 5,
+        now: datetime | None = None,
+    ) -> list[FailedArrivals]: ...
+
+    async def alert_failed_remaining(
+        self, *, queue: str | None, task: str | None
+    ) -> dict[tuple[str, str], int]: ...
+
+    async def alert_episode_observe(
+        self,
+        *,
+        rule: str,
+        observations: Sequence[Observation],
+        hold: timedelta,
+        refire: bool,
+        channels: Sequence[str],
+        now: datetime | None = None,
+    ) -> list[EpisodeEvent]: ...
+
+    async def alert_notification_claim(
+        self,
+        channels: Sequence[str],
+        *,
+        limit: int = 100,
+        lease_seconds: float = 120.0,
+        now: datetime | None = None,
+    ) -> list[PendingNotification]: ...
+
+    async def alert_notification_finish(
+        self,
+        results: Sequence[DeliveryResult],
+        *,
+        max_attempts: int,
+        now: datetime | None = None,
+    ) -> list[Abandoned]: ...
+
+    async def alert_episode_prune(self, seconds: float, now: datetime | None = None) -> int: ...

@@ -20,6 +20,7 @@ from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL
 from conveyor._store.postgres import PostgresStore
 from conveyor.client import configure_queue_params
 from conveyor.job import Job
+from conveyor.maintenance.alerter import AlertEvaluator
 from conveyor.maintenance.cron import CronEnqueuer
 from conveyor.maintenance.flows import FlowAdvancer
 from conveyor.maintenance.pruner import JobPruner
@@ -276,6 +277,8 @@ class Worker:
                     clock=self.app.clock,
                 )
             )
+        if self.app.alert_rules:
+            services.append(AlertEvaluator.for_app(self.app, store))
         return services
 
     async def _check_schema(self, url: str) -> None:

@@ -1,0 +1,269 @@
+"""AlertEvaluator: measures each alert rule, fires and resolves its episodes, and delivers the
+notifications to the channels.
+
+Runs on the elected leader only. The episodes and the notification outbox live in Postgres,
+so a new leader neither fires again what the old one fired nor forgets an open episode, and a
+notification that could not be delivered (Slack down for a moment) is tried again on the next
+pass, up to AlertSettings.delivery_attempts times.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from conveyor._store.alerts import DeliveryResult, Observation, PendingNotification
+from conveyor._store.protocol import Store
+from conveyor.alerts import (
+    Alert,
+    AlertSettings,
+    AlertStatus,
+    Channel,
+    JobFailed,
+    OldestAvailableOlderThan,
+    QueueDepthAbove,
+    Rule,
+)
+from conveyor.clock import Clock, SystemClock
+from conveyor.maintenance.service import PeriodicService
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+log = logging.getLogger("conveyor.alerts")
+
+#: How long one evaluator holds the notifications it is delivering.
+CLAIM_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class AlertPass:
+    """What one pass did: alerts fired and resolved, notifications delivered and failed."""
+
+    fired: tuple[Alert, ...] = ()
+    resolved: tuple[Alert, ...] = ()
+    delivered: int = 0
+    failed: int = 0
+
+
+@dataclass
+class _Readings:
+    """Measurements shared by the rules of one pass, each read at most once."""
+
+    depth: dict[str, int] | None = None
+    oldest: dict[str, float] | None = None
+    failed: dict[tuple[str | None, str | None], dict[tuple[str, str], int]] = field(
+        default_factory=dict
+    )
+
+
+class AlertEvaluator(PeriodicService):
+    """Each pass measures every rule, applies the readings to the rule's episodes in one
+    statement (which also queues the notifications), then delivers what is queued."""
+
+    def __init__(
+        self,
+        store: Store,
+        rules: Mapping[str, Rule],
+        channels: Sequence[Channel],
+        *,
+        settings: AlertSettings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._settings = settings or AlertSettings()
+        super().__init__(self._settings.interval.total_seconds())
+        self._store = store
+        self._rules = dict(rules)
+        self._channels = {c.name: c for c in channels}
+        self._clock = clock or SystemClock()
+
+    @classmethod
+    def for_app(cls, app: Conveyor, store: Store) -> AlertEvaluator:
+        """The evaluator of `app`'s rules and channels, on its clock."""
+        return cls(
+            store,
+            app.alert_rules,
+            list(app.alert_channels.values()),
+            settings=app.alert_settings,
+            clock=app.clock,
+        )
+
+    async def run_once(self) -> AlertPass:
+        """Evaluate every rule and deliver pending notifications; return what happened."""
+        fired: list[Alert] = []
+        resolved: list[Alert] = []
+        readings = _Readings()
+        for name, rule in self._rules.items():
+            for alert in await self._evaluate(name, rule, readings):
+                (fired if alert.status == "firing" else resolved).append(alert)
+        delivered, failed = await self._deliver()
+        await self._store.alert_episode_prune(
+            self._settings.keep_resolved.total_seconds(), now=self._clock.now()
+        )
+        return AlertPass(tuple(fired), tuple(resolved), delivered, failed)
+
+    # -- evaluating ---------------------------------------------------------------------------
+
+    async def _evaluate(self, name: str, rule: Rule, readings: _Readings) -> list[Alert]:
+        observations = await self._observe(name, rule, readings)
+        hold = rule.for_ if isinstance(rule, QueueDepthAbove) else timedelta(0)
+        events = await self._store.alert_episode_observe(
+            rule=name,
+            observations=observations,
+            hold=hold,
+            refire=isinstance(rule, JobFailed),
+            channels=list(self._channels),
+            now=self._clock.now(),
+        )
+        return [
+            self._alert(name, e.subject, e.status, e.value, e.since, e.at, e.details, e.episode_id)
+            for e in events
+        ]
+
+    async def _observe(self, name: str, rule: Rule, readings: _Readings) -> list[Observation]:
+        if isinstance(rule, QueueDepthAbove):
+            if readings.depth is None:
+                readings.depth = await self._store.alert_queue_depth()
+            return _thresholds(readings.depth, rule.queue, float(rule.threshold))
+        if isinstance(rule, OldestAvailableOlderThan):
+            if readings.oldest is None:
+                readings.oldest = await self._store.queue_oldest_available(now=self._clock.now())
+            return _thresholds(readings.oldest, rule.queue, rule.age.total_seconds())
+        return await self._observe_failures(name, rule, readings)
+
+    async def _observe_failures(
+        self, name: str, rule: JobFailed, readings: _Readings
+    ) -> list[Observation]:
+        arrivals = await self._store.alert_failed_arrivals(
+            rule=name,
+            queue=rule.queue,
+            task=rule.task,
+            settle=self._settings.failed_settle,
+            now=self._clock.now(),
+        )
+        scope = (rule.queue, rule.task)
+        if scope not in readings.failed:
+            readings.failed[scope] = await self._store.alert_failed_remaining(
+                queue=rule.queue, task=rule.task
+            )
+        remaining = readings.failed[scope]
+        observations = [
+            Observation(
+                subject=f"{a.queue}/{a.task}",
+                value=float(a.count),
+                state="fire",
+                details={
+                    "queue": a.queue,
+                    "task": a.task,
+                    "new": a.count,
+                    "job_ids": list(a.job_ids),
+                    "errors": a.errors,
+                    "failed_now": remaining.get((a.queue, a.task), 0),
+                },
+            )
+            for a in arrivals
+        ]
+        new = {o.subject for o in observations}
+        observations += [
+            Observation(subject=f"{queue}/{task}", value=float(count), state="hold")
+            for (queue, task), count in remaining.items()
+            if f"{queue}/{task}" not in new
+        ]
+        return observations
+
+    # -- delivering ---------------------------------------------------------------------------
+
+    async def _deliver(self) -> tuple[int, int]:
+        """Send every claimed notification in order; after a channel fails once in a pass,
+        its later notifications wait for the next pass (in order, without a timeout each)."""
+        claimed = await self._store.alert_notification_claim(
+            list(self._channels), lease_seconds=CLAIM_SECONDS, now=self._clock.now()
+        )
+        results: list[DeliveryResult] = []
+        down: set[str] = set()
+        for note in claimed:
+            if note.channel in down:
+                results.append(DeliveryResult(note.id, "skipped"))
+                continue
+            error = await self._send(note)
+            if error is None:
+                results.append(DeliveryResult(note.id, "delivered"))
+            else:
+                down.add(note.channel)
+                results.append(DeliveryResult(note.id, "failed", error))
+        if results:
+            abandoned = await self._store.alert_notification_finish(
+                results, max_attempts=self._settings.delivery_attempts, now=self._clock.now()
+            )
+            for gone in abandoned:
+                log.error(
+                    "alert notification %d to channel %r abandoned after %d attempts",
+                    gone.notification_id,
+                    gone.channel,
+                    gone.attempts,
+                )
+        delivered = sum(r.outcome == "delivered" for r in results)
+        return delivered, sum(r.outcome == "failed" for r in results)
+
+    async def _send(self, note: PendingNotification) -> str | None:
+        alert = self._alert(
+            note.rule,
+            note.subject,
+            note.status,
+            note.value,
+            note.since,
+            note.at,
+            note.details,
+            note.episode_id,
+        )
+        try:
+            await self._channels[note.channel].send(alert)
+        except Exception as exc:  # noqa: BLE001 - any channel error: log, retry next pass
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning(
+                "alert %s [%s] %s: channel %r failed (attempt %d of %d, retried on the next"
+                " pass): %s",
+                note.rule,
+                note.subject,
+                note.status,
+                note.channel,
+                note.attempts + 1,
+                self._settings.delivery_attempts,
+                error,
+            )
+            return error
+        return None
+
+    def _alert(
+        self,
+        rule_name: str,
+        subject: str,
+        status: AlertStatus,
+        value: float,
+        since: datetime,
+        at: datetime,
+        details: Mapping[str, Any],
+        episode: int,
+    ) -> Alert:
+        rule = self._rules.get(rule_name)
+        lasted = at - since
+        if isinstance(rule, JobFailed):
+            message = rule.message(status, details, lasted)
+        elif rule is not None:
+            message = rule.message(subject, status, value, lasted)
+        else:  # a notification queued before a deploy removed its rule
+            message = f"{subject}: {status} (value {value:g})"
+        return Alert(rule_name, subject, status, value, since, at, message, dict(details), episode)
+
+
+def _thresholds(values: Mapping[str, float], queue: str | None, limit: float) -> list[Observation]:
+    """Observations of "value above limit" for every queue measured, or for one queue (whose
+    absence means zero)."""
+    measured = dict(values) if queue is None else {queue: values.get(queue, 0.0)}
+    return [
+        Observation(subject=q, value=float(v), state="fire" if v > limit else "clear")
+        for q, v in sorted(measured.items())
+    ]
