@@ -227,6 +227,7 @@ class WebhookChannel:
         """POST the alert; raise DeliveryError unless the answer is 2xx."""
         import httpx  # only alerting to a webhook needs it
 
+        _HIDE_URLS.watch(self.url)
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as client:
                 response = await client.post(self.url, json=self.payload(alert))
@@ -304,6 +305,38 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
             {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
         ],
     }
+
+
+class _HideWebhookUrls(logging.Filter):
+    """httpx logs every request's URL at INFO; a webhook URL is a secret, so it is cut to its
+    scheme and host in those records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._urls: dict[str, str] = {}
+
+    def watch(self, url: str) -> None:
+        if not self._urls:
+            logging.getLogger("httpx").addFilter(self)
+        scheme, _, rest = url.partition("://")
+        self._urls[url] = f"{scheme}://{rest.split('/', 1)[0]}/(hidden)"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._hide(arg) for arg in record.args)
+        return True
+
+    def _hide(self, arg: object) -> object:
+        if type(arg).__name__ not in ("URL", "str"):
+            return arg  # keep numbers for %d
+        text = str(arg)
+        for url, shown in self._urls.items():
+            if text.startswith(url):
+                return shown
+        return arg
+
+
+_HIDE_URLS = _HideWebhookUrls()
 
 
 def add_rule(rules: dict[str, Rule], rule: Rule, name: str | None) -> str:

@@ -5,12 +5,10 @@ webhook to a real local HTTP server, retried while it is down)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg
@@ -28,6 +26,7 @@ from conveyor import (
 )
 from conveyor._store.postgres import PostgresStore
 from conveyor.maintenance.alerter import AlertEvaluator, AlertPass
+from tests.alert_hook import Hook
 
 START = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 SETTLE = timedelta(seconds=5)
@@ -352,37 +351,6 @@ async def test_a_new_leader_does_not_fire_or_resolve_again(
 # -- channels ---------------------------------------------------------------------------------
 
 
-class Hook:
-    """A local HTTP server standing in for Slack: records bodies, answers planned statuses."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.statuses: list[int] = []
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = hook.statuses.pop(0) if hook.statuses else 200
-                if status == 200:
-                    hook.bodies.append(json.loads(body))
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"ok" if status == 200 else b"no_service")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T0/B0/secret"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def hook() -> Iterator[Hook]:
     server = Hook()
@@ -395,12 +363,16 @@ async def test_webhook_receives_slack_json_for_fire_and_resolve(
     store: PostgresStore,
     conn: psycopg.Connection[Any],
     hook: Hook,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     app.alert(QueueDepthAbove(0), name="backlog")
     app.alert_channel(WebhookChannel(hook.url, name="slack"))
     alerter = evaluator(app, store)
     add_available(conn, 3)
-    assert (await alerter.run_once()).delivered == 2  # log and slack
+    with caplog.at_level(logging.DEBUG):
+        assert (await alerter.run_once()).delivered == 2  # log and slack
+    assert "/services/T0/B0/secret" not in caplog.text, "the webhook URL is a secret"
+    assert "POST http://127.0.0.1:" in caplog.text
     take_available(conn, 3)
     await alerter.run_once()
     assert [b["text"].split(":")[1] for b in hook.bodies] == ["red_circle", "large_green_circle"]
