@@ -25,6 +25,7 @@ from conveyor import (
     WebhookChannel,
 )
 from conveyor._store.postgres import PostgresStore
+from conveyor.maintenance import alerter as alerter_module
 from conveyor.maintenance.alerter import AlertEvaluator, AlertPass
 from tests.alert_hook import Hook
 
@@ -506,3 +507,27 @@ async def test_the_log_gets_one_line_per_fire_and_resolve(
             " (at or below 0) after 0s",
         ),
     ]
+
+
+async def test_a_callback_that_hangs_times_out_and_is_retried(
+    app: conveyor.Conveyor,
+    store: PostgresStore,
+    conn: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alerter_module, "SEND_TIMEOUT", 0.05)
+    answered: list[str] = []
+
+    async def slow_pager(alert: Alert) -> None:
+        if not answered:
+            answered.append("hung")
+            await asyncio.Event().wait()
+        answered.append(alert.status)
+
+    app.alert(QueueDepthAbove(0), name="backlog")
+    app.alert_channel(CallbackChannel(slow_pager))
+    alerter = evaluator(app, store)
+    add_available(conn, 1)
+    assert (await alerter.run_once()).failed == 1
+    assert (await alerter.run_once()).delivered == 1
+    assert answered == ["hung", "firing"]

@@ -9,6 +9,7 @@ pass, up to AlertSettings.delivery_attempts times.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ log = logging.getLogger("conveyor.alerts")
 
 #: How long one evaluator holds the notifications it is delivering.
 CLAIM_SECONDS = 120.0
+#: The longest one channel may take to deliver one alert (a hung callback must not stall
+#: the evaluator); a webhook's own timeout is usually shorter.
+SEND_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -220,22 +224,32 @@ class AlertEvaluator(PeriodicService):
             note.episode_id,
         )
         try:
-            await self._channels[note.channel].send(alert)
+            async with asyncio.timeout(SEND_TIMEOUT):
+                await self._channels[note.channel].send(alert)
+        except TimeoutError:
+            return self._failed(note, f"no answer within {SEND_TIMEOUT:g}s")
         except Exception as exc:  # noqa: BLE001 - any channel error: log, retry next pass
-            error = f"{type(exc).__name__}: {exc}"[:500]
-            log.warning(
-                "alert %s [%s] %s: channel %r failed (attempt %d of %d, retried on the next"
-                " pass): %s",
-                note.rule,
-                note.subject,
-                note.status,
-                note.channel,
-                note.attempts + 1,
-                self._settings.delivery_attempts,
-                error,
-            )
-            return error
+            return self._failed(note, f"{type(exc).__name__}: {exc}"[:500])
         return None
+
+    def _failed(self, note: PendingNotification, error: str) -> str:
+        retry = (
+            "retried on the next pass"
+            if note.attempts + 1 < self._settings.delivery_attempts
+            else "the last attempt"
+        )
+        log.warning(
+            "alert %s [%s] %s: channel %r failed (attempt %d of %d, %s): %s",
+            note.rule,
+            note.subject,
+            note.status,
+            note.channel,
+            note.attempts + 1,
+            self._settings.delivery_attempts,
+            retry,
+            error,
+        )
+        return error
 
     def _alert(
         self,
