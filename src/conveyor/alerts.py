@@ -17,7 +17,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from conveyor.errors import ConfigError
@@ -26,7 +26,7 @@ AlertStatus = Literal["firing", "resolved"]
 
 _NAME_LIMIT = 200
 #: The most characters of one Slack message section (Slack refuses longer ones).
-_SLACK_SECTION_LIMIT = 3000
+_SLACK_TEXT_LIMIT = 3000
 
 
 @dataclass(frozen=True)
@@ -292,19 +292,25 @@ class AlertSettings:
 def slack_payload(alert: Alert) -> dict[str, Any]:
     """The Slack incoming-webhook body for `alert`: a `text` fallback and two blocks."""
     icon = ":red_circle:" if alert.status == "firing" else ":large_green_circle:"
-    title = f"{icon} [{alert.status.upper()}] {alert.rule} ({alert.subject})"
-    text = f"{title}: {alert.message}"
-    context = f"since {alert.since:%Y-%m-%d %H:%M:%S} UTC, value {alert.value:g}"
+    title = _slack_escape(f"{icon} [{alert.status.upper()}] {alert.rule} ({alert.subject})")
+    message = _slack_escape(alert.message)
+    since = alert.since.astimezone(UTC)
+    context = f"since {since:%Y-%m-%d %H:%M:%S} UTC, value {alert.value:g}"
     return {
-        "text": text[:_SLACK_SECTION_LIMIT],
+        "text": f"{title}: {message}"[:_SLACK_TEXT_LIMIT],
         "blocks": [
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": f"*{title}*\n{alert.message}"[:3000]},
+                "text": {"type": "mrkdwn", "text": f"*{title}*\n{message}"[:_SLACK_TEXT_LIMIT]},
             },
             {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
         ],
     }
+
+
+def _slack_escape(text: str) -> str:
+    # Slack reads <...> as links and mentions; these three are its control characters
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class _HideWebhookUrls(logging.Filter):
