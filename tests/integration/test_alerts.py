@@ -24,6 +24,7 @@ from conveyor import (
     QueueDepthAbove,
     WebhookChannel,
 )
+from conveyor._store.alerts import _InTransaction
 from conveyor._store.postgres import PostgresStore
 from conveyor.maintenance import alerter as alerter_module
 from conveyor.maintenance.alerter import AlertEvaluator, AlertPass
@@ -303,6 +304,32 @@ async def test_failed_episode_resolves_when_no_failed_job_is_left(
     resolved = await alerter.run_once()
     assert summary(resolved) == [("resolved", "failures", "emails/shop.send")]
     assert "no failed job of shop.send on queue 'emails' is left" in resolved.resolved[0].message
+
+
+async def test_failures_seen_by_a_pass_that_broke_are_alerted_by_the_next(
+    app: conveyor.Conveyor,
+    store: PostgresStore,
+    clock: conveyor.FrozenClock,
+    conn: psycopg.Connection[Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app.alert(JobFailed(), name="failures")
+    alerter = evaluator(app, store)
+    await alerter.run_once()
+    add_failed(conn, 2, at=clock.advance(seconds=1))
+    clock.advance(SETTLE)
+    with monkeypatch.context() as patch:
+
+        async def database_gone(*args: Any, **kwargs: Any) -> None:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+        patch.setattr(_InTransaction, "alert_episode_observe", database_gone)
+        with pytest.raises(psycopg.OperationalError):
+            await alerter.run_once()
+    clock.advance(seconds=15)
+    retried = await alerter.run_once()
+    assert summary(retried) == [("firing", "failures", "emails/shop.send")]
+    assert retried.fired[0].value == 2
 
 
 # -- leader change ----------------------------------------------------------------------------

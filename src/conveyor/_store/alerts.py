@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
 from conveyor._store.caller import Row
+from conveyor._store.queries import sql
 
 #: How an observation moves a subject's episode: open or fire it, keep it, or let it clear.
 ObservationState = Literal["fire", "hold", "clear"]
@@ -93,6 +98,16 @@ class AlertStatements:
 
     async def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
         raise NotImplementedError
+
+    def transaction(self) -> AbstractAsyncContextManager[Any]:
+        raise NotImplementedError
+
+    @asynccontextmanager
+    async def alert_transaction(self) -> AsyncIterator[AlertStatements]:
+        """These statements on one connection, in one transaction: a JobFailed rule moves
+        its watermark and records what it saw together, or neither."""
+        async with self.transaction() as conn:
+            yield _InTransaction(conn)
 
     async def alert_queue_depth(self) -> dict[str, int]:
         rows = await self._rows("alert_queue_depth", {})
@@ -233,3 +248,15 @@ class AlertStatements:
     async def alert_episode_prune(self, seconds: float, now: datetime | None = None) -> int:
         rows = await self._rows("alert_episode_prune", {"seconds": seconds, "now": now})
         return int(rows[0]["count"])
+
+
+class _InTransaction(AlertStatements):
+    """AlertStatements on one connection inside its open transaction."""
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
+        async with self._conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql(name), params)
+            return list(await cur.fetchall()) if cur.description else []

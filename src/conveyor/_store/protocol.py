@@ -15,6 +15,7 @@ from uuid import UUID
 
 from conveyor._store.alerts import (
     Abandoned,
+    AlertStatements,
     DeliveryResult,
     EpisodeEvent,
     FailedArrivals,
@@ -229,6 +230,10 @@ class Store(Protocol):
     ) -> bool: ...
 
     async def cron_slot_prune(self, seconds: float, now: datetime | None = None) -> int: ...
+
+    def alert_transaction(self) -> AbstractAsyncContextManager[AlertStatements]:
+        """The alert statements on one connection, in one transaction."""
+        ...
 
     async def alert_queue_depth(self) -> dict[str, int]: ...
 

@@ -12,11 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from conveyor._store.alerts import DeliveryResult, Observation, PendingNotification
+from conveyor._store.alerts import (
+    AlertStatements,
+    DeliveryResult,
+    Observation,
+    PendingNotification,
+)
 from conveyor._store.protocol import Store
 from conveyor.alerts import (
     Alert,
@@ -59,9 +64,6 @@ class _Readings:
 
     depth: dict[str, int] | None = None
     oldest: dict[str, float] | None = None
-    failed: dict[tuple[str | None, str | None], dict[tuple[str, str], int]] = field(
-        default_factory=dict
-    )
 
 
 class AlertEvaluator(PeriodicService):
@@ -112,48 +114,48 @@ class AlertEvaluator(PeriodicService):
     # -- evaluating ---------------------------------------------------------------------------
 
     async def _evaluate(self, name: str, rule: Rule, readings: _Readings) -> list[Alert]:
-        observations = await self._observe(name, rule, readings)
         hold = rule.for_ if isinstance(rule, QueueDepthAbove) else timedelta(0)
-        events = await self._store.alert_episode_observe(
-            rule=name,
-            observations=observations,
-            hold=hold,
-            refire=isinstance(rule, JobFailed),
-            channels=list(self._channels),
-            now=self._clock.now(),
-        )
+        # One transaction: failures seen (the watermark moved) are also recorded, or neither,
+        # and a second evaluator waits for the watermark instead of reading the same window.
+        async with self._store.alert_transaction() as tx:
+            observations = await self._observe(tx, name, rule, readings)
+            events = await tx.alert_episode_observe(
+                rule=name,
+                observations=observations,
+                hold=hold,
+                refire=isinstance(rule, JobFailed),
+                channels=list(self._channels),
+                now=self._clock.now(),
+            )
         return [
             self._alert(name, e.subject, e.status, e.value, e.since, e.at, e.details, e.episode_id)
             for e in events
         ]
 
-    async def _observe(self, name: str, rule: Rule, readings: _Readings) -> list[Observation]:
+    async def _observe(
+        self, tx: AlertStatements, name: str, rule: Rule, readings: _Readings
+    ) -> list[Observation]:
         if isinstance(rule, QueueDepthAbove):
             if readings.depth is None:
-                readings.depth = await self._store.alert_queue_depth()
+                readings.depth = await tx.alert_queue_depth()
             return _thresholds(readings.depth, rule.queue, float(rule.threshold))
         if isinstance(rule, OldestAvailableOlderThan):
             if readings.oldest is None:
-                readings.oldest = await self._store.queue_oldest_available(now=self._clock.now())
+                readings.oldest = await tx.queue_oldest_available(now=self._clock.now())
             return _thresholds(readings.oldest, rule.queue, rule.age.total_seconds())
-        return await self._observe_failures(name, rule, readings)
+        return await self._observe_failures(tx, name, rule)
 
     async def _observe_failures(
-        self, name: str, rule: JobFailed, readings: _Readings
+        self, tx: AlertStatements, name: str, rule: JobFailed
     ) -> list[Observation]:
-        arrivals = await self._store.alert_failed_arrivals(
+        arrivals = await tx.alert_failed_arrivals(
             rule=name,
             queue=rule.queue,
             task=rule.task,
             settle=self._settings.failed_settle,
             now=self._clock.now(),
         )
-        scope = (rule.queue, rule.task)
-        if scope not in readings.failed:
-            readings.failed[scope] = await self._store.alert_failed_remaining(
-                queue=rule.queue, task=rule.task
-            )
-        remaining = readings.failed[scope]
+        remaining = await tx.alert_failed_remaining(queue=rule.queue, task=rule.task)
         observations = [
             Observation(
                 subject=f"{a.queue}/{a.task}",
