@@ -16,7 +16,7 @@ from conveyor.errors import QueueFullError
 COPY_THRESHOLD = 200
 _COPY = (
     "COPY conveyor.job (id, task, queue, args, priority, max_attempts, run_at, state,"
-    " timeout_seconds, created_at) FROM STDIN"
+    " timeout_seconds, created_at, correlation_id, trace_context) FROM STDIN"
 )
 
 
@@ -33,10 +33,21 @@ class JobSpec:
     delay: float | None = None
     unique_key: str | None = None
     timeout_seconds: float | None = None
+    correlation_id: str | None = None
+    #: W3C trace headers of the enqueueing span, when tracing is on.
+    trace_context: dict[str, str] | None = None
 
     def to_json(self, ord_: int) -> str:
         meta: dict[str, Any] = {"ord": ord_, "task": self.task}
-        for name in ("queue", "priority", "max_attempts", "delay", "unique_key"):
+        for name in (
+            "queue",
+            "priority",
+            "max_attempts",
+            "delay",
+            "unique_key",
+            "correlation_id",
+            "trace_context",
+        ):
             value = getattr(self, name)
             if value is not None:
                 meta[name] = value
@@ -71,6 +82,8 @@ def _statement(specs: Sequence[JobSpec], now: datetime | None) -> tuple[str, dic
             "delay": s.delay,
             "unique_key": s.unique_key,
             "timeout_seconds": s.timeout_seconds,
+            "correlation_id": s.correlation_id,
+            "trace_context": None if s.trace_context is None else json.dumps(s.trace_context),
             "now": now,
         }
     document = "[" + ",".join(spec.to_json(i) for i, spec in enumerate(specs)) + "]"
@@ -145,6 +158,8 @@ def _copy_rows(
                 state,
                 s.timeout_seconds,
                 db_now,
+                s.correlation_id,
+                None if s.trace_context is None else json.dumps(s.trace_context),
             )
         )
     return rows, wake
