@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from conveyor import tracing
 from conveyor._store.caller import Row, is_psycopg, run_async, run_sync
 from conveyor._store.queries import sql
 from conveyor.errors import QueueFullError
@@ -212,6 +213,19 @@ async def acopy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None =
 
 def insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) -> Inserted:
     """Insert on a sync connection (the caller's transaction, if one is open)."""
+    with tracing.enqueue_span(specs) as traced:
+        return _insert_jobs(conn, traced, now)
+
+
+async def ainsert_jobs(
+    conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
+) -> Inserted:
+    """Insert on an async connection (the caller's transaction, if one is open)."""
+    with tracing.enqueue_span(specs) as traced:
+        return await _ainsert_jobs(conn, traced, now)
+
+
+def _insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None) -> Inserted:
     if _use_copy(conn, specs):
         return copy_jobs(conn, specs, now)
     rows = run_sync(conn, *_statement(specs, now))
@@ -235,10 +249,7 @@ def insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
     raise RuntimeError(_RACE)
 
 
-async def ainsert_jobs(
-    conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
-) -> Inserted:
-    """Insert on an async connection (the caller's transaction, if one is open)."""
+async def _ainsert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None) -> Inserted:
     if _use_copy(conn, specs):
         return await acopy_jobs(conn, specs, now)
     rows = await run_async(conn, *_statement(specs, now))

@@ -3,14 +3,14 @@
 -- name: job_get
 SELECT id, task, queue, state, priority, attempt, max_attempts, args, errors, unique_key,
        timeout_seconds, created_at, run_at, attempted_at, finished_at, result, worker_id,
-       progress, correlation_id
+       progress, correlation_id, trace_context
   FROM conveyor.jobs WHERE id = %(id)s;
 
 -- name: job_list
 -- Newest first, keyset-paginated by id; every filter is optional.
 SELECT id, task, queue, state, priority, attempt, max_attempts, args, errors, unique_key,
        timeout_seconds, created_at, run_at, attempted_at, finished_at, result, worker_id,
-       progress, correlation_id
+       progress, correlation_id, trace_context
   FROM conveyor.jobs
  WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)

@@ -68,7 +68,7 @@ SELECT (SELECT count(*) FROM ready) AS ready, (SELECT count(*) FROM failed) AS f
 -- A parent's children in the order they were given, with their state and result.
 SELECT j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts, j.args, j.errors,
        j.unique_key, j.timeout_seconds, j.created_at, j.run_at, j.attempted_at, j.finished_at,
-       j.result, j.worker_id, j.progress, j.correlation_id
+       j.result, j.worker_id, j.progress, j.correlation_id, j.trace_context
   FROM conveyor.flow_child fc
   JOIN conveyor.jobs j ON j.id = fc.child_id
  WHERE fc.parent_id = %(parent_id)s

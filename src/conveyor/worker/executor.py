@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
-from conveyor import codec, correlation, logs
+from conveyor import codec, correlation, logs, tracing
 from conveyor._store.protocol import Completion, Store
 from conveyor.context import JobContext
 from conveyor.errors import PayloadError, UnknownTaskError
@@ -56,11 +56,19 @@ class Executor:
         """Run `job` once and report what happened."""
         # each job runs in its own asyncio task, so these stay with this job
         correlation._set(job.correlation_id)
+        with logs.job_scope(job), tracing.job_span(job) as span:
+            outcome = await self._attempt(job, token)
+            if isinstance(outcome, Failed):
+                tracing.record_outcome(span, "failed", outcome.error)
+            else:
+                tracing.record_outcome(span, type(outcome).__name__.lower())
+            return outcome
+
+    async def _attempt(self, job: Job, token: UUID) -> Outcome:
         try:
-            with logs.job_scope(job):
-                task = self._resolve_task(job)
-                kwargs = self._bind_arguments(task, job)
-                return await self._run_with_timeout(task, job, token, kwargs)
+            task = self._resolve_task(job)
+            kwargs = self._bind_arguments(task, job)
+            return await self._run_with_timeout(task, job, token, kwargs)
         except asyncio.CancelledError:
             self.interrupt(job.id, JobTimeout)
             return Abandoned("cancelled")
