@@ -311,6 +311,8 @@ def _print_job(job: Job) -> None:
     click.echo(f"  attempt {job.attempt} of {job.max_attempts or '-'}, priority {job.priority}")
     click.echo(f"  created {job.created_at}  run at {job.run_at}  finished {job.finished_at}")
     click.echo(f"  args {json.dumps(job.args)}")
+    if job.correlation_id is not None:
+        click.echo(f"  correlation id {job.correlation_id}")
     if job.progress is not None:
         message = job.progress.get("message") or ""
         click.echo(f"  progress {job.progress.get('value'):g} {message}".rstrip())
