@@ -15,6 +15,7 @@ from conveyor.alerts import (
 from conveyor.app import Conveyor, Retention
 from conveyor.clock import Clock, FrozenClock, SystemClock
 from conveyor.context import JobContext
+from conveyor.correlation import correlation_id, current_correlation_id
 from conveyor.cron import Schedule
 from conveyor.errors import (
     ConfigError,
@@ -26,6 +27,7 @@ from conveyor.errors import (
     SchemaError,
     UnknownTaskError,
 )
+from conveyor.http_auth import Credentials
 from conveyor.job import Job, JobState
 from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.queues import QueueInfo, QueueLimits, RateLimit
@@ -42,6 +44,7 @@ __all__ = [
     "ConfigError",
     "Conveyor",
     "ConveyorError",
+    "Credentials",
     "DatabaseUnavailableError",
     "FailNow",
     "Flow",
@@ -73,4 +76,6 @@ __all__ = [
     "WebhookChannel",
     "Worker",
     "WorkerConfig",
+    "correlation_id",
+    "current_correlation_id",
 ]
