@@ -109,14 +109,6 @@ class AlertStatements:
         async with self.transaction() as conn:
             yield _InTransaction(conn)
 
-    async def alert_queue_depth(self) -> dict[str, int]:
-        rows = await self._rows("alert_queue_depth", {})
-        return {str(row["queue"]): int(row["depth"]) for row in rows}
-
-    async def queue_oldest_available(self, now: datetime | None = None) -> dict[str, float]:
-        rows = await self._rows("queue_oldest_available", {"now": now})
-        return {str(row["queue"]): float(row["age_seconds"]) for row in rows}
-
     async def alert_failed_arrivals(
         self,
         *,

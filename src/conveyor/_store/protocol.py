@@ -247,10 +247,6 @@ class Store(Protocol):
         """The alert statements on one connection, in one transaction."""
         ...
 
-    async def alert_queue_depth(self) -> dict[str, int]: ...
-
-    async def queue_oldest_available(self, now: datetime | None = None) -> dict[str, float]: ...
-
     async def alert_failed_arrivals(
         self,
         *,

@@ -29,7 +29,6 @@ from conveyor.alerts import (
     AlertStatus,
     Channel,
     JobFailed,
-    OldestAvailableOlderThan,
     QueueDepthAbove,
     Rule,
 )
@@ -60,10 +59,11 @@ class AlertPass:
 
 @dataclass
 class _Readings:
-    """Measurements shared by the rules of one pass, each read at most once."""
+    """Per queue, available jobs and the oldest one's age in seconds: read once per pass,
+    when a rule first needs them, and shared by all rules."""
 
-    depth: dict[str, int] | None = None
-    oldest: dict[str, float] | None = None
+    depth: dict[str, float]
+    oldest: dict[str, float]
 
 
 class AlertEvaluator(PeriodicService):
@@ -101,8 +101,10 @@ class AlertEvaluator(PeriodicService):
         """Evaluate every rule and deliver pending notifications; return what happened."""
         fired: list[Alert] = []
         resolved: list[Alert] = []
-        readings = _Readings()
+        readings: _Readings | None = None
         for name, rule in self._rules.items():
+            if readings is None and not isinstance(rule, JobFailed):
+                readings = await self._read_queues()
             for alert in await self._evaluate(name, rule, readings):
                 (fired if alert.status == "firing" else resolved).append(alert)
         delivered, failed = await self._deliver()
@@ -113,7 +115,15 @@ class AlertEvaluator(PeriodicService):
 
     # -- evaluating ---------------------------------------------------------------------------
 
-    async def _evaluate(self, name: str, rule: Rule, readings: _Readings) -> list[Alert]:
+    async def _read_queues(self) -> _Readings:
+        readings = _Readings({}, {})
+        for row in await self._store.queue_depths(now=self._clock.now()):
+            if row.state == "available":
+                readings.depth[row.queue] = float(row.count)
+                readings.oldest[row.queue] = float(row.oldest_seconds or 0)
+        return readings
+
+    async def _evaluate(self, name: str, rule: Rule, readings: _Readings | None) -> list[Alert]:
         hold = rule.for_ if isinstance(rule, QueueDepthAbove) else timedelta(0)
         # One transaction: failures seen (the watermark moved) are also recorded, or neither,
         # and a second evaluator waits for the watermark instead of reading the same window.
@@ -133,17 +143,14 @@ class AlertEvaluator(PeriodicService):
         ]
 
     async def _observe(
-        self, tx: AlertStatements, name: str, rule: Rule, readings: _Readings
+        self, tx: AlertStatements, name: str, rule: Rule, readings: _Readings | None
     ) -> list[Observation]:
+        if isinstance(rule, JobFailed):
+            return await self._observe_failures(tx, name, rule)
+        assert readings is not None  # read before the first queue rule
         if isinstance(rule, QueueDepthAbove):
-            if readings.depth is None:
-                readings.depth = await tx.alert_queue_depth()
             return _thresholds(readings.depth, rule.queue, float(rule.threshold))
-        if isinstance(rule, OldestAvailableOlderThan):
-            if readings.oldest is None:
-                readings.oldest = await tx.queue_oldest_available(now=self._clock.now())
-            return _thresholds(readings.oldest, rule.queue, rule.age.total_seconds())
-        return await self._observe_failures(tx, name, rule)
+        return _thresholds(readings.oldest, rule.queue, rule.age.total_seconds())
 
     async def _observe_failures(
         self, tx: AlertStatements, name: str, rule: JobFailed

@@ -1,9 +1,6 @@
--- Alerts: what the rules measure, episodes of each rule and subject, and the notification
--- outbox. Every time-dependent query takes %(now)s; NULL means the database's clock.
-
--- name: alert_queue_depth
--- Available jobs per queue (the hot table only: finished history is never counted).
-SELECT queue, count(*) AS depth FROM conveyor.job WHERE state = 'available' GROUP BY queue;
+-- Alerts: failed jobs for JobFailed rules (the queue rules read queue_depths), episodes of
+-- each rule and subject, and the notification outbox. Every time-dependent query takes
+-- %(now)s; NULL means the database's clock.
 
 -- name: alert_failed_arrivals
 -- Failed jobs that finished after the rule's watermark and at least settle_seconds ago,
