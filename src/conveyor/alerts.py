@@ -190,10 +190,23 @@ class LogChannel:
     name: str = "log"
 
     async def send(self, alert: Alert) -> None:
-        """Log the alert."""
+        """Log the alert; JSON logs also get it as fields (alert_rule, alert_subject, ...)."""
         level = logging.WARNING if alert.status == "firing" else logging.INFO
+        fields = {
+            "alert_rule": alert.rule,
+            "alert_subject": alert.subject,
+            "alert_status": alert.status,
+            "alert_value": alert.value,
+            "alert_episode": alert.episode,
+        }
         logging.getLogger(self.logger).log(
-            level, "alert %s %s [%s]: %s", alert.status, alert.rule, alert.subject, alert.message
+            level,
+            "alert %s %s [%s]: %s",
+            alert.status,
+            alert.rule,
+            alert.subject,
+            alert.message,
+            extra=fields,
         )
 
 

@@ -522,7 +522,13 @@ async def test_the_log_gets_one_line_per_fire_and_resolve(
         take_available(conn, 2)
         for _ in range(3):
             await alerter.run_once()
-    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "conveyor.alerts"]
+    records = [r for r in caplog.records if r.name == "conveyor.alerts"]
+    fields = [{k: v for k, v in vars(r).items() if k.startswith("alert_")} for r in records]
+    assert [(f["alert_rule"], f["alert_status"], f["alert_value"]) for f in fields] == [
+        ("backlog", "firing", 2),
+        ("backlog", "resolved", 0),
+    ], "JSON logs get the alert as fields"
+    lines = [(r.levelname, r.getMessage()) for r in records]
     assert lines == [
         (
             "WARNING",
