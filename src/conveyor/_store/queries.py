@@ -15,6 +15,7 @@ _FILES = (
     "queue.sql",
     "cron.sql",
     "flow.sql",
+    "dashboard.sql",
 )
 
 
