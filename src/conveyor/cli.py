@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from conveyor.cli_context import _app_from, load_app
+from conveyor.cli_dashboard import dashboard
 from conveyor.cli_queues import queue
 from conveyor.errors import ConveyorError, JobNotFoundError
 from conveyor.job import Job, JobState
@@ -432,3 +433,4 @@ def main() -> None:
 
 
 cli.add_command(queue)
+cli.add_command(dashboard)

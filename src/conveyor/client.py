@@ -25,6 +25,7 @@ from conveyor.client_types import (
     QueueStatus,
     ScheduleStatus,
     Status,
+    TaskCount,
     Throughput,
 )
 from conveyor.job import Job, JobState
@@ -45,6 +46,7 @@ __all__ = [
     "QueueStatus",
     "ScheduleStatus",
     "Status",
+    "TaskCount",
     "Throughput",
     "configure_queue_params",
     "validate_queue_settings",
@@ -121,6 +123,10 @@ class Client:
         """Jobs finished per minute, queue and state over the last `minutes` (database clock);
         jobs already pruned by retention are not counted."""
         return self._run(_Ops.throughput(minutes * 60.0))
+
+    def failed_by_task(self, *, limit: int = 100) -> list[TaskCount]:
+        """Failed jobs per queue and task, most first."""
+        return self._run(_Ops.failed_by_task(limit))
 
     def retry(self, *job_ids: int) -> list[int]:
         """Run failed or cancelled jobs again with a fresh round of attempts."""
@@ -232,6 +238,10 @@ class AsyncClient:
     async def throughput(self, *, minutes: int = 60) -> Throughput:
         """Async twin of Client.throughput()."""
         return await self._run(_Ops.throughput(minutes * 60.0))
+
+    async def failed_by_task(self, *, limit: int = 100) -> list[TaskCount]:
+        """Async twin of Client.failed_by_task()."""
+        return await self._run(_Ops.failed_by_task(limit))
 
     async def retry(self, *job_ids: int) -> list[int]:
         """Async twin of Client.retry()."""

@@ -18,6 +18,7 @@ from conveyor.client_types import (
     QueueStatus,
     ScheduleStatus,
     Status,
+    TaskCount,
     Throughput,
 )
 from conveyor.errors import ConfigError, JobNotFoundError
@@ -98,6 +99,13 @@ class _Ops:
                 ("database_now", {"now": None}),
             ],
             read,
+        )
+
+    @staticmethod
+    def failed_by_task(limit: int) -> _Op[list[TaskCount]]:
+        return _Op(
+            [("job_failed_by_task", {"limit": limit})],
+            lambda r: [TaskCount(row["queue"], row["task"], int(row["count"])) for row in r[0]],
         )
 
     @staticmethod

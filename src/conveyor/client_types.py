@@ -128,3 +128,12 @@ class Throughput:
                 if 0 <= slot < size:
                     counts[slot] += m.count
         return counts
+
+
+@dataclass(frozen=True)
+class TaskCount:
+    """How many jobs of one task in one queue are in some state (e.g. failed)."""
+
+    queue: str
+    task: str
+    count: int

@@ -36,3 +36,12 @@ SELECT date_trunc('minute', finished_at) AS minute, queue, state, count(*) AS co
  WHERE finished_at >= coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(seconds)s)
  GROUP BY 1, 2, 3
  ORDER BY 1, 2, 3;
+
+-- name: job_failed_by_task
+-- Failed jobs per queue and task, most first (read from the partial index of failed jobs).
+SELECT queue, task, count(*) AS count
+  FROM conveyor.job_done
+ WHERE state = 'failed'
+ GROUP BY queue, task
+ ORDER BY count(*) DESC, queue, task
+ LIMIT %(limit)s;
