@@ -110,7 +110,7 @@ def _templates() -> Jinja2Templates:
 def _when(value: Any) -> str:
     if value is None:
         return "-"
-    return str(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    return str(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC")
 
 
 class SecurityHeaders:

@@ -23,7 +23,7 @@ def timeline(job: Job) -> list[Event]:
     """Events of `job` oldest first; errors without a readable time are left out."""
     events = [Event(job.created_at, "created", f"in queue {job.queue}")]
     if job.run_at > job.created_at:
-        events.append(Event(job.run_at, "due", "may run from here"))
+        events.append(Event(job.run_at, "due", "may run from here (the latest run_at)"))
     for error in job.errors:
         at = _parse(error.get("at"))
         if at is not None:
