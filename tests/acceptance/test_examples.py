@@ -21,6 +21,7 @@ EXAMPLES = {
     "queue_controls.py": "backpressure: emails refused 200 more jobs",
     "flows.py": "flow report: 245 sold in 3 of 3 regions",
     "idempotency.py": "payment: 3 jobs, 1 payment row written",
+    "dashboard_mount.py": "dashboard mounted at /admin/jobs: 1 job(s) listed in queue emails",
 }
 
 # Known bugs that make an example fail today; strict, so the fix turns the marker red.
