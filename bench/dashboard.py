@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from bench.common import (
     RESULTS,
@@ -31,7 +31,13 @@ from bench.common import (
 )
 
 REPS = 25
-QUEUES = ("default", "emails", "billing", "reports")
+INDEXES_0007 = (
+    "job_done_queue_id_idx",
+    "job_done_task_id_idx",
+    "job_done_unsuccessful_idx",
+    "job_done_unsuccessful_queue_idx",
+    "job_done_unsuccessful_task_idx",
+)
 
 LOAD = """
 INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
@@ -103,7 +109,13 @@ def client_reads(app: Any, n: int) -> dict[str, dict[str, float]]:
         "list: state=failed, deep page": lambda: c.page_jobs(state="failed", before_id=middle),
         "list: state=cancelled": lambda: c.page_jobs(state="cancelled"),
         "list: queue=emails": lambda: c.page_jobs(queue="emails"),
-        "list: queue=emails, state=failed": lambda: c.page_jobs(queue="emails", state="failed"),
+        "list: queue=emails, state=failed (none)": lambda: c.page_jobs(
+            queue="emails", state="failed"
+        ),
+        "list: queue=default, state=failed": lambda: c.page_jobs(queue="default", state="failed"),
+        "list: task=shop.task_3, state=cancelled": lambda: c.page_jobs(
+            task="shop.task_3", state="cancelled"
+        ),
         "list: task=shop.task_7": lambda: c.page_jobs(task="shop.task_7"),
         "list: queue=rare (100 old jobs)": lambda: c.page_jobs(queue="rare"),
         "list: task=shop.rare (100 old jobs)": lambda: c.page_jobs(task="shop.rare"),
@@ -168,21 +180,22 @@ def explain(url: str, n: int) -> None:
 
 def index_cost(url: str, rows: int = 200_000) -> dict[str, float]:
     """Seconds to insert `rows` finished jobs with and without migration 0007's indexes."""
+    from conveyor.migrate import migrations
+
+    (migration,) = [m for m in migrations() if m.version == 7]
     out = {}
     with connect(url) as conn:
         for label, create in (("with_0007_indexes", True), ("without", False)):
             conn.execute("TRUNCATE conveyor.job_done")
-            conn.execute("DROP INDEX IF EXISTS conveyor.job_done_queue_id_idx")
-            conn.execute("DROP INDEX IF EXISTS conveyor.job_done_task_id_idx")
+            for name in INDEXES_0007:
+                conn.execute(SQL("DROP INDEX IF EXISTS conveyor.{}").format(Identifier(name)))
             if create:
-                conn.execute("CREATE INDEX job_done_queue_id_idx ON conveyor.job_done (queue, id)")
-                conn.execute("CREATE INDEX job_done_task_id_idx ON conveyor.job_done (task, id)")
+                conn.execute(migration.sql.encode())
             started = time.perf_counter()
             conn.execute(LOAD, {"n": rows})
             out[f"insert_{rows}_{label}_s"] = round(time.perf_counter() - started, 2)
             log(f"insert {rows:,} finished jobs {label}: {out[f'insert_{rows}_{label}_s']}s")
-        conn.execute("CREATE INDEX job_done_queue_id_idx ON conveyor.job_done (queue, id)")
-        conn.execute("CREATE INDEX job_done_task_id_idx ON conveyor.job_done (task, id)")
+        conn.execute(migration.sql.encode())
         conn.execute("TRUNCATE conveyor.job_done")
     return out
 

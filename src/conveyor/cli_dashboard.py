@@ -59,7 +59,7 @@ def dashboard(
         web = create_app(app, token=token, username=username, password=password)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    auth = "token" if token else "basic auth" if username else "no credentials (loopback only)"
+    auth = "token" if token else "basic auth" if username else "no credentials: loopback only"
     click.echo(f"Conveyor dashboard on http://{_url_host(host)}:{port}/ ({auth})", err=True)
     uvicorn.run(web, host=host, port=port, log_level="warning", proxy_headers=False)
 
