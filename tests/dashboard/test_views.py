@@ -195,3 +195,13 @@ def test_mounted_under_a_prefix_every_link_and_redirect_keeps_it(
         )
         assert retried.headers["location"] == f"/admin/queue/jobs/{failed}"
     assert state_of(conn, failed) == "available"
+
+
+def test_retry_all_failed_needs_a_task_or_a_queue(
+    dash: TestClient, conn: psycopg.Connection[Any]
+) -> None:
+    failed = insert_finished(conn)
+    token = csrf_token(dash.get("/").text)
+    page = dash.post("/jobs/retry-failed", data={"csrf_token": token}, headers=ORIGIN)
+    assert "nothing was retried" in page.text
+    assert state_of(conn, failed) == "failed"

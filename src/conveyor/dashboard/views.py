@@ -140,6 +140,8 @@ class Views:
     async def retry_failed(self, request: Request) -> Response:
         async def act(form: dict[str, str]) -> str:
             task, queue = form.get("task") or None, form.get("queue") or None
+            if task is None and queue is None:
+                return "Name a task or a queue whose failed jobs to retry; nothing was retried."
             done = await self.client.retry_failed(task=task, queue=queue)
             what = " and ".join(
                 f"{k} {v}" for k, v in (("task", task), ("queue", queue)) if v is not None
