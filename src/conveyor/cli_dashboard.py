@@ -56,7 +56,13 @@ def dashboard(
     if target:
         app.set_default_database_url(ctx.obj.get("database_url"))
     try:
-        web = create_app(app, token=token, username=username, password=password)
+        web = create_app(
+            app,
+            token=token,
+            username=username,
+            password=password,
+            allowed_hosts=None if credentials else loopback_hosts(host),
+        )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     auth = "token" if token else "basic auth" if username else "no credentials: loopback only"
@@ -78,6 +84,12 @@ def is_loopback(host: str) -> bool:
     return bool(addresses) and all(
         ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses
     )
+
+
+def loopback_hosts(host: str) -> list[str]:
+    """Host headers a dashboard without credentials answers: loopback names only, so a web
+    page whose domain was rebound to 127.0.0.1 cannot drive it from the user's browser."""
+    return sorted({"localhost", "127.0.0.1", "::1", host.strip("[]").lower()})
 
 
 def _url_host(host: str) -> str:

@@ -109,3 +109,13 @@ def test_every_response_carries_the_security_headers(app: conveyor.Conveyor) -> 
     assert "script-src" not in headers["content-security-policy"]
     assert "default-src 'none'" in headers["content-security-policy"]
     assert headers["x-frame-options"] == "DENY"
+
+
+def test_allowed_hosts_refuse_a_rebound_domain(app: conveyor.Conveyor) -> None:
+    web = create_app(app, allowed_hosts=["127.0.0.1", "localhost", "::1"])
+    with TestClient(web) as client:
+        assert client.get("/", headers={"host": "evil.example"}).status_code == 400
+        assert client.get("/", headers={"host": "evil.example:8080"}).status_code == 400
+        assert client.get("/", headers={"host": "127.0.0.1:8080"}).status_code == 200
+        assert client.get("/", headers={"host": "[::1]:8080"}).status_code == 200
+        assert client.get("/", headers={"host": "LOCALHOST"}).status_code == 200

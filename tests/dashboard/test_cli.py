@@ -91,3 +91,10 @@ def test_served_with_a_token_it_refuses_requests_without_it(served: str) -> None
     assert _status(served + "/") == 401
     assert _status(served + "/jobs", {"authorization": "Bearer wrong"}) == 401
     assert _status(served + "/jobs", {"authorization": "Bearer env-t0ken"}) == 200
+
+
+def test_without_credentials_only_loopback_host_headers_are_answered() -> None:
+    from conveyor.cli_dashboard import loopback_hosts
+
+    assert loopback_hosts("127.0.0.1") == ["127.0.0.1", "::1", "localhost"]
+    assert "::1" in loopback_hosts("[::1]")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -53,6 +54,7 @@ def create_app(
     username: str | None = None,
     password: str | None = None,
     secret_key: str | bytes | None = None,
+    allowed_hosts: Sequence[str] | None = None,
     title: str = "Conveyor",
 ) -> Starlette:
     """Return the dashboard of `conveyor_app` as a Starlette app.
@@ -90,6 +92,7 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders),
+            Middleware(HostGuard, allowed=allowed_hosts),
             Middleware(RequireCredentials, credentials=credentials),
         ],
         lifespan=lifespan,
@@ -135,3 +138,29 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class HostGuard:
+    """ASGI middleware refusing (400) requests whose Host is not allowed; None allows any."""
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str] | None) -> None:
+        self.app = app
+        self.allowed = None if allowed is None else {h.lower() for h in allowed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.allowed is None or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1").lower()
+        if host_name(host) in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        response = PlainTextResponse(f"host {host!r} is not allowed", 400)
+        await response(scope, receive, send)
+
+
+def host_name(host: str) -> str:
+    """The Host header without its port ('[::1]:8080' -> '::1', 'a.b:80' -> 'a.b')."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
