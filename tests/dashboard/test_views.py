@@ -49,6 +49,7 @@ def test_queue_page_shows_counts_by_state_and_failed_tasks(
     assert '<a href="/jobs?queue=emails&amp;state=failed">2</a>' in html
     assert "Retry all 2" in html
     assert "completed per minute" in html and "<rect" in html  # the chart has a bar
+    assert html.count('<svg class="spark"') == 1  # each queue's own sparkline
 
 
 def test_pause_and_resume_a_queue(app: conveyor.Conveyor, dash: TestClient) -> None:
@@ -120,6 +121,7 @@ def test_job_page_shows_args_attempts_tracebacks_and_timeline(
     assert "3 of 3" in html
     assert html.count('<pre class="tb">') == 3  # every attempt's traceback
     assert TRACEBACK.splitlines()[1].strip().replace('"', "&#34;") in html
+    assert "2026-11-28 10:01:00.000 UTC" in html  # each error's time
     assert "attempt 1 failed" in html and "attempt 3 failed" in html and ">failed<" in html
     assert "Retry" in html and "Delete" in html
 

@@ -12,7 +12,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,8 +111,14 @@ def _templates() -> Jinja2Templates:
 
 
 def _when(value: Any) -> str:
-    if value is None:
-        return "-"
+    """A time as 'YYYY-MM-DD HH:MM:SS.mmm UTC' (ISO strings too, from the errors list)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return str(value)
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        return "-" if value is None else str(value)
     return str(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC")
 
 

@@ -37,17 +37,25 @@ class Chart:
 
 
 def minute_chart(
-    label: str, css_class: str, counts: list[int], since: datetime, *, unit: str = "jobs"
+    label: str,
+    css_class: str,
+    counts: list[int],
+    since: datetime,
+    *,
+    unit: str = "jobs",
+    scale_to: int | None = None,
 ) -> Chart:
-    """Bars for `counts` per minute starting at `since` (oldest on the left)."""
+    """Bars for `counts` per minute starting at `since` (oldest on the left), scaled to their
+    own peak or to `scale_to` (to draw two series on one scale)."""
     peak = max(counts, default=0)
+    top = max(scale_to or 0, peak)
     slot = WIDTH / max(len(counts), 1)
     start = since.replace(second=0, microsecond=0)
     bars = []
     for n, count in enumerate(counts):
         if not count:
             continue
-        height = max(1.0, HEIGHT * count / peak)
+        height = max(1.0, HEIGHT * count / top)
         minute = (start + timedelta(minutes=n)).strftime("%H:%M")
         bars.append(
             Bar(
@@ -79,4 +87,16 @@ def throughput_charts(throughput: Throughput, queue: str | None = None) -> list[
             since,
             unit="failed",
         ),
+    ]
+
+
+def queue_sparkline(throughput: Throughput, queue: str) -> list[Chart]:
+    """One queue's completed and failed jobs per minute, on one scale, for its table row."""
+    since = throughput.since.astimezone(throughput.until.tzinfo)
+    completed = throughput.series(queue=queue, state="completed")
+    failed = throughput.series(queue=queue, state="failed")
+    top = max([*completed, *failed, 0])
+    return [
+        minute_chart(f"{queue}: completed", "ok", completed, since, unit="completed", scale_to=top),
+        minute_chart(f"{queue}: failed", "bad", failed, since, unit="failed", scale_to=top),
     ]

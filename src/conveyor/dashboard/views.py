@@ -15,7 +15,7 @@ from starlette.templating import Jinja2Templates
 from conveyor.client import AsyncClient
 from conveyor.dashboard import csrf
 from conveyor.dashboard.auth import SESSION_COOKIE, Credentials, safe_next
-from conveyor.dashboard.charts import throughput_charts
+from conveyor.dashboard.charts import queue_sparkline, throughput_charts
 from conveyor.dashboard.timeline import timeline
 from conveyor.errors import JobNotFoundError
 from conveyor.job import Job, JobState
@@ -58,6 +58,7 @@ class Views:
                 "snoozed_until": controls[name].snoozed_until if name in controls else None,
                 "completed_hour": sum(throughput.series(queue=name, state="completed")),
                 "failed_hour": sum(throughput.series(queue=name, state="failed")),
+                "sparkline": queue_sparkline(throughput, name),
             }
             for name in names
         ]
