@@ -5,6 +5,7 @@ from conveyor._store.flow_insert import Flow
 from conveyor.app import Conveyor, Retention
 from conveyor.clock import Clock, FrozenClock, SystemClock
 from conveyor.context import JobContext
+from conveyor.correlation import correlation_id, current_correlation_id
 from conveyor.cron import Schedule
 from conveyor.errors import (
     ConfigError,
@@ -16,6 +17,7 @@ from conveyor.errors import (
     SchemaError,
     UnknownTaskError,
 )
+from conveyor.http_auth import Credentials
 from conveyor.job import Job, JobState
 from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.queues import QueueInfo, QueueLimits, RateLimit
@@ -29,6 +31,7 @@ __all__ = [
     "ConfigError",
     "Conveyor",
     "ConveyorError",
+    "Credentials",
     "DatabaseUnavailableError",
     "FailNow",
     "Flow",
@@ -55,4 +58,6 @@ __all__ = [
     "UnknownTaskError",
     "Worker",
     "WorkerConfig",
+    "correlation_id",
+    "current_correlation_id",
 ]

@@ -17,30 +17,43 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
+from conveyor import logs
 from conveyor.cli_context import _app_from, load_app
 from conveyor.cli_dashboard import dashboard
 from conveyor.cli_queues import queue
+from conveyor.correlation import validate as validate_correlation_id
 from conveyor.errors import ConveyorError, JobNotFoundError
+from conveyor.http_auth import Credentials
 from conveyor.job import Job, JobState
 
 _CHILD_ENV = "CONVEYOR_WORKER_CHILD"
+#: Which of --processes N a child is (0..N-1): its metrics port is --metrics-port + this.
+_INDEX_ENV = "CONVEYOR_WORKER_INDEX"
 
 
 @click.group()
 @click.option("--database-url", envvar="CONVEYOR_DATABASE_URL", help="Postgres URL.")
 @click.option("--app", "app_target", metavar="MODULE:APP", help="Use this app's settings.")
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+    envvar="CONVEYOR_LOG_FORMAT",
+    help="auto: readable on a terminal, one JSON object per line otherwise.",
+)
 @click.version_option(package_name="conveyor")
 @click.pass_context
 def cli(
-    ctx: click.Context, database_url: str | None, app_target: str | None, log_level: str
+    ctx: click.Context,
+    database_url: str | None,
+    app_target: str | None,
+    log_level: str,
+    log_format: logs.LogFormat,
 ) -> None:
     """Durable background jobs on Postgres."""
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(log_level, log_format)
     ctx.ensure_object(dict)
     ctx.obj.update(database_url=database_url, app=app_target)
 
@@ -64,6 +77,16 @@ def migrate(ctx: click.Context) -> None:
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--shutdown-grace", default=30.0, show_default=True, type=float)
 @click.option("--lease", "lease_seconds", default=30.0, show_default=True, type=float)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics at /metrics on this port (with --processes N, process i"
+    " uses this port + i).",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option("--metrics-token", envvar="CONVEYOR_METRICS_TOKEN", help="Bearer token to require.")
+@click.option("--metrics-username", envvar="CONVEYOR_METRICS_USERNAME", help="Basic auth user.")
+@click.option("--metrics-password", envvar="CONVEYOR_METRICS_PASSWORD", help="Basic auth password.")
 @click.pass_context
 @click.option(
     "--cron-interval",
@@ -81,6 +104,11 @@ def worker(
     shutdown_grace: float,
     lease_seconds: float,
     cron_interval: float,
+    metrics_port: int | None,
+    metrics_host: str,
+    metrics_token: str | None,
+    metrics_username: str | None,
+    metrics_password: str | None,
 ) -> None:
     """Run jobs of the app's tasks. SIGTERM/SIGINT: finish running jobs within the grace period
     and put the rest back; a second signal exits at once."""
@@ -90,13 +118,22 @@ def worker(
 
     app = load_app(target)
     app.set_default_database_url(ctx.obj.get("database_url"))
-    config = WorkerConfig.from_options(
-        queues=queues,
-        concurrency=concurrency,
-        shutdown_grace=shutdown_grace,
-        lease_seconds=lease_seconds,
-        cron_interval=cron_interval,
-    )
+    try:
+        credentials = Credentials(metrics_token, metrics_username, metrics_password)
+        if metrics_port is not None and metrics_port > 0:
+            metrics_port += int(os.environ.get(_INDEX_ENV, "0"))
+        config = WorkerConfig.from_options(
+            queues=queues,
+            concurrency=concurrency,
+            shutdown_grace=shutdown_grace,
+            lease_seconds=lease_seconds,
+            cron_interval=cron_interval,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+            metrics_credentials=credentials if credentials.required else None,
+        )
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from None
     try:
         code = asyncio.run(_run_worker(Worker(app, config)))
     except ConveyorError as exc:
@@ -157,10 +194,11 @@ def _supervise(processes: int) -> int:
 
     # Children get their own session, so a terminal's Ctrl-C (sent to the whole foreground
     # group) reaches them once, through this supervisor, not twice (which means "exit now").
-    def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(args, env=env, start_new_session=True)
+    def spawn(index: int) -> subprocess.Popen[bytes]:
+        child_env = {**env, _INDEX_ENV: str(index)}
+        return subprocess.Popen(args, env=child_env, start_new_session=True)
 
-    children = [spawn() for _ in range(processes)]
+    children = [spawn(n) for n in range(processes)]
     state = {"signals": 0}
 
     def forward(signum: int, _frame: Any) -> None:
@@ -181,7 +219,7 @@ def _supervise(processes: int) -> int:
                 click.echo(
                     f"worker process {child.pid} exited ({code}); starting another", err=True
                 )
-                children[n] = spawn()
+                children[n] = spawn(n)
         time.sleep(0.5)
 
 
@@ -274,6 +312,8 @@ def _print_job(job: Job) -> None:
     click.echo(f"  attempt {job.attempt} of {job.max_attempts or '-'}, priority {job.priority}")
     click.echo(f"  created {job.created_at}  run at {job.run_at}  finished {job.finished_at}")
     click.echo(f"  args {json.dumps(job.args)}")
+    if job.correlation_id is not None:
+        click.echo(f"  correlation id {job.correlation_id}")
     if job.progress is not None:
         message = job.progress.get("message") or ""
         click.echo(f"  progress {job.progress.get('value'):g} {message}".rstrip())
@@ -331,6 +371,7 @@ def cancel(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
 @click.option("--delay", type=float, help="Seconds to wait before the job may run.")
 @click.option("--unique-key")
 @click.option("--max-attempts", type=click.IntRange(min=1))
+@click.option("--correlation-id", help="Ties the job to what caused it; shown in its logs.")
 @click.pass_context
 def enqueue(
     ctx: click.Context,
@@ -341,6 +382,7 @@ def enqueue(
     delay: float | None,
     unique_key: str | None,
     max_attempts: int | None,
+    correlation_id: str | None,
 ) -> None:
     """Enqueue a job of TASK by name (the task need not be importable here)."""
     from conveyor import codec
@@ -365,6 +407,7 @@ def enqueue(
             delay=delay,
             unique_key=unique_key,
             max_attempts=max_attempts,
+            correlation_id=validate_correlation_id(correlation_id),
         )
         (job_id,) = app.enqueue_many([spec])
     except ConveyorError as exc:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-
 import click
 
 from conveyor.cli_context import _app_from, load_app
 from conveyor.errors import ConfigError
+from conveyor.http_auth import is_loopback
 
 INSTALL_HINT = "pip install 'conveyor[dashboard]'"
 
@@ -68,22 +66,6 @@ def dashboard(
     auth = "token" if token else "basic auth" if username else "no credentials: loopback only"
     click.echo(f"Conveyor dashboard on http://{_url_host(host)}:{port}/ ({auth})", err=True)
     uvicorn.run(web, host=host, port=port, log_level="warning", proxy_headers=False)
-
-
-def is_loopback(host: str) -> bool:
-    """True when `host` is a loopback address or a name that resolves only to loopback."""
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    addresses = {info[4][0] for info in infos}
-    return bool(addresses) and all(
-        ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addresses
-    )
 
 
 def loopback_hosts(host: str) -> list[str]:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from conveyor import codec
+from conveyor import codec, logs
 from conveyor._store.caller import run_async, run_sync
 from conveyor._store.queries import sql
 from conveyor.cron import slot_of_key
@@ -57,10 +57,17 @@ class JobContext:
         self._token = token
         self._flows = flows
         self._progress_at = 0.0
-        self.logger = logging.LoggerAdapter(log, {"job_id": job.id, "task": job.task})
+        #: A logger whose lines carry this job's id, task, queue, attempt and correlation id.
+        self.logger = logging.LoggerAdapter(log, logs.job_fields(job))
         self._loop = loop
         self._idempotency_get = idempotency_get
         self._keys: dict[str, str | None] = {}
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The id given at enqueue (or taken from the enqueuer's context); jobs this handler
+        enqueues get it too."""
+        return self.job.correlation_id
 
     @property
     def attempt(self) -> int:

@@ -55,6 +55,10 @@ class Job:
     worker_id: str | None
     #: The last progress a running job reported: {"value", "message", "at"}; None if none.
     progress: dict[str, Any] | None = None
+    #: Ties the job to what caused it (a request id, the job that enqueued it); None if none.
+    correlation_id: str | None = None
+    #: W3C trace headers of the span that enqueued the job ({"traceparent": ...}); None if none.
+    trace_context: dict[str, str] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -78,6 +82,8 @@ class Job:
             result=row["result"],
             worker_id=row["worker_id"],
             progress=row.get("progress"),
+            correlation_id=row.get("correlation_id"),
+            trace_context=row.get("trace_context"),
         )
 
     def to_dict(self) -> dict[str, Any]:

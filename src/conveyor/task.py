@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_type_hints
 
-from conveyor import codec
+from conveyor import codec, correlation
 from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
 from conveyor.errors import ConfigError, PayloadError
 from conveyor.retry import RetryPolicy, as_policy
@@ -31,6 +31,7 @@ class EnqueueOptions:
     delay: float | None = None
     run_at: datetime | None = None
     unique_key: str | None = None
+    correlation_id: str | None = None
 
 
 class Task(Generic[R]):
@@ -92,6 +93,7 @@ class Task(Generic[R]):
         delay: float | timedelta | None = None,
         run_at: datetime | None = None,
         unique_key: str | None = None,
+        correlation_id: str | None = None,
     ) -> Task[R]:
         """Return this task with per-job options for the next enqueue calls."""
         if run_at is not None and run_at.tzinfo is None:
@@ -112,6 +114,7 @@ class Task(Generic[R]):
             "delay": _seconds(delay),
             "run_at": run_at,
             "unique_key": unique_key,
+            "correlation_id": correlation.validate(correlation_id),
         }
         options = dataclasses.replace(
             self._options, **{k: v for k, v in changes.items() if v is not None}
@@ -135,6 +138,7 @@ class Task(Generic[R]):
             delay=o.delay,
             unique_key=o.unique_key,
             timeout_seconds=o.timeout or self.timeout,
+            correlation_id=o.correlation_id or correlation.current_correlation_id(),
         )
 
     def enqueue(self, **args: Any) -> int:

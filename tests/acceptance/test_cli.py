@@ -119,7 +119,9 @@ def test_failed_jobs_are_listed_shown_retried_and_cancelled(
 ) -> None:
     worker = start_worker()
     declined = [fail.enqueue(message=f"card {n} declined") for n in range(2)]
-    misfit = _enqueued_id(run("enqueue", "record", "--args", "{}"))  # misses its argument n
+    misfit = _enqueued_id(
+        run("enqueue", "record", "--args", "{}", "--correlation-id", "req-cli-1")
+    )  # misses its argument n
     for job_id in [*declined, misfit]:
         wait_for_state(db, job_id, "failed")
     worker.send(signal.SIGTERM)
@@ -135,6 +137,7 @@ def test_failed_jobs_are_listed_shown_retried_and_cancelled(
     assert f"job {declined[0]}: fail [failed]" in shown.stdout
     assert "ValueError: card 0 declined" in shown.stdout
     assert "Traceback (most recent call last)" in shown.stdout
+    assert "correlation id req-cli-1" in run("jobs", "show", str(misfit)).stdout
     missing = run("jobs", "show", "999999")
     assert missing.exit_code == 1
     assert "no job with id 999999" in missing.stderr

@@ -207,3 +207,12 @@ def test_retry_all_failed_needs_a_task_or_a_queue(
     page = dash.post("/jobs/retry-failed", data={"csrf_token": token}, headers=ORIGIN)
     assert "nothing was retried" in page.text
     assert state_of(conn, failed) == "failed"
+
+
+def test_job_page_shows_the_correlation_id(app: conveyor.Conveyor, dash: TestClient) -> None:
+    (job_id,) = app.enqueue_many(
+        [conveyor.JobSpec(task="shop.work", args_json='{"n": 1}', correlation_id="req-7f3a")]
+    )
+    assert '<code id="correlation-id">req-7f3a</code>' in dash.get(f"/jobs/{job_id}").text
+    (found,) = app.client().page_jobs(search='"n": 1').jobs
+    assert getattr(found, "correlation_id", None) == "req-7f3a"

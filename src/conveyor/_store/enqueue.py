@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from conveyor import tracing
 from conveyor._store.caller import Row, is_psycopg, run_async, run_sync
 from conveyor._store.queries import sql
 from conveyor.errors import QueueFullError
@@ -16,7 +17,7 @@ from conveyor.errors import QueueFullError
 COPY_THRESHOLD = 200
 _COPY = (
     "COPY conveyor.job (id, task, queue, args, priority, max_attempts, run_at, state,"
-    " timeout_seconds, created_at) FROM STDIN"
+    " timeout_seconds, created_at, correlation_id, trace_context) FROM STDIN"
 )
 
 
@@ -33,10 +34,21 @@ class JobSpec:
     delay: float | None = None
     unique_key: str | None = None
     timeout_seconds: float | None = None
+    correlation_id: str | None = None
+    #: W3C trace headers of the enqueueing span, when tracing is on.
+    trace_context: dict[str, str] | None = None
 
     def to_json(self, ord_: int) -> str:
         meta: dict[str, Any] = {"ord": ord_, "task": self.task}
-        for name in ("queue", "priority", "max_attempts", "delay", "unique_key"):
+        for name in (
+            "queue",
+            "priority",
+            "max_attempts",
+            "delay",
+            "unique_key",
+            "correlation_id",
+            "trace_context",
+        ):
             value = getattr(self, name)
             if value is not None:
                 meta[name] = value
@@ -71,6 +83,8 @@ def _statement(specs: Sequence[JobSpec], now: datetime | None) -> tuple[str, dic
             "delay": s.delay,
             "unique_key": s.unique_key,
             "timeout_seconds": s.timeout_seconds,
+            "correlation_id": s.correlation_id,
+            "trace_context": None if s.trace_context is None else json.dumps(s.trace_context),
             "now": now,
         }
     document = "[" + ",".join(spec.to_json(i) for i, spec in enumerate(specs)) + "]"
@@ -145,6 +159,8 @@ def _copy_rows(
                 state,
                 s.timeout_seconds,
                 db_now,
+                s.correlation_id,
+                None if s.trace_context is None else json.dumps(s.trace_context),
             )
         )
     return rows, wake
@@ -197,6 +213,19 @@ async def acopy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None =
 
 def insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) -> Inserted:
     """Insert on a sync connection (the caller's transaction, if one is open)."""
+    with tracing.enqueue_span(specs) as traced:
+        return _insert_jobs(conn, traced, now)
+
+
+async def ainsert_jobs(
+    conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
+) -> Inserted:
+    """Insert on an async connection (the caller's transaction, if one is open)."""
+    with tracing.enqueue_span(specs) as traced:
+        return await _ainsert_jobs(conn, traced, now)
+
+
+def _insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None) -> Inserted:
     if _use_copy(conn, specs):
         return copy_jobs(conn, specs, now)
     rows = run_sync(conn, *_statement(specs, now))
@@ -220,10 +249,7 @@ def insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
     raise RuntimeError(_RACE)
 
 
-async def ainsert_jobs(
-    conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
-) -> Inserted:
-    """Insert on an async connection (the caller's transaction, if one is open)."""
+async def _ainsert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None) -> Inserted:
     if _use_copy(conn, specs):
         return await acopy_jobs(conn, specs, now)
     rows = await run_async(conn, *_statement(specs, now))

@@ -22,6 +22,7 @@ from conveyor._store.protocol import (
     Failure,
     Pruned,
     QueueControl,
+    QueueDepth,
     Rescued,
     Store,
     TableName,
@@ -301,6 +302,13 @@ class PostgresStore(CronStatements, FlowStatements):
 
     async def table_vacuum(self, table: TableName) -> None:
         await self._rows(_VACUUM[table], {})
+
+    async def queue_depths(self, now: datetime | None = None) -> list[QueueDepth]:
+        rows = await self._rows("queue_depths", {"now": now})
+        return [
+            QueueDepth(str(r["queue"]), str(r["state"]), int(r["count"]), r["oldest_seconds"])
+            for r in rows
+        ]
 
     # -- idempotency keys ---------------------------------------------------------------------
 

@@ -54,6 +54,16 @@ class Completion:
 
 
 @dataclass(frozen=True)
+class QueueDepth:
+    """Unfinished jobs of one queue in one state; for 'available', the oldest one's age."""
+
+    queue: str
+    state: str
+    count: int
+    oldest_seconds: float | None
+
+
+@dataclass(frozen=True)
 class Rescued:
     """What a rescue pass did: jobs made available again, and jobs failed for good."""
 
@@ -162,6 +172,8 @@ class Store(Protocol):
     async def table_dead_tuples(self) -> dict[str, tuple[int, int]]: ...
 
     async def table_vacuum(self, table: TableName) -> None: ...
+
+    async def queue_depths(self, now: datetime | None = None) -> list[QueueDepth]: ...
 
     async def idempotency_get(self, key: str) -> tuple[bool, Any]: ...
 

@@ -24,9 +24,10 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conveyor.dashboard.auth import Credentials, RequireCredentials
+from conveyor.dashboard.auth import RequireCredentials
 from conveyor.dashboard.csrf import Signer
 from conveyor.dashboard.views import Views, age
+from conveyor.http_auth import Credentials
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -66,7 +67,7 @@ def create_app(
     behind one address (default: random per process).
     """
     credentials = Credentials(token, username, password)
-    if not credentials.configured:
+    if not credentials.required:
         log.warning("dashboard has no credentials: anyone who can reach it can act on jobs")
     key = secret_key.encode() if isinstance(secret_key, str) else secret_key
     signer = Signer(key or secrets.token_bytes(32))

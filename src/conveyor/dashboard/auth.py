@@ -1,4 +1,5 @@
-"""Who may use the dashboard: a bearer token, HTTP basic auth, or a session cookie.
+"""Who may use the dashboard: a bearer token, HTTP basic auth (conveyor.http_auth, shared with
+the metrics endpoint), or a session cookie.
 
 A browser with the token signs in once through a small form; the cookie it gets holds an HMAC
 of the token, never the token itself, and is HttpOnly and SameSite=Strict. Every secret is
@@ -7,83 +8,44 @@ compared in constant time (hmac.compare_digest).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.errors import ConfigError
+from conveyor.http_auth import Credentials
 
 SESSION_COOKIE = "conveyor_session"
 #: Paths reachable without credentials (the sign-in form itself).
 PUBLIC_PATHS = frozenset({"/login"})
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """What the dashboard accepts: a token, a username and password, both, or neither."""
+def session_value(credentials: Credentials) -> str:
+    """The cookie value a signed-in browser holds: an HMAC of the token."""
+    assert credentials.token is not None
+    key = credentials.token.encode()
+    return hmac.new(key, b"conveyor-dashboard-session", hashlib.sha256).hexdigest()
 
-    token: str | None = None
-    username: str | None = None
-    password: str | None = None
 
-    def __post_init__(self) -> None:
-        if (self.username is None) != (self.password is None):
-            raise ConfigError("give the dashboard both a username and a password, or neither")
-        for name in ("token", "username", "password"):
-            if getattr(self, name) == "":
-                raise ConfigError(f"the dashboard {name} must not be empty")
+def token_matches(credentials: Credentials, offered: str) -> bool:
+    """Constant-time check of a token typed into the sign-in form."""
+    return credentials.token is not None and credentials.accepts(f"Bearer {offered}")
 
-    @property
-    def configured(self) -> bool:
-        """True when any credential is set (requests without one are then refused)."""
-        return self.token is not None or self.username is not None
 
-    def session_value(self) -> str:
-        """The cookie value a signed-in browser holds: an HMAC of the token."""
-        assert self.token is not None
-        return hmac.new(
-            self.token.encode(), b"conveyor-dashboard-session", hashlib.sha256
-        ).hexdigest()
-
-    def token_matches(self, offered: str) -> bool:
-        """Constant-time check of a token offered in a header or the sign-in form."""
-        return self.token is not None and _same(offered, self.token)
-
-    def principal(self, conn: HTTPConnection) -> str | None:
-        """Who made this request ('token', 'session' or the username), or None if unknown."""
-        header = conn.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and self.token_matches(value.strip()):
-            return "token"
-        if scheme.lower() == "basic" and self.username is not None and self._basic(value):
-            return self.username
-        cookie = conn.cookies.get(SESSION_COOKIE)
-        if cookie and self.token is not None and _same(cookie, self.session_value()):
+def principal(credentials: Credentials, conn: HTTPConnection) -> str | None:
+    """How this request proved who it is ('header' or 'session'), or None if it did not."""
+    header = conn.headers.get("authorization")
+    if header and credentials.required and credentials.accepts(header):
+        return "header"
+    cookie = conn.cookies.get(SESSION_COOKIE)
+    if cookie and credentials.token is not None:
+        expected = session_value(credentials)
+        if hmac.compare_digest(cookie.encode(), expected.encode()):
             return "session"
-        return None
-
-    def _basic(self, value: str) -> bool:
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        user, sep, password = decoded.partition(":")
-        assert self.username is not None and self.password is not None
-        # Both compared every time, so the timing says nothing about which one was wrong.
-        user_ok = _same(user, self.username)
-        password_ok = _same(password, self.password)
-        return bool(sep) and user_ok and password_ok
-
-
-def _same(offered: str, expected: str) -> bool:
-    return hmac.compare_digest(offered.encode("utf-8"), expected.encode("utf-8"))
+    return None
 
 
 class RequireCredentials:
@@ -98,11 +60,11 @@ class RequireCredentials:
         self.credentials = credentials
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self.credentials.configured:
+        if scope["type"] not in ("http", "websocket") or not self.credentials.required:
             await self.app(scope, receive, send)
             return
         conn = HTTPConnection(scope)
-        if _local_path(scope) in PUBLIC_PATHS or self.credentials.principal(conn) is not None:
+        if _local_path(scope) in PUBLIC_PATHS or principal(self.credentials, conn) is not None:
             await self.app(scope, receive, send)
             return
         await self._refuse(conn)(scope, receive, send)
@@ -115,13 +77,8 @@ class RequireCredentials:
             if conn.url.query:
                 target += "?" + conn.url.query
             return RedirectResponse(f"{root}/login?next={quote(target, safe='')}", 303)
-        challenge = (
-            'Basic realm="conveyor", charset="UTF-8"'
-            if self.credentials.username is not None
-            else 'Bearer realm="conveyor"'
-        )
         return PlainTextResponse(
-            "credentials required", 401, headers={"WWW-Authenticate": challenge}
+            "credentials required", 401, headers={"WWW-Authenticate": self.credentials.challenge}
         )
 
 

@@ -14,10 +14,17 @@ from starlette.templating import Jinja2Templates
 
 from conveyor.client import AsyncClient
 from conveyor.dashboard import csrf
-from conveyor.dashboard.auth import SESSION_COOKIE, Credentials, safe_next
+from conveyor.dashboard.auth import (
+    SESSION_COOKIE,
+    principal,
+    safe_next,
+    session_value,
+    token_matches,
+)
 from conveyor.dashboard.charts import queue_sparkline, throughput_charts
 from conveyor.dashboard.timeline import timeline
 from conveyor.errors import JobNotFoundError
+from conveyor.http_auth import Credentials
 from conveyor.job import Job, JobState
 
 PAGE_SIZE = 50
@@ -193,16 +200,14 @@ class Views:
             return self.render(
                 request, "login.html", status_code=403, next=nxt, error="cross-origin sign-in"
             )
-        if self.credentials.token is None or not self.credentials.token_matches(
-            form.get("token", "")
-        ):
+        if not token_matches(self.credentials, form.get("token", "")):
             return self.render(
                 request, "login.html", status_code=401, next=nxt, error="wrong token"
             )
         response = RedirectResponse(request.scope.get("root_path", "") + nxt, 303)
         response.set_cookie(
             SESSION_COOKIE,
-            self.credentials.session_value(),
+            session_value(self.credentials),
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -234,7 +239,7 @@ class Views:
                 "csrf_field": csrf.CSRF_FIELD,
                 "csrf_token": csrf.form_token(request, self.signer),
                 "flash": flash,
-                "signed_in": self.credentials.principal(request) == "session",
+                "signed_in": principal(self.credentials, request) == "session",
                 "states": STATES,
                 "now": datetime.now(UTC),
                 **context,

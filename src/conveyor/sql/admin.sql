@@ -3,14 +3,14 @@
 -- name: job_get
 SELECT id, task, queue, state, priority, attempt, max_attempts, args, errors, unique_key,
        timeout_seconds, created_at, run_at, attempted_at, finished_at, result, worker_id,
-       progress
+       progress, correlation_id, trace_context
   FROM conveyor.jobs WHERE id = %(id)s;
 
 -- name: job_list
 -- Newest first, keyset-paginated by id; every filter is optional.
 SELECT id, task, queue, state, priority, attempt, max_attempts, args, errors, unique_key,
        timeout_seconds, created_at, run_at, attempted_at, finished_at, result, worker_id,
-       progress
+       progress, correlation_id, trace_context
   FROM conveyor.jobs
  WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
    AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
@@ -34,14 +34,15 @@ WITH n AS (
 ), ins AS (
     INSERT INTO conveyor.job (id, task, queue, state, priority, attempt, max_attempts, args,
                               errors, unique_key, timeout_seconds, created_at, run_at,
-                              concurrency_key)
+                              concurrency_key, correlation_id, trace_context)
     SELECT b.id, b.task, b.queue, 'available', b.priority, b.attempt,
            b.attempt + b.max_attempts, b.args, b.errors,
            -- an active job may hold the key by now; the retried job then runs without it
            CASE WHEN EXISTS (SELECT 1 FROM conveyor.job a WHERE a.unique_key = b.unique_key)
                 THEN NULL ELSE b.unique_key END,
            b.timeout_seconds, b.created_at, n.t,
-           (SELECT b.args ->> c.key_arg FROM conveyor.queue c WHERE c.name = b.queue)
+           (SELECT b.args ->> c.key_arg FROM conveyor.queue c WHERE c.name = b.queue),
+           b.correlation_id, b.trace_context
       FROM back b, n
     RETURNING id, queue
 ), notified AS (
@@ -58,10 +59,11 @@ WITH n AS (
 ), moved AS (
     INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
                                    errors, unique_key, timeout_seconds, created_at, run_at,
-                                   attempted_at, finished_at, result, worker_id)
+                                   attempted_at, finished_at, result, worker_id, progress,
+                                   correlation_id, trace_context)
     SELECT g.id, g.task, g.queue, 'cancelled', g.priority, g.attempt, g.max_attempts, g.args,
            g.errors, g.unique_key, g.timeout_seconds, g.created_at, g.run_at, g.attempted_at,
-           n.t, NULL, g.worker_id
+           n.t, NULL, g.worker_id, g.progress, g.correlation_id, g.trace_context
       FROM gone g, n
     RETURNING id
 ), notified AS (

@@ -8,7 +8,7 @@
 WITH scanned AS (
     SELECT id, task, queue, state, priority, attempt, max_attempts, args, errors, unique_key,
            timeout_seconds, created_at, run_at, attempted_at, finished_at, result, worker_id,
-           progress
+           progress, correlation_id, trace_context
       FROM conveyor.jobs
      WHERE (%(state)s::text IS NULL OR state = %(state)s::text)
        AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)

@@ -46,7 +46,8 @@ WITH n AS (
 ), failed AS (
     INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
                                    errors, unique_key, timeout_seconds, created_at, run_at,
-                                   attempted_at, finished_at, result, worker_id)
+                                   attempted_at, finished_at, result, worker_id, progress,
+                                   correlation_id, trace_context)
     SELECT d.id, d.task, d.queue, 'failed', d.priority, d.attempt, d.max_attempts, d.args,
            d.errors || jsonb_build_array(jsonb_build_object(
                'type', 'ChildFailed',
@@ -54,7 +55,7 @@ WITH n AS (
                           || ' flow was enqueued with on_child_failure=''fail''',
                'traceback', NULL, 'attempt', d.attempt, 'at', n.t)),
            d.unique_key, d.timeout_seconds, d.created_at, d.run_at, d.attempted_at, n.t, NULL,
-           d.worker_id
+           d.worker_id, d.progress, d.correlation_id, d.trace_context
       FROM doomed d, n
     RETURNING id
 ), notified AS (
@@ -67,7 +68,7 @@ SELECT (SELECT count(*) FROM ready) AS ready, (SELECT count(*) FROM failed) AS f
 -- A parent's children in the order they were given, with their state and result.
 SELECT j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts, j.args, j.errors,
        j.unique_key, j.timeout_seconds, j.created_at, j.run_at, j.attempted_at, j.finished_at,
-       j.result, j.worker_id, j.progress
+       j.result, j.worker_id, j.progress, j.correlation_id, j.trace_context
   FROM conveyor.flow_child fc
   JOIN conveyor.jobs j ON j.id = fc.child_id
  WHERE fc.parent_id = %(parent_id)s

@@ -17,7 +17,7 @@ WITH n AS (
       FROM jsonb_to_recordset(%(jobs)s::jsonb) AS x(
            ord int, task text, queue text, args jsonb, priority int, max_attempts int,
            run_at timestamptz, delay double precision, unique_key text,
-           timeout_seconds double precision)
+           timeout_seconds double precision, correlation_id text, trace_context jsonb)
 ), batch AS (
     SELECT coalesce(i.queue, 'default') AS queue, count(*) AS k FROM input i GROUP BY 1
 ), refused AS (
@@ -30,11 +30,13 @@ WITH n AS (
                                    LIMIT c.max_depth) d) + b.k > c.max_depth
 ), ins AS (
     INSERT INTO conveyor.job AS j (id, task, queue, args, priority, max_attempts, run_at, state,
-                                   unique_key, timeout_seconds, created_at, concurrency_key)
+                                   unique_key, timeout_seconds, created_at, concurrency_key,
+                                   correlation_id, trace_context)
     SELECT i.id, i.task, coalesce(i.queue, 'default'), coalesce(i.args, '{}'),
            coalesce(i.priority, 0), i.max_attempts, r.run_at,
            CASE WHEN r.run_at > n.t THEN 'scheduled' ELSE 'available' END,
-           i.unique_key, i.timeout_seconds, n.t, i.args ->> c.key_arg
+           i.unique_key, i.timeout_seconds, n.t, i.args ->> c.key_arg, i.correlation_id,
+           i.trace_context
       FROM input i
      CROSS JOIN n
       LEFT JOIN conveyor.queue c ON c.name = coalesce(i.queue, 'default')
@@ -90,12 +92,14 @@ WITH n AS (
                                    LIMIT c.max_depth) d) >= c.max_depth
 ), ins AS (
     INSERT INTO conveyor.job (task, queue, args, priority, max_attempts, run_at, state,
-                              unique_key, timeout_seconds, created_at, concurrency_key)
+                              unique_key, timeout_seconds, created_at, concurrency_key,
+                              correlation_id, trace_context)
     SELECT %(task)s::text, coalesce(%(queue)s::text, 'default'), %(args)s::jsonb,
            coalesce(%(priority)s::int, 0), %(max_attempts)s::int, r.run_at,
            CASE WHEN r.run_at > r.t THEN 'scheduled' ELSE 'available' END,
            %(unique_key)s::text, %(timeout_seconds)s::float8, r.t,
-           (SELECT %(args)s::jsonb ->> c.key_arg FROM c)
+           (SELECT %(args)s::jsonb ->> c.key_arg FROM c), %(correlation_id)s::text,
+           %(trace_context)s::jsonb
       FROM r
      WHERE NOT EXISTS (SELECT FROM refused)
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
@@ -167,7 +171,8 @@ UPDATE conveyor.job j
 -- errors stay behind: the handler does not need them, and parsing them costs every claim
 RETURNING j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts, j.args,
           NULL::jsonb AS errors, j.unique_key, j.timeout_seconds, j.created_at, j.run_at, j.attempted_at,
-          NULL::timestamptz AS finished_at, NULL::jsonb AS result, j.worker_id;
+          NULL::timestamptz AS finished_at, NULL::jsonb AS result, j.worker_id,
+          j.correlation_id, j.trace_context;
 
 -- name: job_complete_many
 -- Move jobs still held by the given lease tokens to job_done as completed; return their ids.
@@ -182,10 +187,11 @@ WITH n AS (
 )
 INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
                                errors, unique_key, timeout_seconds, created_at, run_at,
-                               attempted_at, finished_at, result, worker_id, progress)
+                               attempted_at, finished_at, result, worker_id, progress,
+                               correlation_id, trace_context)
 SELECT d.id, d.task, d.queue, 'completed', d.priority, d.attempt, d.max_attempts, d.args,
        d.errors, d.unique_key, d.timeout_seconds, d.created_at, d.run_at, d.attempted_at, n.t,
-       d.new_result::jsonb, d.worker_id, d.progress
+       d.new_result::jsonb, d.worker_id, d.progress, d.correlation_id, d.trace_context
   FROM done d, n
 RETURNING id;
 
@@ -222,10 +228,12 @@ WITH n AS (
 ), moved AS (
     INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
                                    errors, unique_key, timeout_seconds, created_at, run_at,
-                                   attempted_at, finished_at, result, worker_id, progress)
+                                   attempted_at, finished_at, result, worker_id, progress,
+                               correlation_id, trace_context)
     SELECT d.id, d.task, d.queue, 'failed', d.priority, d.attempt, d.max_attempts, d.args,
            d.errors || jsonb_build_array(d.new_error), d.unique_key, d.timeout_seconds,
-           d.created_at, d.run_at, d.attempted_at, n.t, NULL, d.worker_id, d.progress
+           d.created_at, d.run_at, d.attempted_at, n.t, NULL, d.worker_id, d.progress,
+           d.correlation_id, d.trace_context
       FROM dead d, n
     RETURNING id
 ), notified AS (

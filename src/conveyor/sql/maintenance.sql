@@ -53,10 +53,12 @@ WITH n AS (
 ), moved AS (
     INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
                                    errors, unique_key, timeout_seconds, created_at, run_at,
-                                   attempted_at, finished_at, result, worker_id)
+                                   attempted_at, finished_at, result, worker_id, progress,
+                                   correlation_id, trace_context)
     SELECT d.id, d.task, d.queue, 'failed', d.priority, d.attempt, d.max_attempts, d.args,
            d.errors || d.new_error, d.unique_key, d.timeout_seconds, d.created_at, d.run_at,
-           d.attempted_at, n.t, NULL, d.worker_id
+           d.attempted_at, n.t, NULL, d.worker_id, d.progress, d.correlation_id,
+           d.trace_context
       FROM dead d, n
     RETURNING id
 ), notified AS (
@@ -108,3 +110,12 @@ VACUUM (ANALYZE) conveyor.job;
 -- name: job_done_table_vacuum
 -- Also summarizes new block ranges of the BRIN index on finished_at, which the pruner uses.
 VACUUM (ANALYZE) conveyor.job_done;
+
+-- name: queue_depths
+-- Unfinished jobs per queue and state; for 'available', the age in seconds of the oldest one.
+SELECT queue, state, count(*) AS count,
+       CASE WHEN state = 'available'
+            THEN extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - min(run_at))::float8
+       END AS oldest_seconds
+  FROM conveyor.job
+ GROUP BY queue, state;

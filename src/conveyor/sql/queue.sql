@@ -216,7 +216,7 @@ WITH RECURSIVE n AS (
     RETURNING j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts, j.args,
               NULL::jsonb AS errors, j.unique_key, j.timeout_seconds, j.created_at, j.run_at,
               j.attempted_at, NULL::timestamptz AS finished_at, NULL::jsonb AS result,
-              j.worker_id
+              j.worker_id, j.correlation_id, j.trace_context
 ), counted AS (
     UPDATE conveyor.queue q
        SET rate_window_start = CASE WHEN q.rate_limit IS NULL THEN NULL ELSE win.start END,
@@ -287,7 +287,8 @@ WITH n AS (
 ), moved AS (
     INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
                                    errors, unique_key, timeout_seconds, created_at, run_at,
-                                   attempted_at, finished_at, result, worker_id)
+                                   attempted_at, finished_at, result, worker_id, progress,
+                                   correlation_id, trace_context)
     SELECT g.id, g.task, g.queue, 'cancelled', g.priority, g.attempt, g.max_attempts, g.args,
            g.errors || jsonb_build_array(jsonb_build_object(
                'type', 'Dropped',
@@ -295,7 +296,7 @@ WITH n AS (
                           || '); dropped to make room by its on_full policy',
                'traceback', NULL, 'attempt', g.attempt, 'at', n.t)),
            g.unique_key, g.timeout_seconds, g.created_at, g.run_at, g.attempted_at, n.t, NULL,
-           g.worker_id
+           g.worker_id, g.progress, g.correlation_id, g.trace_context
       FROM gone g, n
     RETURNING id, queue
 ), counted AS (

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.errors import ConfigError
+from conveyor.http_auth import Credentials, check_bind
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,14 @@ class WorkerConfig:
     cron_interval: float = 1.0
     #: Run the maintenance services (only the elected leader does).
     maintenance: bool = True
+    #: Serve Prometheus metrics at http://metrics_host:metrics_port/metrics (None: don't).
+    metrics_port: int | None = None
+    #: Where the metrics endpoint listens; beyond loopback it needs metrics_credentials.
+    metrics_host: str = "127.0.0.1"
+    #: Token and/or basic auth a scrape must present (None: none needed on loopback).
+    metrics_credentials: Credentials | None = None
+    #: How often the leader reads queue depths for the metrics.
+    gauge_interval: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.queues or any(not q for q in self.queues):
@@ -50,11 +59,16 @@ class WorkerConfig:
             "rescue_interval",
             "prune_interval",
             "cron_interval",
+            "gauge_interval",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
         if self.shutdown_grace < 0:
             raise ConfigError(f"shutdown_grace must be >= 0, got {self.shutdown_grace}")
+        if self.metrics_port is not None:
+            if not 0 <= self.metrics_port <= 65535:
+                raise ConfigError(f"metrics_port must be 0..65535, got {self.metrics_port}")
+            check_bind(self.metrics_host, self.metrics_credentials or Credentials(), "metrics")
 
     @property
     def heartbeat_interval(self) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import ctypes
 import functools
 import logging
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
-from conveyor import codec
+from conveyor import codec, correlation, logs, tracing
 from conveyor._store.protocol import Completion, Store
 from conveyor.context import JobContext
 from conveyor.errors import PayloadError, UnknownTaskError
@@ -53,6 +54,17 @@ class Executor:
 
     async def execute(self, job: Job, token: UUID) -> Outcome:
         """Run `job` once and report what happened."""
+        # each job runs in its own asyncio task, so these stay with this job
+        correlation._set(job.correlation_id)
+        with logs.job_scope(job), tracing.job_span(job) as span:
+            outcome = await self._attempt(job, token)
+            if isinstance(outcome, Failed):
+                tracing.record_outcome(span, "failed", outcome.error)
+            else:
+                tracing.record_outcome(span, type(outcome).__name__.lower())
+            return outcome
+
+    async def _attempt(self, job: Job, token: UUID) -> Outcome:
         try:
             task = self._resolve_task(job)
             kwargs = self._bind_arguments(task, job)
@@ -125,7 +137,8 @@ class Executor:
     ) -> Outcome:
         loop = asyncio.get_running_loop()
         call = functools.partial(self._in_thread, task, job, token, kwargs, loop)
-        return await loop.run_in_executor(self._threads, call)
+        # the thread sees this job's context: its correlation id, its trace span
+        return await loop.run_in_executor(self._threads, contextvars.copy_context().run, call)
 
     def _in_thread(
         self,

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from uuid import UUID
 
 import psycopg
 
+from conveyor import logs
 from conveyor._store.leader import LeaderLock
 from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
@@ -22,10 +24,12 @@ from conveyor.client import configure_queue_params
 from conveyor.job import Job
 from conveyor.maintenance.cron import CronEnqueuer
 from conveyor.maintenance.flows import FlowAdvancer
+from conveyor.maintenance.gauges import QueueGauges
 from conveyor.maintenance.pruner import JobPruner
 from conveyor.maintenance.rescuer import JobRescuer
 from conveyor.maintenance.scheduler import JobScheduler
 from conveyor.maintenance.vacuumer import TableVacuumer
+from conveyor.metrics import MetricsServer, WorkerMetrics
 from conveyor.migrate import Migrator
 from conveyor.worker.completer import Completer
 from conveyor.worker.config import WorkerConfig
@@ -67,6 +71,10 @@ class Worker:
         self.broken = False
         self._running: dict[int, _Running] = {}
         self._held: dict[int, UUID] = {}
+        self._durations: dict[int, float] = {}
+        #: This worker's Prometheus metrics (served when config.metrics_port is set).
+        self.metrics = WorkerMetrics(lambda: len(self._running))
+        self._metrics_server: MetricsServer | None = None
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
 
@@ -129,6 +137,7 @@ class Worker:
             lease_seconds=self.config.lease_seconds,
         )
         await self._register(store, tasks)
+        self._serve_metrics()
         background = [
             asyncio.create_task(listener.run(), name="conveyor-listener"),
             asyncio.create_task(self._completer.run(), name="conveyor-completer"),
@@ -179,53 +188,82 @@ class Worker:
         running.task = asyncio.create_task(self._run_job(running), name=f"conveyor-job-{job.id}")
 
     async def _run_job(self, running: _Running) -> None:
-        outcome = await self._executor.execute(running.job, running.token)
-        self._running.pop(running.job.id, None)
-        self._producer.slot_freed(running.job.queue)
+        job = running.job
+        self.metrics.started(job)
+        started = time.monotonic()
+        outcome = await self._executor.execute(job, running.token)
+        self._durations[job.id] = time.monotonic() - started
+        self._running.pop(job.id, None)
+        self._producer.slot_freed(job.queue)
         if isinstance(outcome, Abandoned):
             reason = running.abandon_reason or outcome.reason
-            log.info("job %d (%s) stopped: %s", running.job.id, running.job.task, reason)
+            self._log_outcome(job, "stopped", logging.INFO, "job %d (%s) stopped: %s", reason)
             if running.abandon_reason != "shutdown":
-                self._held.pop(running.job.id, None)
+                self._held.pop(job.id, None)
             return
-        self._completer.submit(running.job, running.token, outcome)
+        self._completer.submit(job, running.token, outcome)
 
     def _on_recorded(self, job: Job, outcome: Outcome, recorded: bool) -> None:
         self._held.pop(job.id, None)
         if not recorded:
-            log.warning(
+            self._log_outcome(
+                job,
+                "refused",
+                logging.WARNING,
                 "job %d (%s): outcome refused, the job was taken over or cancelled meanwhile",
-                job.id,
-                job.task,
             )
         elif isinstance(outcome, Snoozed):
-            log.warning(
+            self._log_outcome(
+                job,
+                "snoozed",
+                logging.WARNING,
                 "job %d (%s) snoozed queue %s for %gs: %s; the job waits, its attempt uncounted",
-                job.id,
-                job.task,
                 job.queue,
                 outcome.duration,
                 outcome.reason,
             )
         elif isinstance(outcome, Succeeded):
             self.completed += 1
-            log.debug("job %d (%s) completed on attempt %d", job.id, job.task, job.attempt)
+            self._log_outcome(
+                job, "completed", logging.INFO, "job %d (%s) completed on attempt %d", job.attempt
+            )
         elif isinstance(outcome, Failed):
             self.failed += 1
-            when = (
-                "failed for good"
-                if outcome.retry_in is None
-                else f"will retry in {outcome.retry_in:.1f}s"
-            )
-            log.warning(
+            retrying = outcome.retry_in is not None
+            when = f"will retry in {outcome.retry_in:.1f}s" if retrying else "failed for good"
+            self._log_outcome(
+                job,
+                "retrying" if retrying else "failed",
+                logging.WARNING,
                 "job %d (%s) attempt %d raised %s: %s; %s",
-                job.id,
-                job.task,
                 job.attempt,
                 outcome.error["type"],
                 outcome.error["message"],
                 when,
+                error_type=outcome.error["type"],
             )
+
+    def _log_outcome(
+        self,
+        job: Job,
+        outcome: str,
+        level: int,
+        message: str,
+        *args: Any,
+        error_type: str | None = None,
+    ) -> None:
+        """The one log line (and the metrics) of an attempt's end."""
+        duration = self._durations.pop(job.id, None)
+        self.metrics.finished(job, outcome, duration)
+        if not log.isEnabledFor(level):
+            return
+        fields = {
+            **logs.job_fields(job),
+            "outcome": outcome,
+            "duration_ms": None if duration is None else round(duration * 1000, 3),
+            "error_type": error_type,
+        }
+        log.log(level, message, job.id, job.task, *args, extra=fields)
 
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == JOBS_CHANNEL:
@@ -267,6 +305,10 @@ class Worker:
                 clock=self.app.clock,
             ),
         ]
+        if self.config.metrics_port is not None:
+            gauges = QueueGauges(store, interval=self.config.gauge_interval, clock=self.app.clock)
+            self.metrics.registry.register(gauges)
+            services.append(gauges)
         if self.app.schedules:
             services.append(
                 CronEnqueuer(
@@ -277,6 +319,29 @@ class Worker:
                 )
             )
         return services
+
+    def _serve_metrics(self) -> None:
+        if self.config.metrics_port is None:
+            return
+        server = MetricsServer(
+            self.metrics.registry,
+            host=self.config.metrics_host,
+            port=self.config.metrics_port,
+            credentials=self.config.metrics_credentials,
+        )
+        server.start()
+        self._metrics_server = server
+        log.info(
+            "metrics at http://%s:%d/metrics%s",
+            self.config.metrics_host,
+            server.port,
+            " (credentials required)" if self.config.metrics_credentials else "",
+        )
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port the metrics endpoint listens on, once started (None when not serving)."""
+        return None if self._metrics_server is None else self._metrics_server.port
 
     async def _check_schema(self, url: str) -> None:
         """Refuse a wrong schema at once; wait for a database that cannot be reached yet (down,
@@ -356,4 +421,6 @@ class Worker:
         await leader.close()
         await store.close()
         threads.shutdown(wait=False, cancel_futures=True)
+        if self._metrics_server is not None:
+            await asyncio.to_thread(self._metrics_server.close)
         log.info("worker %s stopped (completed=%d failed=%d)", self.id, self.completed, self.failed)

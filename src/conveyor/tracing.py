@@ -1,0 +1,114 @@
+"""Tracing with OpenTelemetry (the optional `otel` extra): an enqueue makes a producer span
+whose context travels inside the job (W3C trace headers in its trace_context column), and the
+worker runs the job inside a consumer span that is that span's child, so one trace shows the
+web request, the enqueue and the job, even across retries.
+
+Nothing happens until the application installs a tracer provider (the OpenTelemetry SDK or an
+auto-instrumentation agent does): without one, these helpers cost a single check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor._store.enqueue import JobSpec
+    from conveyor.job import Job
+
+try:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError:  # the `otel` extra is not installed
+    trace = None  # type: ignore[assignment]
+
+_SYSTEM = "conveyor"
+
+
+def _tracer() -> Any:
+    """The tracer, or None when OpenTelemetry is absent or no provider was installed."""
+    if trace is None:
+        return None
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return None
+    return provider.get_tracer("conveyor")
+
+
+@contextmanager
+def enqueue_span(specs: Sequence[JobSpec]) -> Iterator[Sequence[JobSpec]]:
+    """Run an enqueue inside a producer span; yield the specs carrying its context."""
+    tracer = _tracer()
+    if tracer is None or not specs:
+        yield specs
+        return
+    tasks = sorted({s.task for s in specs})
+    queues = sorted({s.queue or "default" for s in specs})
+    name = f"{tasks[0] if len(tasks) == 1 else 'jobs'} publish"
+    attributes: dict[str, Any] = {
+        "messaging.system": _SYSTEM,
+        "messaging.operation.type": "send",
+        "messaging.destination.name": ",".join(queues),
+        "messaging.batch.message_count": len(specs),
+        "conveyor.task": ",".join(tasks),
+    }
+    with tracer.start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attributes):
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        if not carrier:
+            yield specs
+            return
+        yield [
+            s if s.trace_context is not None else dataclasses.replace(s, trace_context=carrier)
+            for s in specs
+        ]
+
+
+@contextmanager
+def job_span(job: Job) -> Iterator[Any]:
+    """Run one attempt of `job` inside a consumer span, a child of its enqueuer's span; yield
+    the span (None when tracing is off) for record_outcome()."""
+    tracer = _tracer()
+    if tracer is None:
+        yield None
+        return
+    parent = propagate.extract(job.trace_context) if job.trace_context else None
+    attributes: dict[str, Any] = {
+        "messaging.system": _SYSTEM,
+        "messaging.operation.type": "process",
+        "messaging.destination.name": job.queue,
+        "messaging.message.id": str(job.id),
+        "conveyor.task": job.task,
+        "conveyor.attempt": job.attempt,
+    }
+    if job.correlation_id:
+        attributes["messaging.message.conversation_id"] = job.correlation_id
+    with tracer.start_as_current_span(
+        f"{job.task} process",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        yield span
+
+
+def record_outcome(span: Any, outcome: str, error: dict[str, Any] | None = None) -> None:
+    """Mark the span with the attempt's outcome; a failed attempt sets an error status."""
+    if span is None:
+        return
+    span.set_attribute("conveyor.outcome", outcome)
+    if error is not None:
+        span.set_attribute("error.type", str(error.get("type")))
+        span.set_status(Status(StatusCode.ERROR, str(error.get("message", ""))[:500]))
+        span.add_event(
+            "exception",
+            {
+                "exception.type": str(error.get("type")),
+                "exception.message": str(error.get("message", "")),
+                "exception.stacktrace": str(error.get("traceback") or ""),
+            },
+        )
