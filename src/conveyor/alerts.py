@@ -238,13 +238,13 @@ class WebhookChannel:
 
     async def send(self, alert: Alert) -> None:
         """POST the alert; raise DeliveryError unless the answer is 2xx."""
-        import httpx  # only alerting to a webhook needs it
+        import httpx2  # only alerting to a webhook needs it
 
         _HIDE_URLS.watch(self.url)
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
+            async with httpx2.AsyncClient(timeout=self.timeout) as client:
                 response = await client.post(self.url, json=self.payload(alert))
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             # str(exc) of a transport error names no URL; the request is not repeated here
             raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
         if not 200 <= response.status_code < 300:
@@ -327,7 +327,7 @@ def _slack_escape(text: str) -> str:
 
 
 class _HideWebhookUrls(logging.Filter):
-    """httpx logs every request's URL at INFO; a webhook URL is a secret, so it is cut to its
+    """httpx2 logs every request's URL at INFO; a webhook URL is a secret, so it is cut to its
     scheme and host in those records."""
 
     def __init__(self) -> None:
@@ -336,7 +336,7 @@ class _HideWebhookUrls(logging.Filter):
 
     def watch(self, url: str) -> None:
         if not self._urls:
-            logging.getLogger("httpx").addFilter(self)
+            logging.getLogger("httpx2").addFilter(self)
         scheme, _, rest = url.partition("://")
         self._urls[url] = f"{scheme}://{rest.split('/', 1)[0]}/(hidden)"
 

@@ -19,6 +19,7 @@ import click
 
 from conveyor import logs
 from conveyor.cli_context import _app_from, load_app
+from conveyor.cli_dashboard import dashboard
 from conveyor.cli_queues import queue
 from conveyor.correlation import validate as validate_correlation_id
 from conveyor.errors import ConveyorError, JobNotFoundError
@@ -475,3 +476,4 @@ def main() -> None:
 
 
 cli.add_command(queue)
+cli.add_command(dashboard)

@@ -1,328 +1,62 @@
 """Client: inspect and act on jobs and queues. The CLI and the dashboard use only this.
 
-Each operation is written once as an _Op (a named query, its parameters and how to read the
-rows); Client runs ops on a sync connection and AsyncClient on an async one.
+Each operation is written once as an _Op in client_ops.py (named queries, their parameters and
+how to read the rows); Client runs ops on a sync connection and AsyncClient on an async one.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from conveyor._store.caller import Row, run_async, run_sync
+from conveyor._store.caller import run_async, run_sync
 from conveyor._store.queries import sql
-from conveyor.errors import ConfigError, JobNotFoundError
+from conveyor.client_ops import (
+    CRON_OVERDUE,
+    _Op,
+    _Ops,
+    configure_queue_params,
+    validate_queue_settings,
+)
+from conveyor.client_types import (
+    LIVE_WORKER_SECONDS,
+    JobPage,
+    MinuteCount,
+    OrphanedTask,
+    QueueStatus,
+    ScheduleStatus,
+    Status,
+    TaskCount,
+    Throughput,
+)
 from conveyor.job import Job, JobState
-from conveyor.queues import FIELDS, QueueInfo, QueueLimits, RateLimit, configure_params, limits
+from conveyor.queues import QueueInfo
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.cron import Schedule
+
+__all__ = [
+    "CRON_OVERDUE",
+    "LIVE_WORKER_SECONDS",
+    "SEARCH_SCAN_LIMIT",
+    "AsyncClient",
+    "Client",
+    "JobPage",
+    "MinuteCount",
+    "OrphanedTask",
+    "QueueStatus",
+    "ScheduleStatus",
+    "Status",
+    "TaskCount",
+    "Throughput",
+    "configure_queue_params",
+    "validate_queue_settings",
+]
 
 T = TypeVar("T")
 
-#: A worker not seen for this long is not counted as live.
-LIVE_WORKER_SECONDS = 60.0
-#: Workers look for due cron slots every second; a slot still not handled this long after its
-#: time means no worker runs its schedule.
-CRON_OVERDUE = timedelta(seconds=10)
-
-
-@dataclass(frozen=True)
-class QueueStatus:
-    """One queue: jobs per state and the age of its oldest available job."""
-
-    queue: str
-    counts: dict[str, int]
-    oldest_available_seconds: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue,
-            "counts": self.counts,
-            "oldest_available_seconds": self.oldest_available_seconds,
-        }
-
-
-@dataclass(frozen=True)
-class OrphanedTask:
-    """Jobs waiting for a task that no live worker on their queue has registered."""
-
-    queue: str
-    task: str
-    count: int
-
-
-@dataclass(frozen=True)
-class Status:
-    """What `conveyor status` shows."""
-
-    queues: list[QueueStatus]
-    orphaned: list[OrphanedTask]
-    live_workers: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "queues": [q.to_dict() for q in self.queues],
-            "orphaned_tasks": [o.__dict__ for o in self.orphaned],
-            "live_workers": [
-                {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in w.items()}
-                for w in self.live_workers
-            ],
-        }
-
-
-@dataclass(frozen=True)
-class ScheduleStatus:
-    """One cron schedule: its definition, its last enqueued time and job, its next time.
-
-    `registered` is False for a schedule of the app that no worker has recorded yet; its
-    `next_slot` is then computed here. `overdue` means the next time has passed without a
-    worker enqueueing it (no worker runs this schedule).
-    """
-
-    name: str
-    task: str
-    cron: str
-    timezone: str
-    catch_up: str
-    last_slot: datetime | None
-    last_job_id: int | None
-    last_job_state: str | None
-    next_slot: datetime | None
-    registered: bool
-    overdue: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (times as ISO 8601 strings in UTC)."""
-        return {
-            name: value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
-            for name, value in self.__dict__.items()
-        }
-
-
-@dataclass(frozen=True)
-class _Op(Generic[T]):
-    queries: Sequence[tuple[str, dict[str, Any]]]
-    read: Callable[[list[list[Row]]], T]
-
-
-class _Ops:
-    """Every admin operation, once."""
-
-    @staticmethod
-    def get(job_id: int) -> _Op[Job]:
-        def read(results: list[list[Row]]) -> Job:
-            if not results[0]:
-                raise JobNotFoundError(f"no job with id {job_id} (it may have been pruned)")
-            return Job.from_row(results[0][0])
-
-        return _Op([("job_get", {"id": job_id})], read)
-
-    @staticmethod
-    def children(parent_id: int) -> _Op[list[Job]]:
-        return _Op(
-            [("flow_children", {"parent_id": parent_id})],
-            lambda r: [Job.from_row(row) for row in r[0]],
-        )
-
-    @staticmethod
-    def list_jobs(
-        *,
-        state: JobState | str | None,
-        queue: str | None,
-        task: str | None,
-        before_id: int | None,
-        limit: int,
-    ) -> _Op[list[Job]]:
-        params = {
-            "state": str(JobState(state)) if state else None,
-            "queue": queue,
-            "task": task,
-            "before_id": before_id,
-            "limit": limit,
-        }
-        return _Op([("job_list", params)], lambda r: [Job.from_row(row) for row in r[0]])
-
-    @staticmethod
-    def retry(
-        ids: Sequence[int] | None, task: str | None, queue: str | None, only_failed: bool
-    ) -> _Op[list[int]]:
-        params = {
-            "ids": list(ids) if ids is not None else None,
-            "task": task,
-            "queue": queue,
-            "only_failed": only_failed,
-            "now": None,
-        }
-        return _Op([("job_retry_many", params)], lambda r: sorted(row["id"] for row in r[0]))
-
-    @staticmethod
-    def cancel(ids: Sequence[int]) -> _Op[list[int]]:
-        params = {"ids": list(ids), "now": None}
-        return _Op([("job_cancel_many", params)], lambda r: sorted(row["id"] for row in r[0]))
-
-    @staticmethod
-    def delete(ids: Sequence[int]) -> _Op[list[int]]:
-        return _Op(
-            [("job_delete_many", {"ids": list(ids)})], lambda r: sorted(x["id"] for x in r[0])
-        )
-
-    @staticmethod
-    def status() -> _Op[Status]:
-        live = {"now": None, "live_seconds": LIVE_WORKER_SECONDS}
-
-        def read(results: list[list[Row]]) -> Status:
-            counts, oldest, orphans, workers = results
-            by_queue: dict[str, dict[str, int]] = {}
-            for row in counts:
-                by_queue.setdefault(row["queue"], {})[row["state"]] = int(row["count"])
-            ages = {row["queue"]: row["age_seconds"] for row in oldest}
-            queues = [
-                QueueStatus(
-                    q,
-                    {str(s): by_queue[q].get(str(s), 0) for s in JobState},
-                    ages.get(q),
-                )
-                for q in sorted(by_queue)
-            ]
-            orphaned = [OrphanedTask(r["queue"], r["task"], int(r["count"])) for r in orphans]
-            return Status(queues, orphaned, [dict(w) for w in workers])
-
-        return _Op(
-            [
-                ("queue_counts", {}),
-                ("queue_oldest_available", {"now": None}),
-                ("job_orphaned_tasks", live),
-                ("worker_list_live", live),
-            ],
-            read,
-        )
-
-    @staticmethod
-    def configure_queue(name: str, changes: dict[str, Any]) -> _Op[str]:
-        return _Op([("queue_configure", configure_queue_params(name, changes))], lambda r: name)
-
-    @staticmethod
-    def pause_queue(name: str) -> _Op[str]:
-        return _Op([("queue_pause", {"name": name, "now": None})], lambda r: name)
-
-    @staticmethod
-    def resume_queue(name: str) -> _Op[bool]:
-        return _Op([("queue_resume", {"name": name, "now": None})], lambda r: bool(r[0]))
-
-    @staticmethod
-    def snooze_queue(name: str, seconds: float, reason: str | None) -> _Op[str]:
-        params = {"name": name, "seconds": seconds, "reason": reason, "now": None}
-        return _Op([("queue_snooze", params)], lambda r: name)
-
-    @staticmethod
-    def queues() -> _Op[list[QueueInfo]]:
-        def read(results: list[list[Row]]) -> list[QueueInfo]:
-            return [_queue_info(row) for row in results[0]]
-
-        return _Op([("queue_list", {})], read)
-
-    @staticmethod
-    def cron_schedules(
-        now: datetime | None, declared: Mapping[str, Schedule]
-    ) -> _Op[list[ScheduleStatus]]:
-        def read(results: list[list[Row]]) -> list[ScheduleStatus]:
-            rows, (clock,) = results
-            at: datetime = clock["now"]
-            found = [
-                ScheduleStatus(
-                    name=r["name"],
-                    task=r["task"],
-                    cron=r["cron"],
-                    timezone=r["timezone"],
-                    catch_up=r["catch_up"],
-                    last_slot=r["last_slot"],
-                    last_job_id=r["last_job_id"],
-                    last_job_state=r["last_job_state"],
-                    next_slot=r["next_slot"],
-                    registered=True,
-                    overdue=r["next_slot"] is not None and r["next_slot"] < at - CRON_OVERDUE,
-                )
-                for r in rows
-            ]
-            known = {s.name for s in found}
-            found += [
-                ScheduleStatus(
-                    name=s.name,
-                    task=s.task,
-                    cron=s.cron,
-                    timezone=s.timezone,
-                    catch_up=s.catch_up,
-                    last_slot=None,
-                    last_job_id=None,
-                    last_job_state=None,
-                    next_slot=s.next_after(at),
-                    registered=False,
-                    overdue=False,
-                )
-                for s in declared.values()
-                if s.name not in known
-            ]
-            return sorted(found, key=lambda s: s.name)
-
-        return _Op([("cron_schedule_list", {}), ("database_now", {"now": now})], read)
-
-
-_GROUPS = {"key_concurrency": "key", "on_full": "max_depth"}
-
-
-def validate_queue_settings(changes: dict[str, Any]) -> QueueLimits:
-    """Check queue settings by name and value; raise ConfigError naming the fix."""
-    unknown = sorted(set(changes) - set(FIELDS) - set(_GROUPS))
-    if unknown:
-        known = [*FIELDS, *_GROUPS]
-        hints = [difflib.get_close_matches(u, known, 1) for u in unknown]
-        hint = (
-            "; did you mean " + ", ".join(repr(h[0]) for h in hints if h) + "?"
-            if any(hints)
-            else ""
-        )
-        raise ConfigError(
-            f"unknown queue setting(s) {', '.join(map(repr, unknown))}{hint} (settings:"
-            f" {', '.join(known)})"
-        )
-    return limits(**changes)
-
-
-def configure_queue_params(name: str, changes: dict[str, Any]) -> dict[str, Any]:
-    """Parameters of queue_configure for the named settings only."""
-    values = validate_queue_settings(changes)
-    fields = tuple(sorted({_GROUPS.get(k, k) for k in changes}))
-    return configure_params(name, values, fields, None)
-
-
-def _queue_info(row: Row) -> QueueInfo:
-    rate = (
-        RateLimit(row["rate_limit"], timedelta(seconds=row["rate_period"]))
-        if row["rate_limit"]
-        else None
-    )
-    return QueueInfo(
-        name=row["name"],
-        paused=bool(row["paused"]),
-        snoozed_until=row["snoozed_until"],
-        snooze_reason=row["snooze_reason"],
-        limits=QueueLimits(
-            concurrency=row["concurrency"],
-            key=row["key_arg"],
-            key_concurrency=row["key_concurrency"],
-            rate_limit=rate,
-            max_depth=row["max_depth"],
-            on_full=row["on_full"],
-        ),
-        dropped=int(row["dropped"]),
-        waiting=int(row["waiting"]),
-        running=int(row["running"]),
-    )
+#: A text search reads at most this many of the newest rows that pass the other filters per
+#: page, so it costs the same on a million jobs as on a thousand.
+SEARCH_SCAN_LIMIT = 20_000
 
 
 class Client:
@@ -349,13 +83,50 @@ class Client:
         state: JobState | str | None = None,
         queue: str | None = None,
         task: str | None = None,
+        search: str | None = None,
         before_id: int | None = None,
         limit: int = 50,
     ) -> list[Job]:
-        """Newest jobs first; pass the last id seen as `before_id` for the next page."""
+        """Newest jobs first; pass the last id seen as `before_id` for the next page.
+
+        `search` keeps jobs whose JSON args contain the text (case-insensitive); it reads at
+        most SEARCH_SCAN_LIMIT filtered rows, so use page_jobs() to continue a search."""
+        return self.page_jobs(
+            state=state, queue=queue, task=task, search=search, before_id=before_id, limit=limit
+        ).jobs
+
+    def page_jobs(
+        self,
+        *,
+        state: JobState | str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        search: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+        scan_limit: int = SEARCH_SCAN_LIMIT,
+    ) -> JobPage:
+        """One page of list_jobs() with the `before_id` of the next page."""
         return self._run(
-            _Ops.list_jobs(state=state, queue=queue, task=task, before_id=before_id, limit=limit)
+            _Ops.page_jobs(
+                state=state,
+                queue=queue,
+                task=task,
+                search=search,
+                before_id=before_id,
+                limit=limit,
+                scan_limit=scan_limit,
+            )
         )
+
+    def throughput(self, *, minutes: int = 60) -> Throughput:
+        """Jobs finished per minute, queue and state over the last `minutes` (database clock);
+        jobs already pruned by retention are not counted."""
+        return self._run(_Ops.throughput(minutes * 60.0))
+
+    def failed_by_task(self, *, limit: int = 100) -> list[TaskCount]:
+        """Failed jobs per queue and task, most first."""
+        return self._run(_Ops.failed_by_task(limit))
 
     def retry(self, *job_ids: int) -> list[int]:
         """Run failed or cancelled jobs again with a fresh round of attempts."""
@@ -430,13 +201,47 @@ class AsyncClient:
         state: JobState | str | None = None,
         queue: str | None = None,
         task: str | None = None,
+        search: str | None = None,
         before_id: int | None = None,
         limit: int = 50,
     ) -> list[Job]:
         """Async twin of Client.list_jobs()."""
-        return await self._run(
-            _Ops.list_jobs(state=state, queue=queue, task=task, before_id=before_id, limit=limit)
+        page = await self.page_jobs(
+            state=state, queue=queue, task=task, search=search, before_id=before_id, limit=limit
         )
+        return page.jobs
+
+    async def page_jobs(
+        self,
+        *,
+        state: JobState | str | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        search: str | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+        scan_limit: int = SEARCH_SCAN_LIMIT,
+    ) -> JobPage:
+        """Async twin of Client.page_jobs()."""
+        return await self._run(
+            _Ops.page_jobs(
+                state=state,
+                queue=queue,
+                task=task,
+                search=search,
+                before_id=before_id,
+                limit=limit,
+                scan_limit=scan_limit,
+            )
+        )
+
+    async def throughput(self, *, minutes: int = 60) -> Throughput:
+        """Async twin of Client.throughput()."""
+        return await self._run(_Ops.throughput(minutes * 60.0))
+
+    async def failed_by_task(self, *, limit: int = 100) -> list[TaskCount]:
+        """Async twin of Client.failed_by_task()."""
+        return await self._run(_Ops.failed_by_task(limit))
 
     async def retry(self, *job_ids: int) -> list[int]:
         """Async twin of Client.retry()."""

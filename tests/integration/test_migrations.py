@@ -13,7 +13,7 @@ import pytest
 from psycopg import sql
 
 import conveyor
-from conveyor.migrate import Migrator, latest_version
+from conveyor.migrate import Migrator, latest_version, migrations
 from tests.conftest import _with_dbname
 
 PROCESSES = 6
@@ -44,7 +44,7 @@ def _has_job_table(url: str) -> bool:
 def test_migrate_twice_applies_nothing_the_second_time(empty_db: str) -> None:
     assert Migrator(empty_db).version() == 0
     applied = Migrator(empty_db).migrate()
-    assert [m.version for m in applied] == list(range(1, latest_version() + 1))
+    assert [m.version for m in applied] == [m.version for m in migrations()]
     before = _versions(empty_db)
     assert Migrator(empty_db).migrate() == []
     assert _versions(empty_db) == before
@@ -62,7 +62,7 @@ def test_six_processes_migrating_a_new_database_at_once_all_succeed(empty_db: st
     assert [p.returncode for p in processes] == [0] * PROCESSES, outputs
     assert sum("0001_initial" in out for out, _ in outputs) == 1, "exactly one applies it"
     assert Migrator(empty_db).version() == latest_version()
-    assert [v for v, _ in _versions(empty_db)] == list(range(1, latest_version() + 1))
+    assert [v for v, _ in _versions(empty_db)] == [m.version for m in migrations()]
 
 
 async def test_worker_refuses_an_unmigrated_database(empty_db: str) -> None:

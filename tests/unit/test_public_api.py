@@ -108,6 +108,15 @@ def test_worker_and_maintenance_see_the_store_protocol_not_postgres() -> None:
     assert offenders == []
 
 
+def test_dashboard_and_cli_act_only_through_the_public_client() -> None:
+    forbidden = ("conveyor._store", "conveyor.worker", "conveyor.maintenance", "psycopg")
+    paths = [*sorted((SRC / "dashboard").rglob("*.py")), SRC / "cli_dashboard.py"]
+    offenders = {
+        path.name: sorted(m for m in _imports(path) if _inside(m, forbidden)) for path in paths
+    }
+    assert {name: bad for name, bad in offenders.items() if bad} == {}
+
+
 def test_no_module_imports_pickle() -> None:
     offenders = [
         path.name

@@ -16,6 +16,7 @@ _FILES = (
     "cron.sql",
     "flow.sql",
     "alerts.sql",
+    "dashboard.sql",
 )
 
 

@@ -1,0 +1,78 @@
+"""`conveyor dashboard`: serve the web dashboard with uvicorn (extra `dashboard`)."""
+
+from __future__ import annotations
+
+import click
+
+from conveyor.cli_context import _app_from, load_app
+from conveyor.errors import ConfigError
+from conveyor.http_auth import is_loopback
+
+INSTALL_HINT = "pip install 'conveyor[dashboard]'"
+
+
+@click.command()
+@click.argument("target", metavar="[MODULE:APP]", required=False)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", envvar="CONVEYOR_DASHBOARD_TOKEN", help="Bearer token / sign-in token.")
+@click.option("--username", envvar="CONVEYOR_DASHBOARD_USERNAME", help="HTTP basic auth user.")
+@click.option("--password", envvar="CONVEYOR_DASHBOARD_PASSWORD", help="HTTP basic password.")
+@click.pass_context
+def dashboard(
+    ctx: click.Context,
+    target: str | None,
+    host: str,
+    port: int,
+    token: str | None,
+    username: str | None,
+    password: str | None,
+) -> None:
+    """Serve the web dashboard: queues, jobs, retry/cancel/delete, pause/resume.
+
+    It listens on 127.0.0.1 unless --host says otherwise, and refuses any other address
+    without credentials (--token, or --username with --password; or their
+    CONVEYOR_DASHBOARD_* variables).
+    """
+    credentials = token is not None or username is not None or password is not None
+    if not credentials and not is_loopback(host):
+        raise click.UsageError(
+            f"refusing to serve the dashboard on {host} without credentials: anyone who can"
+            " reach it could retry, cancel and delete jobs. Give --token (or"
+            " CONVEYOR_DASHBOARD_TOKEN), or --username and --password, or listen on"
+            " --host 127.0.0.1"
+        )
+    try:
+        import uvicorn
+
+        from conveyor.dashboard import create_app
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the dashboard needs its extra dependencies ({exc.name} is missing): {INSTALL_HINT}"
+        ) from None
+    app = load_app(target) if target else _app_from(ctx)
+    if target:
+        app.set_default_database_url(ctx.obj.get("database_url"))
+    try:
+        web = create_app(
+            app,
+            token=token,
+            username=username,
+            password=password,
+            allowed_hosts=None if credentials else loopback_hosts(host),
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    auth = "token" if token else "basic auth" if username else "no credentials: loopback only"
+    click.echo(f"Conveyor dashboard on http://{_url_host(host)}:{port}/ ({auth})", err=True)
+    uvicorn.run(web, host=host, port=port, log_level="warning", proxy_headers=False)
+
+
+def loopback_hosts(host: str) -> list[str]:
+    """Host headers a dashboard without credentials answers: loopback names only, so a web
+    page whose domain was rebound to 127.0.0.1 cannot drive it from the user's browser."""
+    return sorted({"localhost", "127.0.0.1", "::1", host.strip("[]").lower()})
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
