@@ -96,11 +96,12 @@ def seed_history(url: str) -> None:
 
 async def run_real_jobs() -> int:
     """Real failures with tracebacks, plus waiting and scheduled jobs; the failed job's id."""
-    ids = await app.aenqueue_many(
-        [send_receipt.spec(order_id=4711, email="jo@example.invalid")]
-        + [send_receipt.spec(order_id=n, email=f"c{n}@example.com") for n in range(5)]
-        + [charge_card.spec(order_id=4712, amount_cents=250_000, currency="EUR")]
-    )
+    with conveyor.correlation_id("req-7f3a9c2e"):  # as a web request's middleware would
+        ids = await app.aenqueue_many(
+            [send_receipt.spec(order_id=4711, email="jo@example.invalid")]
+            + [send_receipt.spec(order_id=n, email=f"c{n}@example.com") for n in range(5)]
+            + [charge_card.spec(order_id=4712, amount_cents=250_000, currency="EUR")]
+        )
     worker = conveyor.Worker(
         app,
         conveyor.WorkerConfig(
