@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from conveyor import logs
+from conveyor.cli_alerts import alerts
 from conveyor.cli_context import _app_from, load_app
 from conveyor.cli_dashboard import dashboard
 from conveyor.cli_queues import queue
@@ -477,3 +478,4 @@ def main() -> None:
 
 cli.add_command(queue)
 cli.add_command(dashboard)
+cli.add_command(alerts)

@@ -19,6 +19,7 @@ from conveyor.client_ops import (
 )
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
+    AlertEpisode,
     JobPage,
     MinuteCount,
     OrphanedTask,
@@ -38,6 +39,7 @@ __all__ = [
     "CRON_OVERDUE",
     "LIVE_WORKER_SECONDS",
     "SEARCH_SCAN_LIMIT",
+    "AlertEpisode",
     "AsyncClient",
     "Client",
     "JobPage",
@@ -127,6 +129,10 @@ class Client:
     def failed_by_task(self, *, limit: int = 100) -> list[TaskCount]:
         """Failed jobs per queue and task, most first."""
         return self._run(_Ops.failed_by_task(limit))
+
+    def alert_episodes(self, *, open_only: bool = False, limit: int = 50) -> list[AlertEpisode]:
+        """Alert episodes: open ones (pending, firing) first, then the latest resolved."""
+        return self._run(_Ops.alert_episodes(open_only, limit))
 
     def retry(self, *job_ids: int) -> list[int]:
         """Run failed or cancelled jobs again with a fresh round of attempts."""
@@ -242,6 +248,12 @@ class AsyncClient:
     async def failed_by_task(self, *, limit: int = 100) -> list[TaskCount]:
         """Async twin of Client.failed_by_task()."""
         return await self._run(_Ops.failed_by_task(limit))
+
+    async def alert_episodes(
+        self, *, open_only: bool = False, limit: int = 50
+    ) -> list[AlertEpisode]:
+        """Async twin of Client.alert_episodes()."""
+        return await self._run(_Ops.alert_episodes(open_only, limit))
 
     async def retry(self, *job_ids: int) -> list[int]:
         """Async twin of Client.retry()."""

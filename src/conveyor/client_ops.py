@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from conveyor._store.caller import Row
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
+    AlertEpisode,
     JobPage,
     MinuteCount,
     OrphanedTask,
@@ -100,6 +101,27 @@ class _Ops:
             ],
             read,
         )
+
+    @staticmethod
+    def alert_episodes(open_only: bool, limit: int) -> _Op[list[AlertEpisode]]:
+        def read(results: list[list[Row]]) -> list[AlertEpisode]:
+            return [
+                AlertEpisode(
+                    id=int(r["id"]),
+                    rule=r["rule"],
+                    subject=r["subject"],
+                    pending_since=r["pending_since"],
+                    fired_at=r["fired_at"],
+                    fire_count=int(r["fire_count"]),
+                    resolved_at=r["resolved_at"],
+                    last_value=r["last_value"],
+                    details=r["details"],
+                )
+                for r in results[0]
+            ]
+
+        params = {"open_only": open_only, "limit": limit}
+        return _Op([("alert_episode_list", params)], read)
 
     @staticmethod
     def failed_by_task(limit: int) -> _Op[list[TaskCount]]:

@@ -137,3 +137,38 @@ class TaskCount:
     queue: str
     task: str
     count: int
+
+
+@dataclass(frozen=True)
+class AlertEpisode:
+    """One episode of an alert rule for one subject (a queue, or "queue/task").
+
+    `pending` until the condition has held long enough, `firing` once it fired, `resolved` when
+    it cleared (`fired_at` None means it cleared before it ever fired).
+    """
+
+    id: int
+    rule: str
+    subject: str
+    pending_since: datetime
+    fired_at: datetime | None
+    fire_count: int
+    resolved_at: datetime | None
+    last_value: float | None
+    details: dict[str, Any] | None
+
+    @property
+    def state(self) -> str:
+        """pending, firing or resolved."""
+        if self.resolved_at is not None:
+            return "resolved"
+        return "pending" if self.fired_at is None else "firing"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (times as ISO 8601 strings)."""
+        out = {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in self.__dict__.items()
+        }
+        out["state"] = self.state
+        return out

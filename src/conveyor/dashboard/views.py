@@ -77,6 +77,7 @@ class Views:
             failed_tasks=await self.client.failed_by_task(limit=20),
             workers=status.live_workers,
             orphaned=status.orphaned,
+            alerts=await self.client.alert_episodes(open_only=True, limit=20),
         )
 
     async def jobs(self, request: Request) -> Response:

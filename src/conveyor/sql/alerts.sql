@@ -170,3 +170,11 @@ WITH gone AS (
     RETURNING 1
 )
 SELECT count(*) AS count FROM gone;
+
+-- name: alert_episode_list
+-- Alert episodes for people (CLI, dashboard): open ones first, then the latest resolved.
+SELECT id, rule, subject, pending_since, fired_at, fire_count, resolved_at, last_value, details
+  FROM conveyor.alert_episode
+ WHERE (%(open_only)s::boolean IS NOT TRUE OR resolved_at IS NULL)
+ ORDER BY resolved_at IS NOT NULL, coalesce(resolved_at, fired_at, pending_since) DESC, id DESC
+ LIMIT %(limit)s;
