@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from conveyor.cli_context import _app_from, load_app
-from conveyor.errors import ConfigError
+from conveyor.errors import ConfigError, SchemaError
 from conveyor.http_auth import is_loopback
+from conveyor.migrate import Migrator
 
 INSTALL_HINT = "pip install 'conveyor[dashboard]'"
 
@@ -63,6 +64,10 @@ def dashboard(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        Migrator(app.database_url).check()
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
     auth = "token" if token else "basic auth" if username else "no credentials: loopback only"
     click.echo(f"Conveyor dashboard on http://{_url_host(host)}:{port}/ ({auth})", err=True)
     uvicorn.run(web, host=host, port=port, log_level="warning", proxy_headers=False)

@@ -26,8 +26,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.dashboard.auth import RequireCredentials
 from conveyor.dashboard.csrf import Signer
+from conveyor.dashboard.schema import SchemaGuard
 from conveyor.dashboard.views import Views, age
 from conveyor.http_auth import Credentials
+from conveyor.migrate import Migrator
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -95,6 +97,7 @@ def create_app(
             Middleware(SecurityHeaders),
             Middleware(HostGuard, allowed=allowed_hosts),
             Middleware(RequireCredentials, credentials=credentials),
+            Middleware(SchemaGuard, check=lambda: Migrator(conveyor_app.database_url).check()),
         ],
         lifespan=lifespan,
     )
