@@ -19,7 +19,7 @@ import click
 
 from conveyor import logs
 from conveyor.cli_alerts import alerts
-from conveyor.cli_context import _app_from, load_app
+from conveyor.cli_context import CommandGroup, _app_from, load_app
 from conveyor.cli_dashboard import dashboard
 from conveyor.cli_queues import queue
 from conveyor.correlation import validate as validate_correlation_id
@@ -32,7 +32,7 @@ _CHILD_ENV = "CONVEYOR_WORKER_CHILD"
 _INDEX_ENV = "CONVEYOR_WORKER_INDEX"
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 @click.option("--database-url", envvar="CONVEYOR_DATABASE_URL", help="Postgres URL.")
 @click.option("--app", "app_target", metavar="MODULE:APP", help="Use this app's settings.")
 @click.option("--log-level", default="INFO", show_default=True)

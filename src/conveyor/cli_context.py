@@ -7,6 +7,7 @@ import os
 import sys
 
 import click
+import psycopg
 
 from conveyor.app import Conveyor
 
@@ -34,3 +35,22 @@ def _app_from(ctx: click.Context) -> Conveyor:
     app.set_default_database_url(ctx.obj.get("database_url"))
     ctx.call_on_close(app.close)  # its pool must not outlive the command (CliRunner, embedding)
     return app
+
+
+class CommandGroup(click.Group):
+    """Turns the errors of a database whose schema is older than this Conveyor (a missing
+    table, column or function) into one line that says to run `conveyor migrate`."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (
+            psycopg.errors.UndefinedTable,
+            psycopg.errors.UndefinedColumn,
+            psycopg.errors.UndefinedFunction,
+        ) as exc:
+            detail = str(exc).splitlines()[0]
+            raise click.ClickException(
+                f"the database does not have this Conveyor's schema ({detail}); run"
+                " `conveyor migrate`"
+            ) from None

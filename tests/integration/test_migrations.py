@@ -86,3 +86,15 @@ async def test_worker_refuses_a_newer_schema(empty_db: str) -> None:
     with pytest.raises(conveyor.SchemaError, match="newer than this Conveyor knows"):
         Migrator(empty_db).migrate()
     assert Migrator(empty_db).version() == future, "migrate must not touch a newer schema"
+
+
+def test_cli_on_an_unmigrated_database_says_to_migrate(empty_db: str) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli import cli
+
+    for command in (["alerts", "list"], ["jobs", "list"], ["status"]):
+        result = CliRunner().invoke(cli, ["--database-url", empty_db, *command])
+        assert result.exit_code == 1, (command, result.output)
+        assert "run `conveyor migrate`" in result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.output
