@@ -216,3 +216,14 @@ def test_job_page_shows_the_correlation_id(app: conveyor.Conveyor, dash: TestCli
     assert '<code id="correlation-id">req-7f3a</code>' in dash.get(f"/jobs/{job_id}").text
     (found,) = app.client().page_jobs(search='"n": 1').jobs
     assert getattr(found, "correlation_id", None) == "req-7f3a"
+
+
+def test_pause_a_queue_whose_name_holds_a_slash(app: conveyor.Conveyor, dash: TestClient) -> None:
+    _enqueue(app, 1, queue="tenant/acme")
+    html = dash.get("/").text
+    token = csrf_token(html)
+    action = re.search(r'action="([^"]*/pause)"', html)
+    assert action is not None
+    page = dash.post(action.group(1), data={"csrf_token": token}, headers=ORIGIN).text
+    assert "Queue tenant/acme paused" in page
+    assert {q.name: q.paused for q in app.client().queues()}["tenant/acme"] is True

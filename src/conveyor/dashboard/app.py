@@ -86,7 +86,8 @@ def create_app(
         Route("/jobs/retry-failed", views.retry_failed, methods=["POST"]),
         Route("/jobs/{job_id:int}", views.job, methods=["GET"], name="job"),
         Route("/jobs/{job_id:int}/{action}", views.job_action, methods=["POST"]),
-        Route("/queues/{name}/{action}", views.queue_action, methods=["POST"]),
+        # a queue name may hold "/": the path converter takes all but the last segment
+        Route("/queues/{name:path}/{action}", views.queue_action, methods=["POST"]),
         Route("/login", views.login_form, methods=["GET"]),
         Route("/login", views.login, methods=["POST"]),
         Route("/logout", views.logout, methods=["POST"]),
