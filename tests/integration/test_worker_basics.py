@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 
 import conveyor
-from tests.helpers import eventually, job_states, running_worker
+from tests.helpers import eventually, fast_config, job_states, running_worker
 
 
 async def test_runs_async_and_sync_handlers(
@@ -128,7 +128,8 @@ async def test_timeout_stops_async_job_and_counts_as_failed_attempt(
         await asyncio.sleep(30)
 
     job_id = slow.enqueue()
-    async with running_worker(app):
+    # a long lease: on a loaded machine a 2 s lease can expire first and fail it as LeaseExpired
+    async with running_worker(app, fast_config(lease_seconds=10)):
         await eventually(lambda: job_states(conn).get("failed") == 1)
     job = app.client().get_job(job_id)
     assert job.errors[0]["type"] == "conveyor.worker.executor.JobTimeout"
@@ -152,7 +153,7 @@ async def test_timeout_interrupts_sync_job(
             raise
 
     spin.enqueue()
-    async with running_worker(app):
+    async with running_worker(app, fast_config(lease_seconds=10)):
         await eventually(lambda: job_states(conn).get("failed") == 1)
         await eventually(lambda: stopped == ["JobTimeout"])
 
