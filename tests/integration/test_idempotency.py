@@ -26,8 +26,10 @@ async def _run_until(
     app: conveyor.Conveyor, conn: psycopg.Connection[Any], **states: int
 ) -> conveyor.Worker:
     """Run a worker until the jobs are exactly in `states` (state name → count)."""
-    async with running_worker(app) as worker:
-        await eventually(lambda: job_states(conn) == states)
+    # generous ceilings (not waits): on a loaded machine, jobs that lost a key race retry with
+    # backoff, and a 2 s lease can expire under a stalled event loop
+    async with running_worker(app, fast_config(lease_seconds=10)) as worker:
+        await eventually(lambda: job_states(conn) == states, timeout=30)
     return worker
 
 
