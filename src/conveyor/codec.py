@@ -10,6 +10,14 @@ from typing import Any
 from conveyor.errors import PayloadError
 
 DEFAULT_MAX_PAYLOAD_BYTES = 64 * 1024
+#: Deepest nesting of lists and objects a payload may have (the value of `{"a": [1]}`'s 1 is
+#: at level 2). Deeper values exhaust recursive JSON readers, Python's included.
+MAX_NESTING = 100
+#: Longest unique or idempotency key, in UTF-8 bytes: keys are indexed, and a btree entry
+#: cannot exceed ~2.7 kB (Postgres refuses the row, not the key, and only at commit).
+MAX_KEY_BYTES = 1000
+#: Longest integer a payload may hold, in decimal digits (Python's own printing limit).
+MAX_INT_DIGITS = 4300
 
 
 def encode_args(args: Mapping[str, Any], *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
@@ -24,7 +32,7 @@ def encode_args(args: Mapping[str, Any], *, max_bytes: int = DEFAULT_MAX_PAYLOAD
         problem = _text_problem(key)
         if problem:
             raise PayloadError(f"argument name {key!r} {problem}")
-        _check(value, key)
+        _check(value, key, level=1)
     text = json.dumps(args, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     size = len(text.encode("utf-8"))
     if size > max_bytes:
@@ -41,6 +49,22 @@ def encode_result(value: Any) -> str | None:
         return None
     _check(value, "return value")
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def check_key(key: str, what: str) -> str:
+    """Return `key` if it can be stored as a unique or idempotency key; raise PayloadError."""
+    if not isinstance(key, str):
+        raise PayloadError(f"{what} must be a string, got {type(key).__name__}")
+    problem = _text_problem(key)
+    if problem:
+        raise PayloadError(f"{what} {problem}")
+    size = len(key.encode("utf-8"))
+    if not size or size > MAX_KEY_BYTES:
+        raise PayloadError(
+            f"{what} is {size:,} bytes; it must be 1 to {MAX_KEY_BYTES:,} bytes (pass a hash of"
+            " a longer key, e.g. hashlib.sha256(key.encode()).hexdigest())"
+        )
+    return key
 
 
 def decode(text: str | bytes) -> Any:
@@ -75,38 +99,65 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
-def _check(value: Any, path: str) -> None:
-    if value is None or isinstance(value, bool | int):
-        return
-    if isinstance(value, str):
-        problem = _text_problem(value)
-        if problem:
-            raise PayloadError(f"argument {path!r} {problem}")
-        return
-    if isinstance(value, float):
-        if not math.isfinite(value):
+def _check(value: Any, path: str, *, level: int = 0) -> None:
+    """Walk `value` (iteratively: a deep value must not exhaust Python's stack) and raise
+    PayloadError naming the first part JSON, Postgres or a reader cannot hold."""
+    stack: list[tuple[Any, str, int]] = [(value, path, level)]
+    while stack:
+        item, where, level = stack.pop()
+        if level > MAX_NESTING:
             raise PayloadError(
-                f"argument {path!r} is {value!r}, which JSON cannot hold; pass a finite number"
-                " or null"
+                f"argument {path!r} is nested deeper than {MAX_NESTING} levels (at {where[:80]}"
+                "...); flatten it, or store the data elsewhere and pass its id"
             )
-        return
-    if isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            _check(item, f"{path}[{index}]")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise PayloadError(
-                    f"argument {path!r} has a non-string key {key!r}; JSON object keys must be"
-                    " strings"
-                )
-            problem = _text_problem(key)
+        if item is None or isinstance(item, bool):
+            continue
+        if isinstance(item, int):
+            _check_int(item, where)
+        elif isinstance(item, str):
+            problem = _text_problem(item)
             if problem:
-                raise PayloadError(f"argument {path!r} has a key {key!r} that {problem}")
-            _check(item, f"{path}.{key}")
+                raise PayloadError(f"argument {where!r} {problem}")
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise PayloadError(
+                    f"argument {where!r} is {item!r}, which JSON cannot hold; pass a finite"
+                    " number or null"
+                )
+        elif isinstance(item, list | tuple):
+            for index in range(len(item) - 1, -1, -1):
+                stack.append((item[index], f"{where}[{index}]", level + 1))
+        elif isinstance(item, Mapping):
+            for key, child in reversed(list(item.items())):
+                if not isinstance(key, str):
+                    raise PayloadError(
+                        f"argument {where!r} has a non-string key {key!r}; JSON object keys must"
+                        " be strings"
+                    )
+                problem = _text_problem(key)
+                if problem:
+                    raise PayloadError(f"argument {where!r} has a key {key!r} that {problem}")
+                stack.append((child, f"{where}.{key}", level + 1))
+        else:
+            raise PayloadError(
+                f"argument {where!r} is a {type(item).__name__}, which JSON cannot hold; pass"
+                " plain JSON values (str, int, float, bool, None, list, dict), e.g. an id or an"
+                " ISO date string"
+            )
+
+
+def _check_int(value: int, where: str) -> None:
+    # Python refuses to print an int of more than sys.get_int_max_str_digits() digits (4300 by
+    # default), and most readers (JavaScript, Go) lose precision far sooner. Bits bound digits:
+    # 14,000 bits are under 4,300 digits, so only huge values pay for the exact count.
+    if value.bit_length() < 14_000:
         return
-    raise PayloadError(
-        f"argument {path!r} is a {type(value).__name__}, which JSON cannot hold; pass plain"
-        " JSON values (str, int, float, bool, None, list, dict), e.g. an id or an ISO date string"
-    )
+    try:
+        digits = len(str(abs(value)))
+    except ValueError:
+        digits = 0
+    if not digits or digits > MAX_INT_DIGITS:
+        raise PayloadError(
+            f"argument {where!r} is an integer of more than {MAX_INT_DIGITS:,} digits, which"
+            " JSON readers cannot take; pass it as a string"
+        )

@@ -122,6 +122,7 @@ class JobContext:
         burns it. In an atomic task it is claimed in the job's own transaction, which also
         makes a concurrent job with the same key wait for this one. Use from sync handlers.
         """
+        codec.check_key(key, "the idempotency key given to once()")
         if inspect.iscoroutinefunction(fn):
             raise TypeError("once() runs sync functions; in an async handler use aonce()")
         if _on_loop(self._loop):
@@ -143,6 +144,7 @@ class JobContext:
         self, key: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> Any:
         """Async twin of once(): awaits `fn` unless `key` was already claimed."""
+        codec.check_key(key, "the idempotency key given to aonce()")
         if key in self._keys:
             return _decoded(self._keys[key])
         if self.conn is not None:

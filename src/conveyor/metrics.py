@@ -31,7 +31,11 @@ class WorkerMetrics:
     """Counters, histograms and gauges of one worker, in `registry` (a new one by default)."""
 
     def __init__(
-        self, running: Callable[[], int], registry: CollectorRegistry | None = None
+        self,
+        running: Callable[[], int],
+        registry: CollectorRegistry | None = None,
+        *,
+        stuck_threads: Callable[[], int] = lambda: 0,
     ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -63,6 +67,13 @@ class WorkerMetrics:
         )
         running_gauge = Gauge("conveyor_jobs_running", "Jobs running on this worker.", registry=r)
         running_gauge.set_function(lambda: float(running()))
+        stuck_gauge = Gauge(
+            "conveyor_worker_stuck_threads",
+            "Threads still running a sync handler whose attempt already ended (timed out or"
+            " stopped); each holds one slot of the worker's concurrency until it returns.",
+            registry=r,
+        )
+        stuck_gauge.set_function(lambda: float(stuck_threads()))
         self._counters = {
             "completed": self._completed,
             "failed": self._failed,

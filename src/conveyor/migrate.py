@@ -86,27 +86,45 @@ class Migrator:
 
     def check(self) -> None:
         """Raise SchemaError unless the schema is exactly the version this code expects."""
-        current = self.version()
-        expected = latest_version()
-        if current == 0:
-            raise SchemaError(
-                "the database has no Conveyor schema; run `conveyor migrate` (or"
-                " app.migrate()) first"
-            )
-        if current < expected:
-            raise SchemaError(
-                f"the database schema is at version {current} but this Conveyor needs"
-                f" {expected}; run `conveyor migrate`"
-            )
-        if current > expected:
-            raise _newer(current)
+        _check_version(self.version())
+
+    async def acheck(self) -> None:
+        """check() on an async connection, so that a caller can cancel it mid-connect."""
+        async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+            current = 0
+            cur = await conn.execute(_EXISTS_SQL)
+            exists = await cur.fetchone()
+            if exists and exists[0]:
+                cur = await conn.execute(_VERSION_SQL)
+                row = await cur.fetchone()
+                current = int(row[0]) if row else 0
+        _check_version(current)
+
+
+_EXISTS_SQL = "SELECT to_regclass('conveyor.schema_version') IS NOT NULL"
+_VERSION_SQL = "SELECT coalesce(max(version), 0) FROM conveyor.schema_version"
+
+
+def _check_version(current: int) -> None:
+    expected = latest_version()
+    if current == 0:
+        raise SchemaError(
+            "the database has no Conveyor schema; run `conveyor migrate` (or app.migrate()) first"
+        )
+    if current < expected:
+        raise SchemaError(
+            f"the database schema is at version {current} but this Conveyor needs"
+            f" {expected}; run `conveyor migrate`"
+        )
+    if current > expected:
+        raise _newer(current)
 
 
 def _current_version(conn: psycopg.Connection[Any]) -> int:
-    exists = conn.execute("SELECT to_regclass('conveyor.schema_version') IS NOT NULL").fetchone()
+    exists = conn.execute(_EXISTS_SQL).fetchone()
     if not exists or not exists[0]:
         return 0
-    row = conn.execute("SELECT coalesce(max(version), 0) FROM conveyor.schema_version").fetchone()
+    row = conn.execute(_VERSION_SQL).fetchone()
     return int(row[0]) if row else 0
 
 

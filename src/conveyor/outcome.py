@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from conveyor.durations import to_seconds
+
 
 class Retry(Exception):  # noqa: N818 - reads as an instruction: raise Retry(after=30)
     """Raise in a handler to retry the job after a given time.
@@ -14,9 +16,7 @@ class Retry(Exception):  # noqa: N818 - reads as an instruction: raise Retry(aft
     """
 
     def __init__(self, after: float | timedelta = 0.0, reason: str = "retry requested") -> None:
-        seconds = after.total_seconds() if isinstance(after, timedelta) else float(after)
-        if seconds < 0:
-            raise ValueError(f"Retry(after=...) must be >= 0 seconds, got {seconds}")
+        seconds = to_seconds(after, "Retry(after=...)")
         super().__init__(reason)
         self.after = seconds
         self.reason = reason
@@ -36,9 +36,7 @@ class SnoozeQueue(Exception):  # noqa: N818 - an instruction, like Retry
     """
 
     def __init__(self, duration: float | timedelta, reason: str = "downstream unavailable") -> None:
-        seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
-        if seconds <= 0:
-            raise ValueError(f"SnoozeQueue(duration) must be > 0 seconds, got {seconds}")
+        seconds = to_seconds(duration, "SnoozeQueue(duration)", positive=True)
         super().__init__(reason)
         self.duration = seconds
         self.reason = reason

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_type_hints
 
 from conveyor import codec, correlation
 from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
+from conveyor.durations import check_run_at, optional_seconds
 from conveyor.errors import ConfigError, PayloadError
 from conveyor.retry import RetryPolicy, as_policy
 
@@ -61,9 +62,7 @@ class Task(Generic[R]):
         self.queue = queue
         self.max_attempts = max_attempts
         self.priority = priority
-        self.timeout = _seconds(timeout)
-        if self.timeout == 0:
-            raise ConfigError("timeout must be > 0 seconds (or None for no timeout)")
+        self.timeout = optional_seconds(timeout, "timeout", positive=True)
         self.retry_policy = as_policy(backoff)
         self.atomic = atomic
         self.fail_on = fail_on
@@ -96,24 +95,20 @@ class Task(Generic[R]):
         correlation_id: str | None = None,
     ) -> Task[R]:
         """Return this task with per-job options for the next enqueue calls."""
-        if run_at is not None and run_at.tzinfo is None:
-            raise ConfigError(
-                "run_at must be timezone-aware (e.g. datetime.now(UTC) + timedelta(hours=1))"
-            )
+        if run_at is not None:
+            check_run_at(run_at)
         if run_at is not None and delay is not None:
             raise ConfigError("give either delay or run_at, not both")
         if max_attempts is not None and max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
-        if timeout is not None and _seconds(timeout) == 0:
-            raise ConfigError("timeout must be > 0 seconds (or None for no timeout)")
         changes: dict[str, Any] = {
             "queue": queue,
             "priority": priority,
             "max_attempts": max_attempts,
-            "timeout": _seconds(timeout),
-            "delay": _seconds(delay),
+            "timeout": optional_seconds(timeout, "timeout", positive=True),
+            "delay": optional_seconds(delay, "delay"),
             "run_at": run_at,
-            "unique_key": unique_key,
+            "unique_key": None if unique_key is None else codec.check_key(unique_key, "unique_key"),
             "correlation_id": correlation.validate(correlation_id),
         }
         options = dataclasses.replace(
@@ -180,15 +175,6 @@ class Task(Generic[R]):
         problem = self.argument_error(args)
         if problem:
             raise PayloadError(problem)
-
-
-def _seconds(value: float | timedelta | None) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 0:
-        raise ConfigError(f"a duration must be >= 0 seconds, got {seconds}")
-    return seconds
 
 
 def _keyword_parameters(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -10,12 +11,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor._store.alerts import AlertStatements
 from conveyor._store.caller import Row, run_sync
+from conveyor._store.claimed import failures, read_claimed
 from conveyor._store.cron import CronStatements
 from conveyor._store.flows import FlowStatements
 from conveyor._store.protocol import (
@@ -30,6 +33,8 @@ from conveyor._store.protocol import (
 )
 from conveyor._store.queries import sql
 from conveyor.job import Job
+
+log = logging.getLogger("conveyor.worker")
 
 _VACUUM: dict[TableName, str] = {"job": "job_table_vacuum", "job_done": "job_done_table_vacuum"}
 
@@ -127,20 +132,18 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         worker_id: str,
         now: datetime | None = None,
     ) -> list[Job]:
-        rows = await self._rows(
-            "job_fetch_available",
-            {
-                "queue": queue,
-                "tasks": list(tasks),
-                "task_max_attempts": list(task_max_attempts),
-                "limit": limit,
-                "lease_seconds": lease_seconds,
-                "token": token,
-                "worker_id": worker_id,
-                "now": now,
-            },
-        )
-        return [Job.from_row(row) for row in rows]
+        params = {
+            "queue": queue,
+            "tasks": list(tasks),
+            "task_max_attempts": list(task_max_attempts),
+            "limit": limit,
+            "lease_seconds": lease_seconds,
+            "token": token,
+            "worker_id": worker_id,
+            "now": now,
+        }
+        async with self._pool.connection() as conn:
+            return await _claim(conn, "job_fetch_available", params)
 
     async def job_fetch_limited(
         self,
@@ -169,15 +172,13 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         async with self._pool.connection() as conn, conn.transaction():
             lock = await _fetch(conn, "queue_lock_for_claim", {"queue": queue, "now": now})
             if not lock or not lock[0]["limited"]:
-                rows = await _fetch(conn, "job_fetch_available", params)
-                return [Job.from_row(row) for row in rows], 0.0
+                return await _claim(conn, "job_fetch_available", params), 0.0
             if lock[0]["paused"]:
                 return [], None
             wait = float(lock[0]["wait"] or 0)
             if wait > 0:
                 return [], wait
-            rows = await _fetch(conn, "job_fetch_limited", params)
-            return [Job.from_row(row) for row in rows], 0.0
+            return await _claim(conn, "job_fetch_limited", params), 0.0
 
     async def queue_controls(
         self, names: Sequence[str], now: datetime | None = None
@@ -360,6 +361,26 @@ def _one(completion: Completion, now: datetime | None) -> dict[str, Any]:
         "results": [completion.result_json],
         "now": now,
     }
+
+
+async def _claim(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> list[Job]:
+    """Run a claim and read its jobs; fail the rows that cannot be read (claimed.py) on the
+    same connection, so they end `failed` instead of holding a lease nobody renews."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(sql(name), params)
+        jobs, bad = await read_claimed(cur)
+    if bad:
+        try:
+            # a savepoint inside the limited claim's transaction: a refusal here must not
+            # roll back the claim of the readable jobs
+            async with conn.transaction():
+                await conn.execute(sql("job_fail_many"), failures(bad, params["token"]))
+        except psycopg.Error as exc:
+            # the claim stands; the lease runs out and the rescuer counts the attempt instead
+            log.error("cannot fail unreadable jobs %s (%s)", [b.job_id for b in bad], exc)
+        for item in bad:
+            log.error("job %d failed: its row cannot be read (%s)", item.job_id, item.reason)
+    return jobs
 
 
 async def _fetch(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> list[Row]:

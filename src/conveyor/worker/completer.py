@@ -30,6 +30,29 @@ _TRANSIENT = (
 )
 
 
+def is_transient(exc: BaseException) -> bool:
+    """True when retrying the same statement may succeed. Postgres files "program limit
+    exceeded" (SQLSTATE class 54: an index row or a value too large) under OperationalError,
+    but the same outcome is refused again on every retry: that is permanent."""
+    if not isinstance(exc, _TRANSIENT):
+        return False
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return not sqlstate.startswith("54")
+
+
+#: The error type of an attempt whose result (or other outcome) the database refused for good.
+_REFUSED_RESULT = "ResultNotRecorded"
+_REFUSED = "OutcomeNotRecorded"
+_FIXES: dict[type, str] = {
+    Succeeded: (
+        "Return a JSON value Postgres can store (no \\u0000, under 255 MB), keep"
+        " idempotency keys short, or store large results elsewhere and return their id."
+    ),
+    Failed: "The failure's retry time or error could not be stored.",
+    Snoozed: "The queue snooze could not be stored.",
+}
+
+
 @dataclass(frozen=True)
 class _Item:
     job: Job
@@ -78,42 +101,44 @@ class Completer:
             try:
                 await self._flush(batch)
                 return
-            except _TRANSIENT as exc:
+            except Exception as exc:  # noqa: BLE001 - one bad outcome must not stall the rest
+                if not is_transient(exc):
+                    await self._isolate(batch, exc)
+                    return
                 log.warning(
                     "cannot record %d job outcomes (%s); retrying in %.1fs", len(batch), exc, delay
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-            except Exception as exc:  # noqa: BLE001 - one bad outcome must not stall the rest
-                await self._isolate(batch, exc)
-                return
 
     async def _isolate(self, batch: list[_Item], exc: Exception) -> None:
-        """A batch that the database refuses for good (say, a result Postgres JSON cannot
-        hold) is recorded one outcome at a time, so only the bad one is affected; a success
-        that cannot be recorded fails the job with the reason instead."""
+        """A batch that the database refuses for good (a result Postgres JSON cannot hold,
+        an idempotency key too long for its index) is recorded one outcome at a time, so
+        only the bad one is affected. An outcome refused on its own is replaced by a plain
+        failure that says why, which the database can always take."""
         if len(batch) > 1:
             for item in batch:
                 await self._flush_with_retry([item])
             return
         item = batch[0]
-        if isinstance(item.outcome, Succeeded):
-            log.error("job %d: cannot record its result (%s); failing it", item.job.id, exc)
-            error = {
-                "type": "ResultNotRecorded",
-                "message": codec.storable_text(
-                    f"the database refused the job's outcome ({type(exc).__name__}: {exc});"
-                    " return a JSON value Postgres can store, or store large results elsewhere"
-                ),
-                "traceback": None,
-                "attempt": item.job.attempt,
-            }
-            await self._flush_with_retry([_Item(item.job, item.token, Failed(error, None))])
+        reason = codec.storable_text(f"{type(exc).__name__}: {exc}")[:2000]
+        refused = (_REFUSED, _REFUSED_RESULT)
+        if isinstance(item.outcome, Failed) and item.outcome.error.get("type") in refused:
+            # even the plain failure was refused: leave the job to its lease and the rescuer
+            log.error("job %d: cannot record that its outcome was refused (%s)", item.job.id, exc)
+            self._on_recorded(item.job, item.outcome, False)
             return
-        # A failure record that is refused for good: the lease runs out and the rescuer
-        # records the lost attempt instead, so the job is not lost.
-        log.error("job %d: cannot record its failed attempt (%s)", item.job.id, exc)
-        self._on_recorded(item.job, item.outcome, False)
+        log.error("job %d: the database refused its outcome (%s); failing it", item.job.id, exc)
+        error = {
+            "type": _REFUSED_RESULT if isinstance(item.outcome, Succeeded) else _REFUSED,
+            "message": (
+                f"the database refused to record this attempt's outcome ({reason}). "
+                + _FIXES.get(type(item.outcome), "")
+            ),
+            "traceback": None,
+            "attempt": item.job.attempt,
+        }
+        await self._flush_with_retry([_Item(item.job, item.token, Failed(error, None))])
 
     async def _flush(self, batch: list[_Item]) -> None:
         completions = [

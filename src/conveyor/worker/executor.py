@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import ctypes
 import functools
@@ -10,6 +11,7 @@ import logging
 import random
 import threading
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
@@ -22,6 +24,7 @@ from conveyor.job import Job
 from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.task import Task
 from conveyor.worker.outcome import Abandoned, Failed, Outcome, Snoozed, Succeeded
+from conveyor.worker.running import Attempt
 
 log = logging.getLogger("conveyor.worker")
 
@@ -44,45 +47,56 @@ class Executor:
         threads: ThreadPoolExecutor,
         *,
         rng: random.Random | None = None,
+        on_thread_free: Callable[[Attempt], None] | None = None,
     ) -> None:
         self._tasks = tasks
+        self._on_thread_free = on_thread_free
         self._store = store
         self._threads = threads
         self._rng = rng or random.Random()
-        self._thread_of: dict[int, int] = {}
+        #: The thread running each sync attempt, by (job id, attempt): a job retried while
+        #: an earlier attempt's thread is stuck has two.
+        self._thread_of: dict[Attempt, int] = {}
         self._thread_lock = threading.Lock()
 
-    async def execute(self, job: Job, token: UUID) -> Outcome:
-        """Run `job` once and report what happened."""
+    async def execute(
+        self, job: Job, token: UUID, on_start: Callable[[], None] | None = None
+    ) -> Outcome:
+        """Run `job` once and report what happened. `on_start` is called once the handler
+        really starts (for a sync handler: once a thread has taken it)."""
         # each job runs in its own asyncio task, so these stay with this job
         correlation._set(job.correlation_id)
         with logs.job_scope(job), tracing.job_span(job) as span:
-            outcome = await self._attempt(job, token)
+            outcome = await self._attempt(job, token, on_start)
             if isinstance(outcome, Failed):
                 tracing.record_outcome(span, "failed", outcome.error)
             else:
                 tracing.record_outcome(span, type(outcome).__name__.lower())
             return outcome
 
-    async def _attempt(self, job: Job, token: UUID) -> Outcome:
+    async def _attempt(self, job: Job, token: UUID, on_start: Callable[[], None] | None) -> Outcome:
         try:
             task = self._resolve_task(job)
             kwargs = self._bind_arguments(task, job)
-            return await self._run_with_timeout(task, job, token, kwargs)
-        except asyncio.CancelledError:
-            self.interrupt(job.id, JobTimeout)
-            return Abandoned("cancelled")
-        except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            # SystemExit from a handler fails its job; it must not end the worker.
-            return self._apply_retry_policy(job, exc)
+            return await self._run_with_timeout(task, job, token, kwargs, on_start)
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                # the worker cancelled us: shutdown, a cancel or a lost lease
+                self.interrupt(job, JobTimeout)
+                return Abandoned("cancelled")
+            return self.outcome_of_error(job, exc)  # the handler raised it itself
+        except BaseException as exc:  # noqa: BLE001
+            # Whatever handler code raises (SystemExit, KeyboardInterrupt, GeneratorExit
+            # included) fails this attempt only. A signal to the worker never arrives here:
+            # the worker handles SIGINT and SIGTERM itself and stops by cancelling tasks.
+            return self.outcome_of_error(job, exc)
 
-    def interrupt(self, job_id: int, exc_type: type[BaseException]) -> bool:
+    def interrupt(self, job: Job, exc_type: type[BaseException]) -> bool:
         """Raise `exc_type` inside the thread running a sync job (best effort: it lands at the
         thread's next Python bytecode, not inside a blocking C call)."""
         with self._thread_lock:
-            thread_id = self._thread_of.get(job_id)
+            thread_id = self._thread_of.get((job.id, job.attempt))
             if thread_id is None:
                 return False
             done = ctypes.pythonapi.PyThreadState_SetAsyncExc(
@@ -103,14 +117,27 @@ class Executor:
         return job.args
 
     async def _run_with_timeout(
-        self, task: Task[Any], job: Job, token: UUID, kwargs: dict[str, Any]
+        self,
+        task: Task[Any],
+        job: Job,
+        token: UUID,
+        kwargs: dict[str, Any],
+        on_start: Callable[[], None] | None,
     ) -> Outcome:
         timeout = job.timeout_seconds or task.timeout
-        run = self._run_async if task.is_async else self._run_sync
+        if not task.is_async:
+            return await self._run_sync(task, job, token, kwargs, timeout, on_start)
+        if on_start is not None:
+            on_start()
+        # asyncio.timeout runs the handler in this task: wait_for would wrap it in a task of
+        # its own, whose SystemExit or KeyboardInterrupt asyncio re-raises out of the loop
+        deadline = asyncio.timeout(timeout)
         try:
-            return await asyncio.wait_for(run(task, job, token, kwargs), timeout)
+            async with deadline:
+                return await self._run_async(task, job, token, kwargs)
         except TimeoutError:
-            self.interrupt(job.id, JobTimeout)
+            if not deadline.expired():
+                raise  # the handler's own TimeoutError (a socket timeout, say)
             raise JobTimeout(f"job ran longer than its {timeout:g}s timeout") from None
 
     async def _run_async(
@@ -133,12 +160,51 @@ class Executor:
         return Succeeded(result_json, recorded=True)
 
     async def _run_sync(
-        self, task: Task[Any], job: Job, token: UUID, kwargs: dict[str, Any]
+        self,
+        task: Task[Any],
+        job: Job,
+        token: UUID,
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        on_start: Callable[[], None] | None,
     ) -> Outcome:
+        """Run a sync handler in a thread. The timeout counts from the moment a thread takes
+        the job, not from the claim; a job that no thread took is never started late."""
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._in_thread, task, job, token, kwargs, loop)
+        started = asyncio.Event()
+        gate = _Gate()
+
+        def begin() -> bool:
+            if not gate.open():
+                return False  # the worker gave up on the job before a thread was free
+            if on_start is not None:
+                on_start()
+            loop.call_soon_threadsafe(started.set)
+            return True
+
+        call = functools.partial(self._in_thread, task, job, token, kwargs, loop, begin)
         # the thread sees this job's context: its correlation id, its trace span
-        return await loop.run_in_executor(self._threads, contextvars.copy_context().run, call)
+        future = loop.run_in_executor(self._threads, contextvars.copy_context().run, call)
+        taken: asyncio.Future[Any] = asyncio.ensure_future(started.wait())
+        try:
+            await asyncio.wait([future, taken], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            gate.close()
+            raise
+        finally:
+            taken.cancel()
+        deadline = asyncio.timeout(timeout)
+        try:
+            async with deadline:
+                return await future
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            self.interrupt(job, JobTimeout)
+            raise JobTimeout(f"job ran longer than its {timeout:g}s timeout") from None
+        except asyncio.CancelledError:
+            gate.close()
+            raise
 
     def _in_thread(
         self,
@@ -147,9 +213,11 @@ class Executor:
         token: UUID,
         kwargs: dict[str, Any],
         loop: asyncio.AbstractEventLoop,
+        begin: Callable[[], bool],
     ) -> Outcome:
-        with self._thread_lock:
-            self._thread_of[job.id] = threading.get_ident()
+        if not begin():
+            return Abandoned("not started: the worker gave up on it before a thread was free")
+        self._enter_thread((job.id, job.attempt))
         try:
             if not task.atomic:
                 if not task.context_param:
@@ -168,8 +236,36 @@ class Executor:
                     )
             return Succeeded(result_json, recorded=True)
         finally:
-            with self._thread_lock:
-                self._thread_of.pop(job.id, None)
+            self._leave_thread((job.id, job.attempt), loop)
+
+    # -- threads ------------------------------------------------------------------------------
+
+    @property
+    def thread_jobs(self) -> frozenset[Attempt]:
+        """The attempts whose handler holds a thread now (stuck ones included)."""
+        with self._thread_lock:
+            return frozenset(self._thread_of)
+
+    def _enter_thread(self, attempt: Attempt) -> None:
+        with self._thread_lock:
+            self._thread_of[attempt] = threading.get_ident()
+
+    def _leave_thread(self, attempt: Attempt, loop: asyncio.AbstractEventLoop) -> None:
+        """Forget this thread's job and cancel any JobTimeout still pending for it, so the
+        exception cannot land in the pool's own code or in the thread's next job."""
+        while True:
+            try:
+                with self._thread_lock:
+                    if self._thread_of.pop(attempt, None) is not None:
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                            ctypes.c_ulong(threading.get_ident()), None
+                        )
+                break
+            except JobTimeout:
+                continue  # delivered on the way out: the entry is still there, go again
+        if self._on_thread_free is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._on_thread_free, attempt)
 
     def _context(
         self, job: Job, token: UUID, loop: asyncio.AbstractEventLoop, conn: Any = None
@@ -189,7 +285,18 @@ class Executor:
             return {**kwargs, task.context_param: ctx}
         return kwargs
 
-    def _apply_retry_policy(self, job: Job, exc: BaseException) -> Outcome:
+    def outcome_of_error(self, job: Job, exc: BaseException) -> Outcome:
+        """What this failure comes to under the job's retry policy; never raises, whatever
+        `exc` is made of."""
+        try:
+            return self._decide(job, exc)
+        except Exception as inner:
+            log.exception("job %d: cannot apply its retry policy; failing it", job.id)
+            error = describe_error(exc, job.attempt)
+            error["message"] += f" (and the retry policy raised {type(inner).__name__})"
+            return Failed(error, None)
+
+    def _decide(self, job: Job, exc: BaseException) -> Outcome:
         if isinstance(exc, LeaseLost):
             return Abandoned(str(exc))
         if isinstance(exc, SnoozeQueue):
@@ -198,7 +305,7 @@ class Executor:
         if permanent:
             exc = exc.__cause__ or exc.args[0]
         task = self._tasks.get(job.task)
-        error = _describe(exc, job.attempt)
+        error = describe_error(exc, job.attempt)
         max_attempts = job.max_attempts or (task.max_attempts if task else 1)
         exhausted = job.attempt >= max_attempts
         if permanent or exhausted or task is None or isinstance(exc, FailNow):
@@ -208,6 +315,26 @@ class Executor:
         if isinstance(exc, Retry):
             return Failed(error, exc.after)
         return Failed(error, task.retry_policy.delay(job.attempt, self._rng).total_seconds())
+
+
+class _Gate:
+    """Decides, once, whether a sync job starts: the thread opens it when it takes the job,
+    the event loop closes it when it gives up first; whichever comes first wins."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state: bool | None = None
+
+    def open(self) -> bool:
+        with self._lock:
+            if self._state is None:
+                self._state = True
+            return self._state
+
+    def close(self) -> None:
+        with self._lock:
+            if self._state is None:
+                self._state = False
 
 
 class _Permanent(Exception):  # noqa: N818
@@ -228,16 +355,52 @@ def _result_json(value: Any) -> str | None:
         ) from None
 
 
-def _describe(exc: BaseException, attempt: int) -> dict[str, Any]:
+#: Longest error message and traceback kept per attempt; the rest is cut from the middle.
+MAX_MESSAGE_CHARS = 4_000
+MAX_TRACEBACK_CHARS = 32_000
+
+
+def describe_error(exc: BaseException, attempt: int) -> dict[str, Any]:
+    """The record of a failed attempt. Never raises: an exception whose __str__ or __repr__
+    raises, or whose text is huge, is still described (by its type and what went wrong)."""
     kind = type(exc)
-    name = (
-        kind.__qualname__
-        if kind.__module__ == "builtins"
-        else (f"{kind.__module__}.{kind.__qualname__}")
-    )
+    module = getattr(kind, "__module__", None)
+    qualname = getattr(kind, "__qualname__", None) or kind.__name__
+    name = qualname if module in (None, "builtins") else f"{module}.{qualname}"
     return {
-        "type": name,
-        "message": codec.storable_text(str(exc)),
-        "traceback": codec.storable_text("".join(traceback.format_exception(exc))),
+        "type": _clip(codec.storable_text(str(name)), 200),
+        "message": _clip(codec.storable_text(_message(exc)), MAX_MESSAGE_CHARS),
+        "traceback": _clip(codec.storable_text(_traceback(exc)), MAX_TRACEBACK_CHARS),
         "attempt": attempt,
     }
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+        if isinstance(text, str):
+            return text
+        problem = f"str() returned {type(text).__name__}"
+    except Exception as inner:  # noqa: BLE001 - the handler's exception, not ours
+        problem = f"str() raised {type(inner).__name__}"
+    try:
+        return f"<unprintable {type(exc).__name__}: {problem}; repr: {exc!r}>"
+    except Exception as inner:  # noqa: BLE001
+        return (
+            f"<unprintable {type(exc).__name__}: {problem}; repr() raised {type(inner).__name__}>"
+        )
+
+
+def _traceback(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(exc))
+    except Exception as inner:  # noqa: BLE001 - a broken __notes__ or frame, say
+        return f"(traceback unavailable: formatting it raised {type(inner).__name__})"
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    head = limit // 4
+    return f"{text[:head]}\n... [{cut:,} characters cut] ...\n{text[head + cut :]}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 import psycopg
@@ -25,6 +25,7 @@ class Heartbeat:
         held: Callable[[], list[tuple[int, UUID]]],
         on_lost: Callable[[set[int]], None],
         *,
+        register: Callable[[], Awaitable[None]] | None = None,
         interval: float,
         lease_seconds: float,
     ) -> None:
@@ -32,6 +33,7 @@ class Heartbeat:
         self._worker_id = worker_id
         self._held = held
         self._on_lost = on_lost
+        self._register = register
         self._interval = interval
         self._lease_seconds = lease_seconds
 
@@ -44,7 +46,11 @@ class Heartbeat:
             lost = {job_id for job_id, _ in held} - kept
             if lost:
                 self._on_lost(lost)
-        await self._store.worker_heartbeat(self._worker_id)
+        if not await self._store.worker_heartbeat(self._worker_id) and self._register:
+            # our row is gone (the schema was re-created, or the pruner took us for dead
+            # while this process was frozen): register again so `conveyor status` sees us
+            log.warning("worker %s was not registered; registering again", self._worker_id)
+            await self._register()
         return lost
 
     async def run(self) -> None:

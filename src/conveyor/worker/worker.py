@@ -10,17 +10,19 @@ import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
 
 from conveyor import logs
+from conveyor._store.diagnose import permanent_problem
 from conveyor._store.leader import LeaderLock
 from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
+from conveyor.backoff import Backoff
 from conveyor.client import configure_queue_params
+from conveyor.errors import ConfigError
 from conveyor.job import Job
 from conveyor.maintenance.alerter import AlertEvaluator
 from conveyor.maintenance.cron import CronEnqueuer
@@ -36,21 +38,15 @@ from conveyor.worker.completer import Completer
 from conveyor.worker.config import WorkerConfig
 from conveyor.worker.executor import Executor, JobTimeout
 from conveyor.worker.heartbeat import Heartbeat
-from conveyor.worker.outcome import Abandoned, Failed, Outcome, Snoozed, Succeeded
+from conveyor.worker.outcome import Abandoned, Outcome
 from conveyor.worker.producer import Producer
+from conveyor.worker.report import OutcomeReport
+from conveyor.worker.running import Attempt, RunningJob, RunningJobs
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
 
 log = logging.getLogger("conveyor.worker")
-
-
-@dataclass
-class _Running:
-    job: Job
-    token: UUID
-    task: asyncio.Task[None] | None = None
-    abandon_reason: str | None = None
 
 
 class Worker:
@@ -66,16 +62,17 @@ class Worker:
         self.app = app
         self.config = config or WorkerConfig()
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.completed = 0
-        self.failed = 0
         #: True when the worker stopped because one of its loops died (a bug); exit non-zero.
         self.broken = False
-        self._running: dict[int, _Running] = {}
-        self._held: dict[int, UUID] = {}
-        self._durations: dict[int, float] = {}
+        #: Every claimed job whose outcome is not recorded yet.
+        self._jobs = RunningJobs(self.config.concurrency)
+        self._executor: Executor | None = None
         #: This worker's Prometheus metrics (served when config.metrics_port is set).
-        self.metrics = WorkerMetrics(lambda: len(self._running))
+        self.metrics = WorkerMetrics(
+            lambda: self.running_count, stuck_threads=lambda: self.stuck_threads
+        )
         self._metrics_server: MetricsServer | None = None
+        self._report = OutcomeReport(self.metrics)
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
 
@@ -91,14 +88,32 @@ class Worker:
         return self._started
 
     @property
+    def completed(self) -> int:
+        """Attempts that completed their job, since start."""
+        return self._report.completed
+
+    @property
+    def failed(self) -> int:
+        """Attempts that failed (retried or not), since start."""
+        return self._report.failed
+
+    @property
     def running_count(self) -> int:
-        """Jobs whose handler is running now."""
-        return len(self._running)
+        """Jobs whose attempt is under way now."""
+        return self._jobs.running_count
+
+    @property
+    def stuck_threads(self) -> int:
+        """Threads still running a sync handler whose attempt already ended (it timed out or
+        was stopped, but the code cannot be interrupted): each holds a slot until it returns."""
+        return self._jobs.stuck_threads
 
     async def run(self) -> None:
         """Run until stop() (or cancellation), then shut down gracefully."""
         url = self.app.database_url
-        await self._check_schema(url)
+        if not await self._check_schema(url):
+            log.info("worker %s stopped before it started", self.id)
+            return
         tasks = sorted(self.app.tasks)
         if not tasks:
             log.warning("worker %s has no tasks registered; it will claim nothing", self.id)
@@ -112,7 +127,12 @@ class Worker:
         await store.open()
         threads = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="conveyor-job")
         self._store = store
-        self._executor = Executor(self.app.tasks, store, threads)
+        self._executor = Executor(
+            self.app.tasks, store, threads, on_thread_free=self._on_thread_free
+        )
+        self._jobs.use_threads(
+            lambda: self._executor.thread_jobs if self._executor else frozenset()
+        )
         self._completer = Completer(store, self._on_recorded)
         self._producer = Producer(
             store,
@@ -124,7 +144,7 @@ class Worker:
             lease_seconds=self.config.lease_seconds,
             poll_interval=self.config.poll_interval,
             concurrency=self.config.concurrency,
-            free_slots=lambda: self.config.concurrency - len(self._running),
+            free_slots=self._jobs.free_slots,
             dispatch=self._dispatch,
         )
         leader = LeaderLock(url)
@@ -132,12 +152,17 @@ class Worker:
         heartbeat = Heartbeat(
             store,
             self.id,
-            lambda: list(self._held.items()),
+            self._jobs.held,
             self._on_lost,
             interval=self.config.heartbeat_interval,
             lease_seconds=self.config.lease_seconds,
+            register=lambda: self._register_row(store),
         )
-        await self._register(store, tasks)
+        if not await self._register(store):
+            await store.close()
+            threads.shutdown(wait=False)
+            log.info("worker %s stopped before it started", self.id)
+            return
         self._serve_metrics()
         background = [
             asyncio.create_task(listener.run(), name="conveyor-listener"),
@@ -183,88 +208,75 @@ class Worker:
     # -- running jobs -------------------------------------------------------------------------
 
     def _dispatch(self, job: Job, token: UUID) -> None:
-        running = _Running(job, token)
-        self._running[job.id] = running
-        self._held[job.id] = token
+        running = self._jobs.add(job, token)
         running.task = asyncio.create_task(self._run_job(running), name=f"conveyor-job-{job.id}")
 
-    async def _run_job(self, running: _Running) -> None:
+    async def _run_job(self, running: RunningJob) -> None:
         job = running.job
-        self.metrics.started(job)
+        assert self._executor is not None
+        outcome: Outcome = Abandoned("cancelled before it started")
         started = time.monotonic()
-        outcome = await self._executor.execute(job, running.token)
-        self._durations[job.id] = time.monotonic() - started
-        self._running.pop(job.id, None)
-        self._producer.slot_freed(job.queue)
+        try:
+            self.metrics.started(job)
+            outcome = await self._executor.execute(job, running.token, running.mark_started)
+        except asyncio.CancelledError:
+            pass  # cancelled before the executor took it: nothing ran
+        except BaseException as exc:
+            log.exception("job %d (%s): the worker failed to run it", job.id, job.task)
+            outcome = self._executor.outcome_of_error(job, exc)
+        finally:
+            # whatever happened above, the slot is given back and the outcome goes on
+            running.duration = time.monotonic() - started
+            running.ended = True
+            self._producer.slot_freed(job.queue)
+            self._settle(running, outcome)
+
+    def _settle(self, running: RunningJob, outcome: Outcome) -> None:
+        job = running.job
+        assert self._executor is not None
+        if self._jobs.holds_thread(running.attempt):
+            # a sync handler the timeout or a cancel could not interrupt (yet)
+            asyncio.get_running_loop().call_later(1.0, self._report_stuck, job)
         if isinstance(outcome, Abandoned):
             reason = running.abandon_reason or outcome.reason
-            self._log_outcome(job, "stopped", logging.INFO, "job %d (%s) stopped: %s", reason)
+            self._report.stopped(running, reason)
             if running.abandon_reason != "shutdown":
-                self._held.pop(job.id, None)
+                self._jobs.pop(job.id)
             return
         self._completer.submit(job, running.token, outcome)
 
-    def _on_recorded(self, job: Job, outcome: Outcome, recorded: bool) -> None:
-        self._held.pop(job.id, None)
-        if not recorded:
-            self._log_outcome(
-                job,
-                "refused",
-                logging.WARNING,
-                "job %d (%s): outcome refused, the job was taken over or cancelled meanwhile",
-            )
-        elif isinstance(outcome, Snoozed):
-            self._log_outcome(
-                job,
-                "snoozed",
-                logging.WARNING,
-                "job %d (%s) snoozed queue %s for %gs: %s; the job waits, its attempt uncounted",
-                job.queue,
-                outcome.duration,
-                outcome.reason,
-            )
-        elif isinstance(outcome, Succeeded):
-            self.completed += 1
-            self._log_outcome(
-                job, "completed", logging.INFO, "job %d (%s) completed on attempt %d", job.attempt
-            )
-        elif isinstance(outcome, Failed):
-            self.failed += 1
-            retrying = outcome.retry_in is not None
-            when = f"will retry in {outcome.retry_in:.1f}s" if retrying else "failed for good"
-            self._log_outcome(
-                job,
-                "retrying" if retrying else "failed",
-                logging.WARNING,
-                "job %d (%s) attempt %d raised %s: %s; %s",
-                job.attempt,
-                outcome.error["type"],
-                outcome.error["message"],
-                when,
-                error_type=outcome.error["type"],
-            )
-
-    def _log_outcome(
-        self,
-        job: Job,
-        outcome: str,
-        level: int,
-        message: str,
-        *args: Any,
-        error_type: str | None = None,
-    ) -> None:
-        """The one log line (and the metrics) of an attempt's end."""
-        duration = self._durations.pop(job.id, None)
-        self.metrics.finished(job, outcome, duration)
-        if not log.isEnabledFor(level):
+    def _report_stuck(self, job: Job) -> None:
+        attempt = (job.id, job.attempt)
+        if not self._jobs.holds_thread(attempt) or attempt in self._jobs.active():
             return
-        fields = {
-            **logs.job_fields(job),
-            "outcome": outcome,
-            "duration_ms": None if duration is None else round(duration * 1000, 3),
-            "error_type": error_type,
-        }
-        log.log(level, message, job.id, job.task, *args, extra=fields)
+        log.warning(
+            "job %d (%s): its sync handler is still running after its attempt ended and cannot"
+            " be interrupted; %d of %d threads are stuck, and this worker runs that many fewer"
+            " jobs until they return",
+            job.id,
+            job.task,
+            self.stuck_threads,
+            self.config.concurrency,
+            extra={**logs.job_fields(job), "stuck_threads": self.stuck_threads},
+        )
+
+    def _on_thread_free(self, attempt: Attempt) -> None:
+        """A handler's thread returned; if its attempt had ended before, its slot is free
+        only now."""
+        if attempt in self._jobs.active():
+            return
+        if attempt[0] not in self._jobs:
+            log.info(
+                "job %d: the thread of attempt %d returned; %d threads still stuck",
+                attempt[0],
+                attempt[1],
+                self.stuck_threads,
+            )
+        self._producer.slot_freed(None)
+
+    def _on_recorded(self, job: Job, outcome: Outcome, recorded: bool) -> None:
+        running = self._jobs.pop(job.id) or RunningJob(job, uuid.UUID(int=0))
+        self._report.attempt_ended(running, outcome, recorded)
 
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == JOBS_CHANNEL:
@@ -279,12 +291,13 @@ class Worker:
             self._abandon(job_id, "its lease was lost (rescued by another worker or cancelled)")
 
     def _abandon(self, job_id: int, reason: str) -> None:
-        running = self._running.get(job_id)
-        if running is None or running.task is None:
+        running = self._jobs.get(job_id)
+        if running is None or running.task is None or running.ended:
             return
         running.abandon_reason = reason
         running.task.cancel()
-        self._executor.interrupt(job_id, JobTimeout)
+        if self._executor is not None:
+            self._executor.interrupt(running.job, JobTimeout)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -346,37 +359,62 @@ class Worker:
         """The port the metrics endpoint listens on, once started (None when not serving)."""
         return None if self._metrics_server is None else self._metrics_server.port
 
-    async def _check_schema(self, url: str) -> None:
-        """Refuse a wrong schema at once; wait for a database that cannot be reached yet (down,
-        or out of connections) instead of crashing."""
-        delay = 0.2
-        while True:
+    async def _check_schema(self, url: str) -> bool:
+        """Refuse a wrong schema or a database that can never be reached as configured at
+        once; wait for one that cannot be reached yet (down, starting, out of connections).
+        Return False when stop() came first."""
+        backoff = Backoff()
+        while not self._stop.is_set():
+            check = asyncio.ensure_future(Migrator(url).acheck())
+            stop = asyncio.ensure_future(self._stop.wait())
             try:
-                await asyncio.to_thread(Migrator(url).check)
-                return
-            except psycopg.OperationalError as exc:
+                await asyncio.wait([check, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+            if not check.done():
+                check.cancel()  # stop() came first: abandon the connection attempt
+                return False
+            try:
+                check.result()
+                return True
+            except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+                problem = permanent_problem(exc)
+                if problem is not None:
+                    raise ConfigError(f"cannot start the worker: {problem}") from None
+                delay = backoff.next()
                 log.warning("cannot reach the database (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await self._pause(delay)
+        return False
 
-    async def _register(self, store: PostgresStore, tasks: list[str]) -> None:
-        delay = 0.2
-        while True:
+    async def _register_row(self, store: PostgresStore) -> None:
+        await store.worker_register(
+            worker_id=self.id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.config.queues,
+            tasks=sorted(self.app.tasks),
+        )
+
+    async def _register(self, store: PostgresStore) -> bool:
+        """Register this worker and the app's queue settings, waiting out connection trouble;
+        return False when stop() came first."""
+        backoff = Backoff()
+        while not self._stop.is_set():
             try:
-                await store.worker_register(
-                    worker_id=self.id,
-                    hostname=socket.gethostname(),
-                    pid=os.getpid(),
-                    queues=self.config.queues,
-                    tasks=tasks,
-                )
+                await self._register_row(store)
                 for name, settings in self.app.queue_settings.items():
                     await store.execute("queue_configure", configure_queue_params(name, settings))
-                return
+                return True
             except Exception as exc:  # noqa: BLE001 - any connection trouble: wait and retry
+                delay = backoff.next()
                 log.warning("cannot register worker (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await self._pause(delay)
+        return False
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once on stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _shutdown(
         self,
@@ -387,7 +425,7 @@ class Worker:
         threads: ThreadPoolExecutor,
     ) -> None:
         producer.cancel()
-        running = [r.task for r in self._running.values() if r.task is not None]
+        running = [r.task for r in self._jobs if r.task is not None and not r.ended]
         if running:
             log.info(
                 "shutting down: waiting up to %.0fs for %d running jobs",
@@ -395,12 +433,13 @@ class Worker:
                 len(running),
             )
             await asyncio.wait(running, timeout=self.config.shutdown_grace)
-        leftover = list(self._running.values())
+        leftover = [r for r in self._jobs if not r.ended]
         for item in leftover:
             item.abandon_reason = "shutdown"
             if item.task is not None:
                 item.task.cancel()
-            self._executor.interrupt(item.job.id, JobTimeout)
+            if self._executor is not None:
+                self._executor.interrupt(item.job, JobTimeout)
         if leftover:
             await asyncio.wait([r.task for r in leftover if r.task is not None], timeout=5)
             held = [(r.job.id, r.token) for r in leftover]
@@ -410,7 +449,7 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - their leases will expire instead
                 log.warning("could not put jobs back (%s); their leases will expire", exc)
             for job_id, _ in held:
-                self._held.pop(job_id, None)
+                self._jobs.pop(job_id)
         try:
             await asyncio.wait_for(self._completer.drain(), 10)
         except TimeoutError:

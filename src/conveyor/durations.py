@@ -1,0 +1,69 @@
+"""Durations and instants given by users: one place that turns them into checked values.
+
+Every option that takes a duration accepts float seconds or a `timedelta`. Each is checked
+here, so a NaN, an infinity or a run time no reader can load is refused where it is given,
+with the option's name, instead of surfacing later in a worker or a dashboard.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+from conveyor.errors import ConfigError
+
+#: Longest duration any option takes: 100 years. A longer one is a unit mistake (ms for s).
+MAX_SECONDS = 100 * 365.25 * 24 * 3600.0
+
+#: Run times must lie in this range: Python's datetime holds years 1 to 9999, and a day of
+#: margin keeps every time zone's rendering of the instant inside it.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def to_seconds(value: float | timedelta, name: str, *, positive: bool = False) -> float:
+    """Return `value` as seconds, or raise ConfigError naming `name` and the fix."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise ConfigError(
+            f"{name} must be a number of seconds or a timedelta, got {type(value).__name__}"
+        )
+    if not math.isfinite(seconds):
+        raise ConfigError(f"{name} must be a finite number of seconds, got {seconds!r}")
+    if seconds < 0 or (positive and seconds == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ConfigError(f"{name} must be {bound} seconds, got {seconds:g}")
+    if seconds > MAX_SECONDS:
+        raise ConfigError(
+            f"{name} is {seconds:g} seconds, over the 100-year maximum; check the unit"
+            " (seconds, not milliseconds)"
+        )
+    return seconds
+
+
+def optional_seconds(
+    value: float | timedelta | None, name: str, *, positive: bool = False
+) -> float | None:
+    """to_seconds(), passing None through."""
+    return None if value is None else to_seconds(value, name, positive=positive)
+
+
+def check_run_at(run_at: datetime, name: str = "run_at") -> datetime:
+    """Return `run_at` if it is timezone-aware and within EARLIEST..LATEST, else raise."""
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        raise ConfigError(
+            f"{name} must be timezone-aware (e.g. datetime.now(UTC) + timedelta(hours=1))"
+        )
+    try:
+        in_range = EARLIEST <= run_at <= LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise ConfigError(
+            f"{name} {run_at.isoformat()} is out of range; give a time between"
+            f" {EARLIEST.date()} and {LATEST.date()}"
+        )
+    return run_at
