@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Each example and one line its output must contain.
 EXAMPLES = {
     "alerts.py": "alerts: backlog fired and resolved; 3 failed reports alerted, resolved",
+    "bad_jobs.py": "bad jobs: 5 ordinary jobs completed, 6 bad jobs failed",
     "quickstart.py": "quickstart.add: completed, result 5",
     "cron.py": "cron.every_minute: 5 jobs: tick for",
     "transactional_enqueue.py": "do not exist",

@@ -379,7 +379,8 @@ def _message(exc: BaseException) -> str:
     try:
         text = str(exc)
         if isinstance(text, str):
-            return text
+            # a bare `raise KeyboardInterrupt` still says what happened
+            return text or f"{type(exc).__name__} (no message)"
         problem = f"str() returned {type(text).__name__}"
     except Exception as inner:  # noqa: BLE001 - the handler's exception, not ours
         problem = f"str() raised {type(inner).__name__}"
