@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import timedelta
 
+from conveyor.durations import to_seconds
 from conveyor.errors import ConfigError
 
 
@@ -24,6 +26,10 @@ class RetryPolicy:
     jitter: float = 0.5
 
     def __post_init__(self) -> None:
+        to_seconds(self.base, "backoff base")
+        to_seconds(self.max_delay, "backoff max_delay")
+        if not math.isfinite(self.factor) or not math.isfinite(self.jitter):
+            raise ConfigError("backoff factor and jitter must be finite numbers")
         if self.base < 0:
             raise ConfigError(f"backoff base must be >= 0 seconds, got {self.base}")
         if self.factor < 1:

@@ -11,6 +11,7 @@ from typing import Any
 from conveyor import tracing
 from conveyor._store.caller import Row, is_psycopg, run_async, run_sync
 from conveyor._store.queries import sql
+from conveyor.durations import check_run_at, to_seconds
 from conveyor.errors import QueueFullError
 
 #: From this many jobs on, a psycopg connection enqueues with COPY instead of one INSERT.
@@ -37,6 +38,15 @@ class JobSpec:
     correlation_id: str | None = None
     #: W3C trace headers of the enqueueing span, when tracing is on.
     trace_context: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        # specs built by hand (not by Task.spec) meet the same bounds as with_options()
+        if self.run_at is not None:
+            check_run_at(self.run_at)
+        if self.delay is not None:
+            to_seconds(self.delay, "delay")
+        if self.timeout_seconds is not None:
+            to_seconds(self.timeout_seconds, "timeout", positive=True)
 
     def to_json(self, ord_: int) -> str:
         meta: dict[str, Any] = {"ord": ord_, "task": self.task}
