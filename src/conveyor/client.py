@@ -1,14 +1,14 @@
 """Client: inspect and act on jobs and queues. The CLI and the dashboard use only this.
 
 Each operation is written once as an _Op in client_ops.py (named queries, their parameters and
-how to read the rows); Client runs ops on a sync connection and AsyncClient on an async one.
+how to read the rows); Client runs ops on a sync connection and AsyncClient on an async one,
+loading rows so that no stored value can break a list or a page (client_rows.py).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from conveyor._store.caller import run_async, run_sync
 from conveyor._store.queries import sql
 from conveyor.client_ops import (
     CRON_OVERDUE,
@@ -17,6 +17,7 @@ from conveyor.client_ops import (
     configure_queue_params,
     validate_queue_settings,
 )
+from conveyor.client_rows import afetch, fetch
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
     AlertEpisode,
@@ -69,7 +70,7 @@ class Client:
 
     def _run(self, op: _Op[T]) -> T:
         with self._app._connection() as conn:
-            return op.read([run_sync(conn, sql(name), params) for name, params in op.queries])
+            return op.read([fetch(conn, sql(name), params) for name, params in op.queries])
 
     def get_job(self, job_id: int) -> Job:
         """Return one job with its errors; raise JobNotFoundError when there is none."""
@@ -190,7 +191,7 @@ class AsyncClient:
 
     async def _run(self, op: _Op[T]) -> T:
         async with self._app._aconnection() as conn:
-            results = [await run_async(conn, sql(name), params) for name, params in op.queries]
+            results = [await afetch(conn, sql(name), params) for name, params in op.queries]
             return op.read(results)
 
     async def get_job(self, job_id: int) -> Job:

@@ -87,9 +87,11 @@ UNION ALL
 SELECT queue, state, count(*) AS count FROM conveyor.job_done GROUP BY queue, state;
 
 -- name: queue_oldest_available
--- Age in seconds of the oldest available job per queue.
+-- Age in seconds of the oldest available job per queue. An infinite run_at (written by hand)
+-- has no age: subtracting it is an error that would fail the whole status, so it is skipped.
 SELECT queue,
-       extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - min(run_at))::float8 AS age_seconds
+       extract(epoch FROM coalesce(%(now)s::timestamptz, now())
+                          - min(run_at) FILTER (WHERE isfinite(run_at)))::float8 AS age_seconds
   FROM conveyor.job WHERE state = 'available' GROUP BY queue;
 
 -- name: job_orphaned_tasks
