@@ -21,11 +21,12 @@ from conveyor import logs
 from conveyor.cli_alerts import alerts
 from conveyor.cli_context import CommandGroup, _app_from, load_app
 from conveyor.cli_dashboard import dashboard
+from conveyor.cli_jobs import cancel, jobs, retry
 from conveyor.cli_queues import queue
 from conveyor.correlation import validate as validate_correlation_id
-from conveyor.errors import ConveyorError, JobNotFoundError
+from conveyor.errors import ConveyorError
 from conveyor.http_auth import Credentials
-from conveyor.job import Job, JobState
+from conveyor.job import JobState
 
 _CHILD_ENV = "CONVEYOR_WORKER_CHILD"
 #: Which of --processes N a child is (0..N-1): its metrics port is --metrics-port + this.
@@ -248,122 +249,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
         )
 
 
-@cli.group()
-def jobs() -> None:
-    """List and show jobs."""
-
-
-@jobs.command("list")
-@click.option("--state", type=click.Choice([str(s) for s in JobState]))
-@click.option("--queue")
-@click.option("--task")
-@click.option("--before-id", type=int, help="Page: show jobs older than this id.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def jobs_list(
-    ctx: click.Context,
-    state: str | None,
-    queue: str | None,
-    task: str | None,
-    before_id: int | None,
-    limit: int,
-    as_json: bool,
-) -> None:
-    """Newest first, filtered by state, queue and task."""
-    found = (
-        _app_from(ctx)
-        .client()
-        .list_jobs(state=state, queue=queue, task=task, before_id=before_id, limit=limit)
-    )
-    if as_json:
-        click.echo(json.dumps([j.to_dict() for j in found], indent=2, default=str))
-        return
-    for job in found:
-        attempts = f"{job.attempt}/{job.max_attempts or '-'}"
-        click.echo(f"{job.id:>10}  {job.state:<10} {job.queue:<12} {attempts:>6}  {job.task}")
-
-
-@jobs.command("show")
-@click.argument("job_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
-    """One job with its arguments and every attempt's error."""
-    try:
-        job = _app_from(ctx).client().get_job(job_id)
-    except JobNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(job.to_dict(), indent=2, default=str))
-        return
-    _print_job(job)
-    children = _app_from(ctx).client().children(job_id)
-    if children:
-        states: dict[str, int] = {}
-        for child in children:
-            states[str(child.state)] = states.get(str(child.state), 0) + 1
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-        ids = " ".join(str(c.id) for c in children[:20]) + (" ..." if len(children) > 20 else "")
-        click.echo(f"  children ({summary}): {ids}")
-
-
-def _print_job(job: Job) -> None:
-    click.echo(f"job {job.id}: {job.task} [{job.state}] queue={job.queue}")
-    click.echo(f"  attempt {job.attempt} of {job.max_attempts or '-'}, priority {job.priority}")
-    click.echo(f"  created {job.created_at}  run at {job.run_at}  finished {job.finished_at}")
-    click.echo(f"  args {json.dumps(job.args)}")
-    if job.correlation_id is not None:
-        click.echo(f"  correlation id {job.correlation_id}")
-    if job.progress is not None:
-        message = job.progress.get("message") or ""
-        click.echo(f"  progress {job.progress.get('value'):g} {message}".rstrip())
-    if job.result is not None:
-        click.echo(f"  result {json.dumps(job.result)}")
-    for error in job.errors:
-        click.echo(
-            f"  attempt {error.get('attempt')} at {error.get('at')}: {error.get('type')}:"
-            f" {error.get('message')}"
-        )
-        if error.get("traceback"):
-            click.echo("    " + str(error["traceback"]).rstrip().replace("\n", "\n    "))
-
-
-@cli.command()
-@click.argument("job_ids", nargs=-1, type=int)
-@click.option("--all-failed", is_flag=True, help="Retry every failed job (of --task/--queue).")
-@click.option("--task")
-@click.option("--queue")
-@click.pass_context
-def retry(
-    ctx: click.Context,
-    job_ids: tuple[int, ...],
-    all_failed: bool,
-    task: str | None,
-    queue: str | None,
-) -> None:
-    """Run failed or cancelled jobs again: by id, or --all-failed [--task T] [--queue Q]."""
-    client = _app_from(ctx).client()
-    if job_ids and all_failed:
-        raise click.UsageError("give job ids or --all-failed, not both")
-    if job_ids:
-        done = client.retry(*job_ids)
-    elif all_failed:
-        done = client.retry_failed(task=task, queue=queue)
-    else:
-        raise click.UsageError("give job ids, or --all-failed with optional --task/--queue")
-    click.echo(f"retried {len(done)} job(s)" + (f": {', '.join(map(str, done))}" if done else ""))
-
-
-@cli.command()
-@click.argument("job_ids", nargs=-1, type=int, required=True)
-@click.pass_context
-def cancel(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
-    """Cancel jobs that have not finished yet."""
-    done = _app_from(ctx).client().cancel(*job_ids)
-    click.echo(f"cancelled {len(done)} job(s)" + (f": {', '.join(map(str, done))}" if done else ""))
-
-
 @cli.command()
 @click.argument("task")
 @click.option("--args", "args_json", default="{}", show_default=True, help="JSON object.")
@@ -476,6 +361,9 @@ def main() -> None:
     cli(obj={})
 
 
+cli.add_command(jobs)
+cli.add_command(retry)
+cli.add_command(cancel)
 cli.add_command(queue)
 cli.add_command(dashboard)
 cli.add_command(alerts)

@@ -1,0 +1,143 @@
+"""Bad input and bad rows: each gives one line that names the problem (and the fix), never a
+traceback. The commands run in this process against the test database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+
+from conveyor.cli import cli
+from tests.dashboard.conftest import insert_finished
+from tests.unreadable_rows import insert_unreadable_jobs
+
+Run = Callable[..., Result]
+#: More than any bigint: no job can have this id.
+HUGE = "99999999999999999999"
+
+
+@pytest.fixture
+def run(db: str) -> Run:
+    """Run `conveyor ARGS...` against the test database."""
+    runner = CliRunner()
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        return runner.invoke(cli, list(args), env={"CONVEYOR_DATABASE_URL": db, **(env or {})})
+
+    return run
+
+
+def _ok(result: Result) -> str:
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_jobs_list_shows_rows_python_cannot_load_marked_with_why(
+    run: Run, conn: psycopg.Connection[Any]
+) -> None:
+    ids = insert_unreadable_jobs(conn)
+    lines = {int(line.split()[0]): line for line in _ok(run("jobs", "list")).splitlines()[1:]}
+    assert set(lines) == set(ids.values())
+    assert "unreadable" not in lines[ids["ordinary"]]
+    assert "run_at out of range (infinity)" in lines[ids["infinite_run_at"]]
+    assert "run_at out of range (-infinity)" in lines[ids["minus_infinite_run_at"]]
+    assert "args too deeply nested to display" in lines[ids["deep_args"]]
+    assert "finished_at out of range (12000-01-01" in lines[ids["far_finished"]]
+
+    listed = json.loads(_ok(run("jobs", "list", "--json")))
+    unreadable = {job["id"]: job["unreadable"] for job in listed}
+    assert unreadable[ids["ordinary"]] == {}
+    assert unreadable[ids["deep_args"]] == {"args": "args too deeply nested to display"}
+    assert unreadable[ids["infinite_run_at"]] == {"run_at": "run_at out of range (infinity)"}
+
+
+def test_jobs_show_prints_a_row_python_cannot_load_with_why(
+    run: Run, conn: psycopg.Connection[Any]
+) -> None:
+    ids = insert_unreadable_jobs(conn)
+    never = _ok(run("jobs", "show", str(ids["infinite_run_at"])))
+    assert f"job {ids['infinite_run_at']}: t.never [scheduled]" in never
+    assert "run at infinity (out of range)" in never
+    deep = _ok(run("jobs", "show", str(ids["deep_args"])))
+    assert "args (too deeply nested to display)" in deep
+    far = _ok(run("jobs", "show", str(ids["far_finished"])))
+    assert "finished 12000-01-01" in far
+    for job_id in ids.values():
+        shown = json.loads(_ok(run("jobs", "show", str(job_id), "--json")))
+        assert shown["id"] == job_id
+
+
+def test_status_survives_jobs_with_infinite_times(run: Run, conn: psycopg.Connection[Any]) -> None:
+    insert_unreadable_jobs(conn)
+    status = json.loads(_ok(run("status", "--json")))
+    (default,) = status["queues"]
+    assert default["counts"]["available"] == 3
+    assert default["counts"]["scheduled"] == 1
+    assert "default" in _ok(run("status"))
+
+
+def _refused(result: Result) -> list[str]:
+    """The lines of a refusal: status 1, no traceback, nothing on stdout."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    return result.stderr.splitlines()
+
+
+def test_retry_and_cancel_say_for_each_id_why_nothing_happened(
+    run: Run, conn: psycopg.Connection[Any]
+) -> None:
+    completed = insert_finished(conn, state="completed")
+    assert _refused(run("retry", "999")) == [
+        "job 999: not retried, there is no such job (it may have been pruned); `conveyor jobs"
+        " list` shows the jobs there are"
+    ]
+    assert _refused(run("retry", str(completed))) == [
+        f"job {completed}: not retried, it is completed; only failed or cancelled jobs can be"
+        " retried"
+    ]
+    assert _refused(run("cancel", "12345")) == [
+        "job 12345: not cancelled, there is no such job (it may have been pruned); `conveyor"
+        " jobs list` shows the jobs there are"
+    ]
+    assert _refused(run("cancel", str(completed))) == [
+        f"job {completed}: not cancelled, it is completed; only unfinished jobs can be cancelled"
+    ]
+
+
+def test_retry_of_some_ids_retries_those_and_names_the_others(
+    run: Run, conn: psycopg.Connection[Any]
+) -> None:
+    failed = insert_finished(conn, state="failed")
+    result = run("retry", str(failed), "999")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"retried 1 job(s): {failed}\n"
+    assert result.stderr.startswith("job 999: not retried, there is no such job")
+
+
+@pytest.mark.parametrize("command", ["retry", "cancel"])
+def test_an_id_beyond_any_job_is_not_found(run: Run, command: str) -> None:
+    (line,) = _refused(run(command, HUGE))
+    assert line.startswith(f"job {HUGE}: not ")
+    assert "there is no such job" in line
+    shown = run("jobs", "show", HUGE)
+    assert shown.exit_code == 1
+    assert shown.stderr == f"Error: no job with id {HUGE} (it may have been pruned)\n"
+    assert _ok(run("jobs", "list", "--before-id", HUGE)) == "no jobs match\n"
+
+
+def test_jobs_list_has_a_header_and_says_when_no_job_matches(
+    run: Run, conn: psycopg.Connection[Any]
+) -> None:
+    assert _ok(run("jobs", "list")) == "no jobs match\n"
+    job_id = insert_finished(conn, task="shop.send_receipt", state="failed", attempts=2)
+    header, row = _ok(run("jobs", "list")).splitlines()
+    assert header.split() == ["id", "state", "queue", "attempt", "task"]
+    assert row.split() == [str(job_id), "failed", "default", "2/2", "shop.send_receipt"]
+    assert _ok(run("jobs", "list", "--state", "completed")) == "no jobs match\n"
