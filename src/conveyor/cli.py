@@ -21,6 +21,7 @@ from conveyor import logs
 from conveyor.cli_alerts import alerts
 from conveyor.cli_context import CommandGroup, _app_from, load_app
 from conveyor.cli_dashboard import dashboard
+from conveyor.cli_database import diagnose
 from conveyor.cli_jobs import cancel, jobs, retry
 from conveyor.cli_queues import queue
 from conveyor.correlation import validate as validate_correlation_id
@@ -120,6 +121,11 @@ def worker(
 
     app = load_app(target)
     app.set_default_database_url(ctx.obj.get("database_url"))
+    trouble = diagnose(app.database_url)
+    if trouble is not None and trouble.lasting:
+        # waiting cannot fix a wrong URL; a server that is down or full may come back, and the
+        # worker waits for it with backoff
+        raise click.ClickException(str(trouble))
     try:
         credentials = Credentials(metrics_token, metrics_username, metrics_password)
         if metrics_port is not None and metrics_port > 0:
@@ -189,6 +195,11 @@ def _exit_now_if_handlers_linger(code: int) -> None:
         os._exit(code)
 
 
+#: Exit statuses of a worker that refused to start (a bad app, option or database URL): a new
+#: process would refuse the same way, so the supervisor stops instead of restarting it.
+_REFUSED = (1, 2)
+
+
 def _supervise(processes: int) -> int:
     """Run N worker processes; forward signals; restart a child that dies unexpectedly."""
     args = [sys.executable, "-m", "conveyor", *sys.argv[1:]]
@@ -217,11 +228,14 @@ def _supervise(processes: int) -> int:
             return max(codes, default=0) if any(codes) else 0
         for n, child in enumerate(children):
             code = child.poll()
-            if code is not None and not state["signals"]:
-                click.echo(
-                    f"worker process {child.pid} exited ({code}); starting another", err=True
-                )
-                children[n] = spawn(n)
+            if code is None or state["signals"]:
+                continue
+            if code in _REFUSED:
+                click.echo(f"worker process {child.pid} refused to start; stopping", err=True)
+                forward(signal.SIGTERM, None)
+                break
+            click.echo(f"worker process {child.pid} exited ({code}); starting another", err=True)
+            children[n] = spawn(n)
         time.sleep(0.5)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from conveyor.cli_context import _app_from, load_app
+from conveyor.cli_database import check_database
 from conveyor.errors import ConfigError, SchemaError
 from conveyor.http_auth import is_loopback
 from conveyor.migrate import Migrator
@@ -54,6 +55,7 @@ def dashboard(
     app = load_app(target) if target else _app_from(ctx)
     if target:
         app.set_default_database_url(ctx.obj.get("database_url"))
+        check_database(app.database_url)
     try:
         web = create_app(
             app,

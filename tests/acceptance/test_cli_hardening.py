@@ -4,14 +4,18 @@ traceback. The commands run in this process against the test database."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from psycopg import sql
 
 from conveyor.cli import cli
+from conveyor.migrate import Migrator, latest_version
+from tests.conftest import _with_dbname
 from tests.dashboard.conftest import insert_finished
 from tests.unreadable_rows import insert_unreadable_jobs
 
@@ -141,3 +145,29 @@ def test_jobs_list_has_a_header_and_says_when_no_job_matches(
     assert header.split() == ["id", "state", "queue", "attempt", "task"]
     assert row.split() == [str(job_id), "failed", "default", "2/2", "shop.send_receipt"]
     assert _ok(run("jobs", "list", "--state", "completed")) == "no jobs match\n"
+
+
+@pytest.fixture
+def empty_database(admin_url: str) -> Iterator[str]:
+    """A database of its own on the test server, dropped afterwards."""
+    name = f"conveyor_cli_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield _with_dbname(admin_url, name)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_migrate_on_a_database_of_a_newer_conveyor_says_to_upgrade(
+    run: Run, empty_database: str
+) -> None:
+    Migrator(empty_database).migrate()
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("INSERT INTO conveyor.schema_version (version, name) VALUES (999, 'future')")
+    result = run("--database-url", empty_database, "migrate")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (
+        "Error: the database was migrated by a newer Conveyor: its schema is at version 999,"
+        f" newer than this Conveyor knows (up to {latest_version()}); upgrade the conveyor"
+        " package on this host to use it\n"
+    )
