@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from conveyor import logs
+from conveyor._store.enqueue import JobSpec
+from conveyor.app import Conveyor
 from conveyor.cli_alerts import alerts
 from conveyor.cli_context import CommandGroup, _app_from, load_app
 from conveyor.cli_dashboard import dashboard
@@ -29,6 +31,7 @@ from conveyor.errors import ConveyorError
 from conveyor.http_auth import Credentials
 from conveyor.job import JobState
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _CHILD_ENV = "CONVEYOR_WORKER_CHILD"
 #: Which of --processes N a child is (0..N-1): its metrics port is --metrics-port + this.
 _INDEX_ENV = "CONVEYOR_WORKER_INDEX"
@@ -37,7 +40,13 @@ _INDEX_ENV = "CONVEYOR_WORKER_INDEX"
 @click.group(cls=CommandGroup)
 @click.option("--database-url", envvar="CONVEYOR_DATABASE_URL", help="Postgres URL.")
 @click.option("--app", "app_target", metavar="MODULE:APP", help="Use this app's settings.")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Log records of this level and above go to stderr.",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["auto", "json", "console"]),
@@ -57,6 +66,8 @@ def cli(
 ) -> None:
     """Durable background jobs on Postgres."""
     logs.configure(log_level, log_format)
+    if log_level == "DEBUG":  # then the embedded Postgres's own steps are wanted too
+        logging.getLogger("pgserver").setLevel(logging.DEBUG)
     ctx.ensure_object(dict)
     ctx.obj.update(database_url=database_url, app=app_target)
 
@@ -76,17 +87,47 @@ def migrate(ctx: click.Context) -> None:
 @cli.command()
 @click.argument("target", metavar="MODULE:APP")
 @click.option("--queues", default="default", show_default=True, help="Comma-separated queues.")
-@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(min=1))
-@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--shutdown-grace", default=30.0, show_default=True, type=float)
-@click.option("--lease", "lease_seconds", default=30.0, show_default=True, type=float)
+@click.option(
+    "--concurrency",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs one process runs at once.",
+)
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes to start under a supervisor.",
+)
+@click.option(
+    "--shutdown-grace",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds running jobs get to finish after SIGTERM or SIGINT.",
+)
+@click.option(
+    "--lease",
+    "lease_seconds",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds a claimed job's lease lasts; renewed every third of it.",
+)
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
     help="Serve Prometheus metrics at /metrics on this port (with --processes N, process i"
     " uses this port + i).",
 )
-@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where metrics listen; other than loopback only with a token or basic auth.",
+)
 @click.option("--metrics-token", envvar="CONVEYOR_METRICS_TOKEN", help="Bearer token to require.")
 @click.option("--metrics-username", envvar="CONVEYOR_METRICS_USERNAME", help="Basic auth user.")
 @click.option("--metrics-password", envvar="CONVEYOR_METRICS_PASSWORD", help="Basic auth password.")
@@ -266,11 +307,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @cli.command()
 @click.argument("task")
 @click.option("--args", "args_json", default="{}", show_default=True, help="JSON object.")
-@click.option("--queue")
-@click.option("--priority", type=int)
+@click.option("--queue", help="The job's queue (default: the task's with --app, else 'default').")
+@click.option("--priority", type=int, help="Higher runs first within a queue (default 0).")
 @click.option("--delay", type=float, help="Seconds to wait before the job may run.")
-@click.option("--unique-key")
-@click.option("--max-attempts", type=click.IntRange(min=1))
+@click.option("--unique-key", help="While a job with this key is unfinished, return its id.")
+@click.option(
+    "--max-attempts", type=click.IntRange(min=1), help="Attempts before the job fails for good."
+)
 @click.option("--correlation-id", help="Ties the job to what caused it; shown in its logs.")
 @click.pass_context
 def enqueue(
@@ -284,10 +327,11 @@ def enqueue(
     max_attempts: int | None,
     correlation_id: str | None,
 ) -> None:
-    """Enqueue a job of TASK by name (the task need not be importable here)."""
-    from conveyor import codec
-    from conveyor._store.enqueue import JobSpec
+    """Enqueue a job of TASK by name and print its id.
 
+    The task need not be importable here. With the global option conveyor --app MODULE:APP, it
+    must be one of the app's tasks: its arguments are checked and its defaults (queue,
+    priority, max attempts, timeout) apply."""
     try:
         args = json.loads(args_json)
     except json.JSONDecodeError as exc:
@@ -298,21 +342,41 @@ def enqueue(
             f" got {type(args).__name__}"
         )
     app = _app_from(ctx)
+    options: dict[str, Any] = {
+        "queue": queue,
+        "priority": priority,
+        "delay": delay,
+        "unique_key": unique_key,
+        "max_attempts": max_attempts,
+        "correlation_id": correlation_id,
+    }
     try:
-        spec = JobSpec(
-            task=task,
-            args_json=codec.encode_args(args, max_bytes=app.max_payload_bytes),
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            unique_key=unique_key,
-            max_attempts=max_attempts,
-            correlation_id=validate_correlation_id(correlation_id),
-        )
+        if ctx.obj.get("app"):
+            spec = app.get_task(task).with_options(**options).spec(**args)
+        else:
+            spec = _spec_by_name(app, task, args, options)
         (job_id,) = app.enqueue_many([spec])
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(job_id)
+
+
+def _spec_by_name(
+    app: Conveyor, task: str, args: dict[str, Any], options: dict[str, Any]
+) -> JobSpec:
+    """A job of a task this process does not know: only what the command line says."""
+    from conveyor import codec
+
+    return JobSpec(
+        task=task,
+        args_json=codec.encode_args(args, max_bytes=app.max_payload_bytes),
+        queue=options["queue"],
+        priority=options["priority"],
+        delay=options["delay"],
+        unique_key=options["unique_key"],
+        max_attempts=options["max_attempts"],
+        correlation_id=validate_correlation_id(options["correlation_id"]),
+    )
 
 
 @cli.group()
@@ -324,14 +388,18 @@ def cron() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def cron_list(ctx: click.Context, as_json: bool) -> None:
-    """Each schedule with its last and next run. Lists what workers recorded; with --app it
-    adds the app's schedules no worker has started yet."""
+    """Each schedule with its last and next run. Lists what workers recorded; with the global
+    option (conveyor --app MODULE:APP cron list) it adds the app's schedules no worker has
+    started yet."""
     schedules = _app_from(ctx).client().cron_schedules()
     if as_json:
         click.echo(json.dumps([s.to_dict() for s in schedules], indent=2))
         return
     if not schedules:
-        click.echo("(no cron schedules: workers record them when they start; or pass --app)")
+        click.echo(
+            "(no cron schedules: workers record them when they start; or run"
+            " conveyor --app MODULE:APP cron list)"
+        )
         return
     rows = [["schedule", "task", "cron", "catch-up", "last run", "next run"]]
     for s in schedules:
@@ -361,8 +429,20 @@ def _local(instant: datetime, timezone: str) -> str:
 
 
 @cli.command()
-@click.option("--orders", default=40, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--fail-rate", default=0.3, show_default=True, type=click.FloatRange(0, 1))
+@click.option(
+    "--orders",
+    default=40,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Orders the shop places.",
+)
+@click.option(
+    "--fail-rate",
+    default=0.3,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of first attempts the e-mail provider fails (they are retried).",
+)
 def demo(orders: int, fail_rate: float) -> None:
     """A small shop: orders enqueue receipts transactionally, a worker drains them."""
     from conveyor.demo import run_demo

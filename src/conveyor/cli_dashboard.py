@@ -16,7 +16,13 @@ INSTALL_HINT = "pip install 'conveyor[dashboard]'"
 @click.command()
 @click.argument("target", metavar="[MODULE:APP]", required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on.",
+)
 @click.option("--token", envvar="CONVEYOR_DASHBOARD_TOKEN", help="Bearer token / sign-in token.")
 @click.option("--username", envvar="CONVEYOR_DASHBOARD_USERNAME", help="HTTP basic auth user.")
 @click.option("--password", envvar="CONVEYOR_DASHBOARD_PASSWORD", help="HTTP basic password.")

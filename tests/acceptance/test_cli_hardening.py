@@ -4,10 +4,16 @@ traceback. The commands run in this process against the test database."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import click
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
@@ -15,6 +21,7 @@ from psycopg import sql
 
 from conveyor.cli import cli
 from conveyor.migrate import Migrator, latest_version
+from tests.acceptance.conftest import ROOT
 from tests.conftest import _with_dbname
 from tests.dashboard.conftest import insert_finished
 from tests.unreadable_rows import insert_unreadable_jobs
@@ -171,3 +178,98 @@ def test_migrate_on_a_database_of_a_newer_conveyor_says_to_upgrade(
         f" newer than this Conveyor knows (up to {latest_version()}); upgrade the conveyor"
         " package on this host to use it\n"
     )
+
+
+APP = "tests.acceptance.shop_app:app"
+
+
+def test_enqueue_with_an_app_refuses_a_task_it_does_not_have(
+    run: Run, conn: psycopg.Connection[Any]
+) -> None:
+    result = run("--app", APP, "enqueue", "tenant_wrok", "--args", '{"tenant": "a"}')
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(
+        "Error: no task named 'tenant_wrok' is registered; did you mean 'tenant_work'?"
+    )
+    assert len(result.stderr.splitlines()) == 1
+    assert conn.execute("SELECT count(*) FROM conveyor.jobs").fetchone() == (0,)
+
+
+def test_enqueue_with_an_app_uses_the_tasks_queue_and_checks_its_arguments(
+    run: Run, conn: psycopg.Connection[Any]
+) -> None:
+    args = '{"tenant": "a", "seconds": 0}'
+    job_id = int(_ok(run("--app", APP, "enqueue", "tenant_work", "--args", args)))
+    row = conn.execute("SELECT queue FROM conveyor.jobs WHERE id = %s", (job_id,)).fetchone()
+    assert row == ("tenants",)  # the task's queue, as task.enqueue() would use
+    other = int(_ok(run("--app", APP, "enqueue", "tenant_work", "--args", args, "--queue", "x")))
+    row = conn.execute("SELECT queue FROM conveyor.jobs WHERE id = %s", (other,)).fetchone()
+    assert row == ("x",)
+    missing = run("--app", APP, "enqueue", "tenant_work", "--args", '{"tenant": "a"}')
+    assert missing.exit_code == 1, missing.output
+    assert "seconds" in missing.stderr
+    assert len(missing.stderr.splitlines()) == 1
+
+
+def test_an_unknown_log_level_is_refused_with_the_levels(run: Run) -> None:
+    result = run("--log-level", "FOO", "status")
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert "invalid value for '--log-level': 'foo' is not one of 'debug'," in result.stderr.lower()
+    assert run("--log-level", "debug", "jobs", "list").exit_code == 0
+
+
+def _commands(
+    group: click.Group = cli, path: str = "conveyor"
+) -> Iterator[tuple[str, click.Command]]:
+    yield path, group
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{path} {name}")
+        else:
+            yield f"{path} {name}", command
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    missing = [
+        f"{path} {param.opts[0]}"
+        for path, command in _commands()
+        for param in command.params
+        if isinstance(param, click.Option) and not param.help
+    ]
+    assert missing == []
+
+
+def test_help_names_only_options_the_command_takes() -> None:
+    # a global option is named with the command that takes it: `conveyor --app ...`
+    wrong = [
+        f"{path}: {option}"
+        for path, command in _commands()
+        for before, option in re.findall(r"(conveyor )?(--[a-z][a-z-]*)", command.help or "")
+        if not before and option not in {o for p in command.params for o in p.opts}
+    ]
+    assert wrong == []
+
+
+@pytest.mark.slow
+def test_the_embedded_default_says_one_line_about_itself_and_nothing_more(
+    tmp_path: Path,
+) -> None:
+    hidden = ("CONVEYOR_DATABASE_URL", "XDG_RUNTIME_DIR")  # XDG: platformdirs would warn
+    env = {name: value for name, value in os.environ.items() if name not in hidden}
+    done = subprocess.run(
+        [sys.executable, "-m", "conveyor", "jobs", "list"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "no jobs match\n"
+    assert done.stderr.splitlines() == [
+        "conveyor: no CONVEYOR_DATABASE_URL set; using the embedded Postgres in"
+        f" {tmp_path.resolve() / '.conveyor' / 'pgdata'} (set CONVEYOR_DATABASE_URL to use your"
+        " own)"
+    ]
