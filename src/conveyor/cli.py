@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+import psycopg
 
 from conveyor import logs
 from conveyor._store.enqueue import JobSpec
@@ -183,12 +184,34 @@ def worker(
         )
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
+    if trouble is None and os.environ.get(_INDEX_ENV, "0") == "0":  # once per --processes
+        _warn_of_jobs_elsewhere(app, config.queues)
     try:
         code = asyncio.run(_run_worker(Worker(app, config)))
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     _exit_now_if_handlers_linger(code)
     sys.exit(code)
+
+
+def _warn_of_jobs_elsewhere(app: Conveyor, queues: tuple[str, ...]) -> None:
+    """Warn of jobs of the app's tasks waiting in queues this worker does not serve: most often
+    jobs enqueued from SQL without the task's queue, which wait in 'default'."""
+    try:
+        waiting = app.client().waiting_elsewhere(app.tasks, queues)
+    except (ConveyorError, psycopg.Error):
+        return  # the worker's own start-up check reports what is wrong
+    finally:
+        app.close()  # the worker opens pools of its own; this one would sit idle
+    for found in waiting:
+        logging.getLogger("conveyor.worker").warning(
+            "%d job(s) of task %r wait in queue %r, which this worker does not serve"
+            " (--queues %s): a worker for that queue runs them",
+            found.count,
+            found.task,
+            found.queue,
+            ",".join(queues),
+        )
 
 
 async def _run_worker(worker: Any) -> int:

@@ -7,6 +7,7 @@ loading rows so that no stored value can break a list or a page (client_rows.py)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor._store.queries import sql
@@ -135,6 +136,11 @@ class Client:
         """Alert episodes: open ones (pending, firing) first, then the latest resolved."""
         return self._run(_Ops.alert_episodes(open_only, limit))
 
+    def waiting_elsewhere(self, tasks: Iterable[str], queues: Iterable[str]) -> list[TaskCount]:
+        """Waiting jobs of `tasks` in queues other than `queues`, per queue and task: a worker
+        serving only `queues` never claims them."""
+        return self._run(_Ops.waiting_elsewhere(tasks, queues))
+
     def retry(self, *job_ids: int) -> list[int]:
         """Run failed or cancelled jobs again with a fresh round of attempts."""
         return self._run(_Ops.retry(job_ids, None, None, only_failed=False))
@@ -255,6 +261,12 @@ class AsyncClient:
     ) -> list[AlertEpisode]:
         """Async twin of Client.alert_episodes()."""
         return await self._run(_Ops.alert_episodes(open_only, limit))
+
+    async def waiting_elsewhere(
+        self, tasks: Iterable[str], queues: Iterable[str]
+    ) -> list[TaskCount]:
+        """Async twin of Client.waiting_elsewhere()."""
+        return await self._run(_Ops.waiting_elsewhere(tasks, queues))
 
     async def retry(self, *job_ids: int) -> list[int]:
         """Async twin of Client.retry()."""

@@ -4,7 +4,7 @@ and how to read the rows. Client runs them on a sync connection, AsyncClient on 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -132,6 +132,14 @@ class _Ops:
     def failed_by_task(limit: int) -> _Op[list[TaskCount]]:
         return _Op(
             [("job_failed_by_task", {"limit": limit})],
+            lambda r: [TaskCount(row["queue"], row["task"], int(row["count"])) for row in r[0]],
+        )
+
+    @staticmethod
+    def waiting_elsewhere(tasks: Iterable[str], queues: Iterable[str]) -> _Op[list[TaskCount]]:
+        params = {"tasks": sorted(tasks), "queues": sorted(queues)}
+        return _Op(
+            [("job_waiting_elsewhere", params)],
             lambda r: [TaskCount(row["queue"], row["task"], int(row["count"])) for row in r[0]],
         )
 

@@ -106,8 +106,7 @@ def test_a_worker_stops_at_once_on_a_database_that_does_not_exist(database_url: 
         (
             'connection failed: connection to server at "10.0.0.5", port 5432 failed: FATAL: '
             ' password authentication failed for user "app"',
-            'password authentication failed for user "app"; fix the password in the database'
-            " URL",
+            'password authentication failed for user "app"; fix the password in the database URL',
         ),
         (
             'connection failed: connection to server at "10.0.0.5", port 5432 failed:'

@@ -19,11 +19,13 @@ import pytest
 from click.testing import CliRunner, Result
 from psycopg import sql
 
+import conveyor
 from conveyor.cli import cli
 from conveyor.migrate import Migrator, latest_version
-from tests.acceptance.conftest import ROOT
+from tests.acceptance.conftest import ROOT, StartWorker
 from tests.conftest import _with_dbname
 from tests.dashboard.conftest import insert_finished
+from tests.helpers import wait_until
 from tests.unreadable_rows import insert_unreadable_jobs
 
 Run = Callable[..., Result]
@@ -273,3 +275,22 @@ def test_the_embedded_default_says_one_line_about_itself_and_nothing_more(
         f" {tmp_path.resolve() / '.conveyor' / 'pgdata'} (set CONVEYOR_DATABASE_URL to use your"
         " own)"
     ]
+
+
+@pytest.mark.slow
+def test_a_worker_warns_of_its_tasks_jobs_waiting_in_a_queue_it_does_not_serve(
+    shop: conveyor.Conveyor, conn: psycopg.Connection[Any], start_worker: StartWorker
+) -> None:
+    # the SQL function cannot know the task's queue: without queue => the job waits in default
+    conn.execute("SELECT conveyor.enqueue('record', '{\"n\": 1}')")
+    conn.execute(
+        "SELECT conveyor.enqueue('tenant_work', '{\"tenant\": \"a\", \"seconds\": 0}',"
+        " queue => 'tenants')"
+    )
+    worker = start_worker("--queues", "tenants")
+    wait_until(lambda: "started" in worker.log())
+    assert (
+        "1 job(s) of task 'record' wait in queue 'default', which this worker does not serve"
+        " (--queues tenants): a worker for that queue runs them"
+    ) in worker.log()
+    assert "task 'tenant_work' wait" not in worker.log()  # its queue is served

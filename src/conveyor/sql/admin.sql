@@ -107,6 +107,17 @@ SELECT j.queue, j.task, count(*) AS count
  GROUP BY j.queue, j.task
  ORDER BY j.queue, j.task;
 
+-- name: job_waiting_elsewhere
+-- Waiting jobs of some tasks in queues other than some: a worker serving only those queues never
+-- claims them (a job enqueued from SQL without its task's queue waits in 'default').
+SELECT queue, task, count(*) AS count
+  FROM conveyor.job
+ WHERE state IN ('available', 'scheduled', 'retryable')
+   AND task = ANY(%(tasks)s::text[])
+   AND queue <> ALL(%(queues)s::text[])
+ GROUP BY queue, task
+ ORDER BY queue, task;
+
 -- name: worker_list_live
 SELECT id, hostname, pid, queues, tasks, started_at, last_seen
   FROM conveyor.worker
