@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import uuid
@@ -294,3 +295,31 @@ def test_a_worker_warns_of_its_tasks_jobs_waiting_in_a_queue_it_does_not_serve(
         " (--queues tenants): a worker for that queue runs them"
     ) in worker.log()
     assert "task 'tenant_work' wait" not in worker.log()  # its queue is served
+
+
+@pytest.mark.slow
+def test_the_demos_closing_hint_runs_as_printed(db: str) -> None:
+    env = {**os.environ, "CONVEYOR_DATABASE_URL": db}
+    demo = subprocess.run(
+        [sys.executable, "-m", "conveyor", "demo", "--orders", "10"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    hint = re.search(r"\(([^()]*? jobs show (\d+)); ", " ".join(demo.stdout.split()))
+    assert hint, demo.stdout
+    shown = subprocess.run(
+        shlex.split(hint.group(1)),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f"job {hint.group(2)}: demo.send_receipt [failed]" in shown.stdout
