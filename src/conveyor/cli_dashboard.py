@@ -10,7 +10,8 @@ from conveyor.errors import ConfigError, SchemaError
 from conveyor.http_auth import is_loopback
 from conveyor.migrate import Migrator
 
-INSTALL_HINT = "pip install 'conveyor[dashboard]'"
+#: Conveyor is not on PyPI yet: the extra installs from a checkout.
+INSTALL_HINT = "in your Conveyor checkout, pip install -e '.[dashboard]'"
 
 
 @click.command()
