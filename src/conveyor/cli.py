@@ -157,8 +157,6 @@ def worker(
 ) -> None:
     """Run jobs of the app's tasks. SIGTERM/SIGINT: finish running jobs within the grace period
     and put the rest back; a second signal exits at once."""
-    if processes > 1 and not os.environ.get(_CHILD_ENV):
-        sys.exit(_supervise(processes))
     from conveyor.worker import Worker, WorkerConfig
 
     app = load_app(target)
@@ -168,10 +166,11 @@ def worker(
         # waiting cannot fix a wrong URL; a server that is down or full may come back, and the
         # worker waits for it with backoff
         raise click.ClickException(str(trouble))
+    index = int(os.environ.get(_INDEX_ENV, "0"))
     try:
         credentials = Credentials(metrics_token, metrics_username, metrics_password)
         if metrics_port is not None and metrics_port > 0:
-            metrics_port += int(os.environ.get(_INDEX_ENV, "0"))
+            metrics_port += index
         config = WorkerConfig.from_options(
             queues=queues,
             concurrency=concurrency,
@@ -184,7 +183,11 @@ def worker(
         )
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
-    if trouble is None and os.environ.get(_INDEX_ENV, "0") == "0":  # once per --processes
+    # The app, the options and the URL are checked before the supervisor starts any process:
+    # a child that refused to start would be restarted, and refuse again, forever.
+    if processes > 1 and not os.environ.get(_CHILD_ENV):
+        sys.exit(_supervise(processes))
+    if trouble is None and index == 0:  # once per --processes group
         _warn_of_jobs_elsewhere(app, config.queues)
     try:
         code = asyncio.run(_run_worker(Worker(app, config)))
@@ -259,11 +262,6 @@ def _exit_now_if_handlers_linger(code: int) -> None:
         os._exit(code)
 
 
-#: Exit statuses of a worker that refused to start (a bad app, option or database URL): a new
-#: process would refuse the same way, so the supervisor stops instead of restarting it.
-_REFUSED = (1, 2)
-
-
 def _supervise(processes: int) -> int:
     """Run N worker processes; forward signals; restart a child that dies unexpectedly."""
     args = [sys.executable, "-m", "conveyor", *sys.argv[1:]]
@@ -292,14 +290,11 @@ def _supervise(processes: int) -> int:
             return max(codes, default=0) if any(codes) else 0
         for n, child in enumerate(children):
             code = child.poll()
-            if code is None or state["signals"]:
-                continue
-            if code in _REFUSED:
-                click.echo(f"worker process {child.pid} refused to start; stopping", err=True)
-                forward(signal.SIGTERM, None)
-                break
-            click.echo(f"worker process {child.pid} exited ({code}); starting another", err=True)
-            children[n] = spawn(n)
+            if code is not None and not state["signals"]:
+                click.echo(
+                    f"worker process {child.pid} exited ({code}); starting another", err=True
+                )
+                children[n] = spawn(n)
         time.sleep(0.5)
 
 

@@ -88,7 +88,7 @@ def _worker(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_a_worker_stops_at_once_on_a_database_that_does_not_exist(database_url: str) -> None:
     url = _with_dbname(database_url, "conveyor_no_such_db")
-    for extra in ((), ("--processes", "2")):  # the supervisor does not restart it forever
+    for extra in ((), ("--processes", "2")):  # the supervisor refuses before starting any
         done = _worker(url, *extra)
         assert done.returncode == 1, (extra, done.stderr)
         errors = {line for line in done.stderr.splitlines() if line.startswith("Error:")}
