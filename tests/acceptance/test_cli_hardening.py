@@ -283,11 +283,9 @@ def test_a_worker_warns_of_its_tasks_jobs_waiting_in_a_queue_it_does_not_serve(
     shop: conveyor.Conveyor, conn: psycopg.Connection[Any], start_worker: StartWorker
 ) -> None:
     # the SQL function cannot know the task's queue: without queue => the job waits in default
-    conn.execute("SELECT conveyor.enqueue('record', '{\"n\": 1}')")
-    conn.execute(
-        "SELECT conveyor.enqueue('tenant_work', '{\"tenant\": \"a\", \"seconds\": 0}',"
-        " queue => 'tenants')"
-    )
+    conn.execute("SELECT conveyor.enqueue('record', %s::jsonb)", ('{"n": 1}',))
+    args = '{"tenant": "a", "seconds": 0}'
+    conn.execute("SELECT conveyor.enqueue('tenant_work', %s::jsonb, queue => 'tenants')", (args,))
     worker = start_worker("--queues", "tenants")
     wait_until(lambda: "started" in worker.log())
     assert (
