@@ -3,8 +3,8 @@
     python examples/dashboard_mount.py           # checks itself and exits
     python examples/dashboard_mount.py --serve   # then open http://127.0.0.1:8000/admin/jobs/
 
-Needs the extra: pip install 'conveyor[dashboard]'. Uses CONVEYOR_DATABASE_URL, or the
-embedded Postgres under ./.conveyor/ when it is unset.
+Needs the extra (in a Conveyor checkout: pip install -e '.[dashboard]'; `.[dev]` has it too).
+Uses CONVEYOR_DATABASE_URL, or the embedded Postgres under ./.conveyor/ when it is unset.
 """
 
 from __future__ import annotations

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
-import signal
-import subprocess
 import sys
-import threading
-import time
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,24 +12,40 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from conveyor import logs
+from conveyor._store.enqueue import JobSpec
+from conveyor.app import Conveyor
 from conveyor.cli_alerts import alerts
-from conveyor.cli_context import CommandGroup, _app_from, load_app
+from conveyor.cli_context import CommandGroup, _app_from
 from conveyor.cli_dashboard import dashboard
+from conveyor.cli_jobs import cancel, jobs, retry
 from conveyor.cli_queues import queue
+from conveyor.cli_worker import worker
 from conveyor.correlation import validate as validate_correlation_id
-from conveyor.errors import ConveyorError, JobNotFoundError
-from conveyor.http_auth import Credentials
-from conveyor.job import Job, JobState
+from conveyor.errors import ConveyorError
+from conveyor.job import JobState
 
-_CHILD_ENV = "CONVEYOR_WORKER_CHILD"
-#: Which of --processes N a child is (0..N-1): its metrics port is --metrics-port + this.
-_INDEX_ENV = "CONVEYOR_WORKER_INDEX"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @click.group(cls=CommandGroup)
-@click.option("--database-url", envvar="CONVEYOR_DATABASE_URL", help="Postgres URL.")
-@click.option("--app", "app_target", metavar="MODULE:APP", help="Use this app's settings.")
-@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--database-url",
+    envvar="CONVEYOR_DATABASE_URL",
+    help="Postgres URL (default: an embedded Postgres under ./.conveyor/).",
+)
+@click.option(
+    "--app",
+    "app_target",
+    metavar="MODULE:APP",
+    help="Take the database URL, tasks and schedules from this app.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Log records of this level and above go to stderr.",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["auto", "json", "console"]),
@@ -55,6 +65,8 @@ def cli(
 ) -> None:
     """Durable background jobs on Postgres."""
     logs.configure(log_level, log_format)
+    if log_level == "DEBUG":  # then the embedded Postgres's own steps are wanted too
+        logging.getLogger("pgserver").setLevel(logging.DEBUG)
     ctx.ensure_object(dict)
     ctx.obj.update(database_url=database_url, app=app_target)
 
@@ -69,159 +81,6 @@ def migrate(ctx: click.Context) -> None:
             click.echo(f"applied {m.version:04d}_{m.name}")
     else:
         click.echo("schema is up to date")
-
-
-@cli.command()
-@click.argument("target", metavar="MODULE:APP")
-@click.option("--queues", default="default", show_default=True, help="Comma-separated queues.")
-@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(min=1))
-@click.option("--processes", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--shutdown-grace", default=30.0, show_default=True, type=float)
-@click.option("--lease", "lease_seconds", default=30.0, show_default=True, type=float)
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    help="Serve Prometheus metrics at /metrics on this port (with --processes N, process i"
-    " uses this port + i).",
-)
-@click.option("--metrics-host", default="127.0.0.1", show_default=True)
-@click.option("--metrics-token", envvar="CONVEYOR_METRICS_TOKEN", help="Bearer token to require.")
-@click.option("--metrics-username", envvar="CONVEYOR_METRICS_USERNAME", help="Basic auth user.")
-@click.option("--metrics-password", envvar="CONVEYOR_METRICS_PASSWORD", help="Basic auth password.")
-@click.pass_context
-@click.option(
-    "--cron-interval",
-    default=1.0,
-    show_default=True,
-    type=float,
-    help="Seconds between looks for due cron slots.",
-)
-def worker(
-    ctx: click.Context,
-    target: str,
-    queues: str,
-    concurrency: int,
-    processes: int,
-    shutdown_grace: float,
-    lease_seconds: float,
-    cron_interval: float,
-    metrics_port: int | None,
-    metrics_host: str,
-    metrics_token: str | None,
-    metrics_username: str | None,
-    metrics_password: str | None,
-) -> None:
-    """Run jobs of the app's tasks. SIGTERM/SIGINT: finish running jobs within the grace period
-    and put the rest back; a second signal exits at once."""
-    if processes > 1 and not os.environ.get(_CHILD_ENV):
-        sys.exit(_supervise(processes))
-    from conveyor.worker import Worker, WorkerConfig
-
-    app = load_app(target)
-    app.set_default_database_url(ctx.obj.get("database_url"))
-    try:
-        credentials = Credentials(metrics_token, metrics_username, metrics_password)
-        if metrics_port is not None and metrics_port > 0:
-            metrics_port += int(os.environ.get(_INDEX_ENV, "0"))
-        config = WorkerConfig.from_options(
-            queues=queues,
-            concurrency=concurrency,
-            shutdown_grace=shutdown_grace,
-            lease_seconds=lease_seconds,
-            cron_interval=cron_interval,
-            metrics_port=metrics_port,
-            metrics_host=metrics_host,
-            metrics_credentials=credentials if credentials.required else None,
-        )
-    except ConveyorError as exc:
-        raise click.ClickException(str(exc)) from None
-    try:
-        code = asyncio.run(_run_worker(Worker(app, config)))
-    except ConveyorError as exc:
-        raise click.ClickException(str(exc)) from None
-    _exit_now_if_handlers_linger(code)
-    sys.exit(code)
-
-
-async def _run_worker(worker: Any) -> int:
-    loop = asyncio.get_running_loop()
-    signals = {"count": 0}
-
-    def on_signal(signum: int) -> None:
-        signals["count"] += 1
-        if signals["count"] == 1:
-            logging.getLogger("conveyor.worker").info(
-                "%s: finishing running jobs (send again to exit at once)",
-                signal.Signals(signum).name,
-            )
-            worker.stop()
-        else:
-            logging.getLogger("conveyor.worker").warning("second signal: exiting at once")
-            os._exit(130)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
-    await worker.run()
-    return 70 if worker.broken else 0
-
-
-def _exit_now_if_handlers_linger(code: int) -> None:
-    """End the process at once when sync handlers outlived the shutdown.
-
-    Their jobs are already back in their queues, but Python joins pool threads at exit, so a
-    handler blocked in a call nothing can interrupt (a socket read, time.sleep) would keep the
-    process alive long past the grace period, still doing work another worker may now redo.
-    """
-    deadline = time.monotonic() + 1.0
-    lingering = 0
-    for thread in threading.enumerate():
-        if thread.name.startswith("conveyor-job"):  # the worker's handler threads
-            thread.join(max(0.0, deadline - time.monotonic()))
-            lingering += thread.is_alive()
-    if lingering:
-        logging.getLogger("conveyor.worker").warning(
-            "%d sync handler(s) still blocked after shutdown; exiting without them", lingering
-        )
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-def _supervise(processes: int) -> int:
-    """Run N worker processes; forward signals; restart a child that dies unexpectedly."""
-    args = [sys.executable, "-m", "conveyor", *sys.argv[1:]]
-    env = {**os.environ, _CHILD_ENV: "1"}
-
-    # Children get their own session, so a terminal's Ctrl-C (sent to the whole foreground
-    # group) reaches them once, through this supervisor, not twice (which means "exit now").
-    def spawn(index: int) -> subprocess.Popen[bytes]:
-        child_env = {**env, _INDEX_ENV: str(index)}
-        return subprocess.Popen(args, env=child_env, start_new_session=True)
-
-    children = [spawn(n) for n in range(processes)]
-    state = {"signals": 0}
-
-    def forward(signum: int, _frame: Any) -> None:
-        state["signals"] += 1
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum if state["signals"] == 1 else signal.SIGKILL)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    while True:
-        if state["signals"]:
-            codes = [child.wait() for child in children]
-            return max(codes, default=0) if any(codes) else 0
-        for n, child in enumerate(children):
-            code = child.poll()
-            if code is not None and not state["signals"]:
-                click.echo(
-                    f"worker process {child.pid} exited ({code}); starting another", err=True
-                )
-                children[n] = spawn(n)
-        time.sleep(0.5)
 
 
 @cli.command()
@@ -248,130 +107,16 @@ def status(ctx: click.Context, as_json: bool) -> None:
         )
 
 
-@cli.group()
-def jobs() -> None:
-    """List and show jobs."""
-
-
-@jobs.command("list")
-@click.option("--state", type=click.Choice([str(s) for s in JobState]))
-@click.option("--queue")
-@click.option("--task")
-@click.option("--before-id", type=int, help="Page: show jobs older than this id.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def jobs_list(
-    ctx: click.Context,
-    state: str | None,
-    queue: str | None,
-    task: str | None,
-    before_id: int | None,
-    limit: int,
-    as_json: bool,
-) -> None:
-    """Newest first, filtered by state, queue and task."""
-    found = (
-        _app_from(ctx)
-        .client()
-        .list_jobs(state=state, queue=queue, task=task, before_id=before_id, limit=limit)
-    )
-    if as_json:
-        click.echo(json.dumps([j.to_dict() for j in found], indent=2, default=str))
-        return
-    for job in found:
-        attempts = f"{job.attempt}/{job.max_attempts or '-'}"
-        click.echo(f"{job.id:>10}  {job.state:<10} {job.queue:<12} {attempts:>6}  {job.task}")
-
-
-@jobs.command("show")
-@click.argument("job_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
-    """One job with its arguments and every attempt's error."""
-    try:
-        job = _app_from(ctx).client().get_job(job_id)
-    except JobNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(job.to_dict(), indent=2, default=str))
-        return
-    _print_job(job)
-    children = _app_from(ctx).client().children(job_id)
-    if children:
-        states: dict[str, int] = {}
-        for child in children:
-            states[str(child.state)] = states.get(str(child.state), 0) + 1
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-        ids = " ".join(str(c.id) for c in children[:20]) + (" ..." if len(children) > 20 else "")
-        click.echo(f"  children ({summary}): {ids}")
-
-
-def _print_job(job: Job) -> None:
-    click.echo(f"job {job.id}: {job.task} [{job.state}] queue={job.queue}")
-    click.echo(f"  attempt {job.attempt} of {job.max_attempts or '-'}, priority {job.priority}")
-    click.echo(f"  created {job.created_at}  run at {job.run_at}  finished {job.finished_at}")
-    click.echo(f"  args {json.dumps(job.args)}")
-    if job.correlation_id is not None:
-        click.echo(f"  correlation id {job.correlation_id}")
-    if job.progress is not None:
-        message = job.progress.get("message") or ""
-        click.echo(f"  progress {job.progress.get('value'):g} {message}".rstrip())
-    if job.result is not None:
-        click.echo(f"  result {json.dumps(job.result)}")
-    for error in job.errors:
-        click.echo(
-            f"  attempt {error.get('attempt')} at {error.get('at')}: {error.get('type')}:"
-            f" {error.get('message')}"
-        )
-        if error.get("traceback"):
-            click.echo("    " + str(error["traceback"]).rstrip().replace("\n", "\n    "))
-
-
-@cli.command()
-@click.argument("job_ids", nargs=-1, type=int)
-@click.option("--all-failed", is_flag=True, help="Retry every failed job (of --task/--queue).")
-@click.option("--task")
-@click.option("--queue")
-@click.pass_context
-def retry(
-    ctx: click.Context,
-    job_ids: tuple[int, ...],
-    all_failed: bool,
-    task: str | None,
-    queue: str | None,
-) -> None:
-    """Run failed or cancelled jobs again: by id, or --all-failed [--task T] [--queue Q]."""
-    client = _app_from(ctx).client()
-    if job_ids and all_failed:
-        raise click.UsageError("give job ids or --all-failed, not both")
-    if job_ids:
-        done = client.retry(*job_ids)
-    elif all_failed:
-        done = client.retry_failed(task=task, queue=queue)
-    else:
-        raise click.UsageError("give job ids, or --all-failed with optional --task/--queue")
-    click.echo(f"retried {len(done)} job(s)" + (f": {', '.join(map(str, done))}" if done else ""))
-
-
-@cli.command()
-@click.argument("job_ids", nargs=-1, type=int, required=True)
-@click.pass_context
-def cancel(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
-    """Cancel jobs that have not finished yet."""
-    done = _app_from(ctx).client().cancel(*job_ids)
-    click.echo(f"cancelled {len(done)} job(s)" + (f": {', '.join(map(str, done))}" if done else ""))
-
-
 @cli.command()
 @click.argument("task")
 @click.option("--args", "args_json", default="{}", show_default=True, help="JSON object.")
-@click.option("--queue")
-@click.option("--priority", type=int)
+@click.option("--queue", help="The job's queue (default: the task's with --app, else 'default').")
+@click.option("--priority", type=int, help="Higher runs first within a queue (default 0).")
 @click.option("--delay", type=float, help="Seconds to wait before the job may run.")
-@click.option("--unique-key")
-@click.option("--max-attempts", type=click.IntRange(min=1))
+@click.option("--unique-key", help="While a job with this key is unfinished, return its id.")
+@click.option(
+    "--max-attempts", type=click.IntRange(min=1), help="Attempts before the job fails for good."
+)
 @click.option("--correlation-id", help="Ties the job to what caused it; shown in its logs.")
 @click.pass_context
 def enqueue(
@@ -385,10 +130,11 @@ def enqueue(
     max_attempts: int | None,
     correlation_id: str | None,
 ) -> None:
-    """Enqueue a job of TASK by name (the task need not be importable here)."""
-    from conveyor import codec
-    from conveyor._store.enqueue import JobSpec
+    """Enqueue a job of TASK by name and print its id.
 
+    The task need not be importable here. With the global option conveyor --app MODULE:APP, it
+    must be one of the app's tasks: its arguments are checked and its defaults (queue,
+    priority, max attempts, timeout) apply."""
     try:
         args = json.loads(args_json)
     except json.JSONDecodeError as exc:
@@ -399,21 +145,41 @@ def enqueue(
             f" got {type(args).__name__}"
         )
     app = _app_from(ctx)
+    options: dict[str, Any] = {
+        "queue": queue,
+        "priority": priority,
+        "delay": delay,
+        "unique_key": unique_key,
+        "max_attempts": max_attempts,
+        "correlation_id": correlation_id,
+    }
     try:
-        spec = JobSpec(
-            task=task,
-            args_json=codec.encode_args(args, max_bytes=app.max_payload_bytes),
-            queue=queue,
-            priority=priority,
-            delay=delay,
-            unique_key=unique_key,
-            max_attempts=max_attempts,
-            correlation_id=validate_correlation_id(correlation_id),
-        )
+        if ctx.obj.get("app"):
+            spec = app.get_task(task).with_options(**options).spec(**args)
+        else:
+            spec = _spec_by_name(app, task, args, options)
         (job_id,) = app.enqueue_many([spec])
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(job_id)
+
+
+def _spec_by_name(
+    app: Conveyor, task: str, args: dict[str, Any], options: dict[str, Any]
+) -> JobSpec:
+    """A job of a task this process does not know: only what the command line says."""
+    from conveyor import codec
+
+    return JobSpec(
+        task=task,
+        args_json=codec.encode_args(args, max_bytes=app.max_payload_bytes),
+        queue=options["queue"],
+        priority=options["priority"],
+        delay=options["delay"],
+        unique_key=options["unique_key"],
+        max_attempts=options["max_attempts"],
+        correlation_id=validate_correlation_id(options["correlation_id"]),
+    )
 
 
 @cli.group()
@@ -425,14 +191,18 @@ def cron() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def cron_list(ctx: click.Context, as_json: bool) -> None:
-    """Each schedule with its last and next run. Lists what workers recorded; with --app it
-    adds the app's schedules no worker has started yet."""
+    """Each schedule with its last and next run. Lists what workers recorded; with the global
+    option (conveyor --app MODULE:APP cron list) it adds the app's schedules no worker has
+    started yet."""
     schedules = _app_from(ctx).client().cron_schedules()
     if as_json:
         click.echo(json.dumps([s.to_dict() for s in schedules], indent=2))
         return
     if not schedules:
-        click.echo("(no cron schedules: workers record them when they start; or pass --app)")
+        click.echo(
+            "(no cron schedules: workers record them when they start; or run"
+            " conveyor --app MODULE:APP cron list)"
+        )
         return
     rows = [["schedule", "task", "cron", "catch-up", "last run", "next run"]]
     for s in schedules:
@@ -462,8 +232,20 @@ def _local(instant: datetime, timezone: str) -> str:
 
 
 @cli.command()
-@click.option("--orders", default=40, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--fail-rate", default=0.3, show_default=True, type=click.FloatRange(0, 1))
+@click.option(
+    "--orders",
+    default=40,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Orders the shop places.",
+)
+@click.option(
+    "--fail-rate",
+    default=0.3,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of first attempts the e-mail provider fails (they are retried).",
+)
 def demo(orders: int, fail_rate: float) -> None:
     """A small shop: orders enqueue receipts transactionally, a worker drains them."""
     from conveyor.demo import run_demo
@@ -476,6 +258,10 @@ def main() -> None:
     cli(obj={})
 
 
+cli.add_command(worker)
+cli.add_command(jobs)
+cli.add_command(retry)
+cli.add_command(cancel)
 cli.add_command(queue)
 cli.add_command(dashboard)
 cli.add_command(alerts)

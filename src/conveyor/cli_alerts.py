@@ -17,8 +17,10 @@ def alerts() -> None:
 
 @alerts.command("list")
 @click.option("--open", "open_only", is_flag=True, help="Only pending and firing episodes.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(min=1), help="Most episodes."
+)
+@click.option("--json", "as_json", is_flag=True, help="Every field of every episode, as JSON.")
 @click.pass_context
 def alerts_list(ctx: click.Context, open_only: bool, limit: int, as_json: bool) -> None:
     """Open episodes first (pending, firing), then the latest resolved."""

@@ -10,6 +10,8 @@ import click
 import psycopg
 
 from conveyor.app import Conveyor
+from conveyor.cli_database import check_database, trouble_of
+from conveyor.errors import ConveyorError, DatabaseUnavailableError
 
 
 def load_app(target: str) -> Conveyor:
@@ -30,16 +32,19 @@ def load_app(target: str) -> Conveyor:
 
 
 def _app_from(ctx: click.Context) -> Conveyor:
+    """The app of --app (or a bare one) on a database it has just connected to."""
     target = ctx.obj.get("app")
     app = load_app(target) if target else Conveyor(ctx.obj.get("database_url"))
     app.set_default_database_url(ctx.obj.get("database_url"))
     ctx.call_on_close(app.close)  # its pool must not outlive the command (CliRunner, embedding)
+    check_database(app.database_url)
     return app
 
 
 class CommandGroup(click.Group):
-    """Turns the errors of a database whose schema is older than this Conveyor (a missing
-    table, column or function) into one line that says to run `conveyor migrate`."""
+    """Turns errors a command did not handle into one line naming the cause and the fix: a
+    database whose schema is older than this Conveyor (a missing table, column or function:
+    run `conveyor migrate`), a database lost mid-command, and any ConveyorError."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -54,3 +59,9 @@ class CommandGroup(click.Group):
                 f"the database does not have this Conveyor's schema ({detail}); run"
                 " `conveyor migrate`"
             ) from None
+        except DatabaseUnavailableError as exc:
+            raise click.ClickException(str(trouble_of(exc.__cause__ or exc))) from None
+        except psycopg.OperationalError as exc:
+            raise click.ClickException(str(trouble_of(exc))) from None
+        except ConveyorError as exc:
+            raise click.ClickException(str(exc)) from None

@@ -5,17 +5,25 @@ from __future__ import annotations
 import click
 
 from conveyor.cli_context import _app_from, load_app
+from conveyor.cli_database import check_database
 from conveyor.errors import ConfigError, SchemaError
 from conveyor.http_auth import is_loopback
 from conveyor.migrate import Migrator
 
-INSTALL_HINT = "pip install 'conveyor[dashboard]'"
+#: Conveyor is not on PyPI yet: the extra installs from a checkout.
+INSTALL_HINT = "in your Conveyor checkout, pip install -e '.[dashboard]'"
 
 
 @click.command()
 @click.argument("target", metavar="[MODULE:APP]", required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on.",
+)
 @click.option("--token", envvar="CONVEYOR_DASHBOARD_TOKEN", help="Bearer token / sign-in token.")
 @click.option("--username", envvar="CONVEYOR_DASHBOARD_USERNAME", help="HTTP basic auth user.")
 @click.option("--password", envvar="CONVEYOR_DASHBOARD_PASSWORD", help="HTTP basic password.")
@@ -54,6 +62,7 @@ def dashboard(
     app = load_app(target) if target else _app_from(ctx)
     if target:
         app.set_default_database_url(ctx.obj.get("database_url"))
+        check_database(app.database_url)
     try:
         web = create_app(
             app,

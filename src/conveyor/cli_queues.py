@@ -17,7 +17,7 @@ def queue() -> None:
 
 
 @queue.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Every queue's controls, as JSON.")
 @click.pass_context
 def queue_list(ctx: click.Context, as_json: bool) -> None:
     """Every queue with controls or jobs."""
@@ -67,8 +67,18 @@ def queue_resume(ctx: click.Context, name: str) -> None:
 
 @queue.command("snooze")
 @click.argument("name")
-@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), required=True)
-@click.option("--reason", default="snoozed by an operator", show_default=True)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="How long to hold the jobs back.",
+)
+@click.option(
+    "--reason",
+    default="snoozed by an operator",
+    show_default=True,
+    help="Shown with the queue (why it waits).",
+)
 @click.pass_context
 def queue_snooze(ctx: click.Context, name: str, seconds: float, reason: str) -> None:
     """Hold NAME's jobs back for a while (its downstream is down)."""

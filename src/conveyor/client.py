@@ -1,14 +1,15 @@
 """Client: inspect and act on jobs and queues. The CLI and the dashboard use only this.
 
 Each operation is written once as an _Op in client_ops.py (named queries, their parameters and
-how to read the rows); Client runs ops on a sync connection and AsyncClient on an async one.
+how to read the rows); Client runs ops on a sync connection and AsyncClient on an async one,
+loading rows so that no stored value can break a list or a page (client_rows.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from conveyor._store.caller import run_async, run_sync
 from conveyor._store.queries import sql
 from conveyor.client_ops import (
     CRON_OVERDUE,
@@ -17,6 +18,7 @@ from conveyor.client_ops import (
     configure_queue_params,
     validate_queue_settings,
 )
+from conveyor.client_rows import afetch, fetch
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
     AlertEpisode,
@@ -69,7 +71,7 @@ class Client:
 
     def _run(self, op: _Op[T]) -> T:
         with self._app._connection() as conn:
-            return op.read([run_sync(conn, sql(name), params) for name, params in op.queries])
+            return op.read([fetch(conn, sql(name), params) for name, params in op.queries])
 
     def get_job(self, job_id: int) -> Job:
         """Return one job with its errors; raise JobNotFoundError when there is none."""
@@ -134,6 +136,11 @@ class Client:
         """Alert episodes: open ones (pending, firing) first, then the latest resolved."""
         return self._run(_Ops.alert_episodes(open_only, limit))
 
+    def waiting_elsewhere(self, tasks: Iterable[str], queues: Iterable[str]) -> list[TaskCount]:
+        """Waiting jobs of `tasks` in queues other than `queues`, per queue and task: a worker
+        serving only `queues` never claims them."""
+        return self._run(_Ops.waiting_elsewhere(tasks, queues))
+
     def retry(self, *job_ids: int) -> list[int]:
         """Run failed or cancelled jobs again with a fresh round of attempts."""
         return self._run(_Ops.retry(job_ids, None, None, only_failed=False))
@@ -190,7 +197,7 @@ class AsyncClient:
 
     async def _run(self, op: _Op[T]) -> T:
         async with self._app._aconnection() as conn:
-            results = [await run_async(conn, sql(name), params) for name, params in op.queries]
+            results = [await afetch(conn, sql(name), params) for name, params in op.queries]
             return op.read(results)
 
     async def get_job(self, job_id: int) -> Job:
@@ -254,6 +261,12 @@ class AsyncClient:
     ) -> list[AlertEpisode]:
         """Async twin of Client.alert_episodes()."""
         return await self._run(_Ops.alert_episodes(open_only, limit))
+
+    async def waiting_elsewhere(
+        self, tasks: Iterable[str], queues: Iterable[str]
+    ) -> list[TaskCount]:
+        """Async twin of Client.waiting_elsewhere()."""
+        return await self._run(_Ops.waiting_elsewhere(tasks, queues))
 
     async def retry(self, *job_ids: int) -> list[int]:
         """Async twin of Client.retry()."""

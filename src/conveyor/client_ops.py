@@ -4,12 +4,13 @@ and how to read the rows. Client runs them on a sync connection, AsyncClient on 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from conveyor._store.caller import Row
+from conveyor.client_rows import job_from_row
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
     AlertEpisode,
@@ -35,6 +36,10 @@ T = TypeVar("T")
 #: time means no worker runs its schedule.
 CRON_OVERDUE = timedelta(seconds=10)
 
+#: Job ids are bigints. An id outside this range names no job, and Postgres refuses to compare
+#: a bigint with it ("bigint out of range"), so such ids are never sent: they match nothing.
+JOB_IDS = range(-(2**63), 2**63)
+
 
 @dataclass(frozen=True)
 class _Op(Generic[T]):
@@ -50,15 +55,15 @@ class _Ops:
         def read(results: list[list[Row]]) -> Job:
             if not results[0]:
                 raise JobNotFoundError(f"no job with id {job_id} (it may have been pruned)")
-            return Job.from_row(results[0][0])
+            return job_from_row(results[0][0])
 
-        return _Op([("job_get", {"id": job_id})], read)
+        return _Op([("job_get", {"id": _job_id(job_id)})], read)
 
     @staticmethod
     def children(parent_id: int) -> _Op[list[Job]]:
         return _Op(
-            [("flow_children", {"parent_id": parent_id})],
-            lambda r: [Job.from_row(row) for row in r[0]],
+            [("flow_children", {"parent_id": _job_id(parent_id)})],
+            lambda r: [job_from_row(row) for row in r[0]],
         )
 
     @staticmethod
@@ -76,7 +81,7 @@ class _Ops:
             "state": str(JobState(state)) if state else None,
             "queue": queue,
             "task": task,
-            "before_id": before_id,
+            "before_id": None if before_id is None else _clamped(before_id),
             "limit": limit,
         }
         if not search:
@@ -131,11 +136,19 @@ class _Ops:
         )
 
     @staticmethod
+    def waiting_elsewhere(tasks: Iterable[str], queues: Iterable[str]) -> _Op[list[TaskCount]]:
+        params = {"tasks": sorted(tasks), "queues": sorted(queues)}
+        return _Op(
+            [("job_waiting_elsewhere", params)],
+            lambda r: [TaskCount(row["queue"], row["task"], int(row["count"])) for row in r[0]],
+        )
+
+    @staticmethod
     def retry(
         ids: Sequence[int] | None, task: str | None, queue: str | None, only_failed: bool
     ) -> _Op[list[int]]:
         params = {
-            "ids": list(ids) if ids is not None else None,
+            "ids": _job_ids(ids) if ids is not None else None,
             "task": task,
             "queue": queue,
             "only_failed": only_failed,
@@ -145,13 +158,13 @@ class _Ops:
 
     @staticmethod
     def cancel(ids: Sequence[int]) -> _Op[list[int]]:
-        params = {"ids": list(ids), "now": None}
+        params = {"ids": _job_ids(ids), "now": None}
         return _Op([("job_cancel_many", params)], lambda r: sorted(row["id"] for row in r[0]))
 
     @staticmethod
     def delete(ids: Sequence[int]) -> _Op[list[int]]:
         return _Op(
-            [("job_delete_many", {"ids": list(ids)})], lambda r: sorted(x["id"] for x in r[0])
+            [("job_delete_many", {"ids": _job_ids(ids)})], lambda r: sorted(x["id"] for x in r[0])
         )
 
     @staticmethod
@@ -255,6 +268,20 @@ class _Ops:
         return _Op([("cron_schedule_list", {}), ("database_now", {"now": now})], read)
 
 
+def _job_id(job_id: int) -> int | None:
+    # NULL matches no row, as an id out of range should
+    return job_id if job_id in JOB_IDS else None
+
+
+def _job_ids(ids: Sequence[int]) -> list[int]:
+    return [job_id for job_id in ids if job_id in JOB_IDS]
+
+
+def _clamped(before_id: int) -> int:
+    """A page boundary within the ids: every job is older than an id past the largest."""
+    return min(max(before_id, JOB_IDS.start), JOB_IDS.stop - 1)
+
+
 _GROUPS = {"key_concurrency": "key", "on_full": "max_depth"}
 
 
@@ -315,7 +342,7 @@ def _contains(text: str) -> str:
 
 
 def _page(rows: list[Row], limit: int) -> JobPage:
-    jobs = [Job.from_row(row) for row in rows]
+    jobs = [job_from_row(row) for row in rows]
     return JobPage(jobs, jobs[-1].id if len(jobs) == limit else None)
 
 
@@ -324,7 +351,7 @@ def _search_page(rows: list[Row], limit: int, scan_limit: int) -> JobPage:
     # carries how much of the filtered list the search read and where it stopped.
     scanned = int(rows[0]["scanned"]) if rows else 0
     scanned_to = rows[0]["scanned_to"] if rows else None
-    jobs = [Job.from_row(row) for row in rows if row["id"] is not None]
+    jobs = [job_from_row(row) for row in rows if row["id"] is not None]
     if len(jobs) == limit:
         return JobPage(jobs, jobs[-1].id, scanned)
     return JobPage(jobs, scanned_to if scanned == scan_limit else None, scanned)

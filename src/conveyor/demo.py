@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import shutil
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -149,15 +153,38 @@ def _summary(
         f" behind), {counts['completed']} receipts sent, {retried} of them after a retry,"
         f" {len(failed)} failed for good."
     )
+    conveyor = command_name()
     for job in failed:
         last = job.errors[-1] if job.errors else {}
         console.print(
             f"  job {job.id} is in [red]failed[/red] for a person to look at:"
             f" {last.get('type')}: {last.get('message')}"
-            f"  (conveyor jobs show {job.id}; conveyor retry {job.id})"
+            f"  ({conveyor} jobs show {job.id}; {conveyor} retry {job.id})",
+            highlight=False,
         )
     app.close()
     return 0 if ok else 1
+
+
+def command_name() -> str:
+    """How to run `conveyor` from this shell: the bare name when PATH finds this environment's
+    own, else its path (`.venv/bin/conveyor` when the venv is not activated)."""
+    script = Path(sys.executable).with_name("conveyor")
+    on_path = shutil.which("conveyor")
+    if script.is_file() and on_path and os.path.samefile(on_path, script):
+        return "conveyor"
+    if script.is_file():
+        return _short(script)
+    return f"{_short(Path(sys.executable))} -m conveyor"
+
+
+def _short(path: Path) -> str:
+    """`path` relative to the current directory when it is inside it."""
+    absolute = path.absolute()
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
 
 
 def run_demo(orders: int = 40, fail_rate: float = 0.3) -> int:

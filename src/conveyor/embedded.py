@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +26,47 @@ def embedded_url(directory: str | Path) -> str:
     root = Path(directory).resolve()
     with _lock:
         if root not in _servers:
-            try:
-                import pgserver
-            except ImportError:
-                raise ConfigError(
-                    "no database configured: set CONVEYOR_DATABASE_URL, pass"
-                    " Conveyor(database_url=...), or install the embedded default with"
-                    " `pip install 'conveyor[embedded]'`"
-                ) from None
+            pgserver = _import_pgserver()
             root.mkdir(parents=True, exist_ok=True)
             print(
                 f"conveyor: no CONVEYOR_DATABASE_URL set; using the embedded Postgres in"
                 f" {root / 'pgdata'} (set CONVEYOR_DATABASE_URL to use your own)",
                 file=sys.stderr,
             )
-            _servers[root] = pgserver.get_server(  # type: ignore[attr-defined]
-                root / "pgdata", cleanup_mode="stop"
-            )
+            _quiet_pgserver()
+            with _no_runtime_dir_warning():
+                _servers[root] = pgserver.get_server(root / "pgdata", cleanup_mode="stop")
         return str(_servers[root].get_uri())
+
+
+def _import_pgserver() -> Any:
+    try:
+        with _no_runtime_dir_warning():
+            import pgserver
+    except ImportError:
+        raise ConfigError(
+            "no database configured: set CONVEYOR_DATABASE_URL, pass"
+            " Conveyor(database_url=...), or install the embedded default (from a checkout:"
+            " `pip install -e '.[embedded]'`)"
+        ) from None
+    return pgserver
+
+
+@contextmanager
+def _no_runtime_dir_warning() -> Iterator[None]:
+    """Without XDG_RUNTIME_DIR (cron, containers, sudo) platformdirs warns, on importing
+    pgserver and on starting it, that it falls back to /tmp/runtime-UID for pgserver's lock
+    file, which works as well; the warning only worries people."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        yield
+
+
+def _quiet_pgserver() -> None:
+    """pgserver logs every initdb, pg_ctl and clean-up step at INFO (a dozen lines or more per
+    command, and more at exit); the line above says what matters. Its warnings and errors still
+    show, and a level set for the `pgserver` logger beforehand (conveyor --log-level DEBUG
+    sets one) is kept."""
+    pgserver_log = logging.getLogger("pgserver")
+    if pgserver_log.level == logging.NOTSET:
+        pgserver_log.setLevel(logging.WARNING)

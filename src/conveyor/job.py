@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -59,6 +59,10 @@ class Job:
     correlation_id: str | None = None
     #: W3C trace headers of the span that enqueued the job ({"traceparent": ...}); None if none.
     trace_context: dict[str, str] | None = None
+    #: Columns holding what Python cannot (a time past year 9999 or infinite, JSON nested too
+    #: deep), each with why ("run_at out of range (infinity)"); their values here are stand-ins.
+    #: Filled by the Client only, so people can still see and act on such a job.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:

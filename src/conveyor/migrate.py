@@ -120,6 +120,29 @@ def _check_version(current: int) -> None:
         raise _newer(current)
 
 
+_MISSING = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.UndefinedColumn,
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.InvalidSchemaName,
+)
+
+
+def schema_missing(exc: BaseException) -> SchemaError | None:
+    """The SchemaError to raise instead of `exc` when it says the database lacks this
+    Conveyor's schema (a table, column or function of ours is missing); None otherwise.
+
+    Sees through the wrappers of SQLAlchemy (`exc.orig`) and Django (`exc.__cause__`)."""
+    for error in (exc, getattr(exc, "orig", None), exc.__cause__):
+        if isinstance(error, _MISSING):
+            detail = str(error).splitlines()[0]
+            return SchemaError(
+                f"the database does not have this Conveyor's schema ({detail}); run"
+                " `conveyor migrate` (or app.migrate()) first"
+            )
+    return None
+
+
 def _current_version(conn: psycopg.Connection[Any]) -> int:
     exists = conn.execute(_EXISTS_SQL).fetchone()
     if not exists or not exists[0]:
@@ -130,6 +153,7 @@ def _current_version(conn: psycopg.Connection[Any]) -> int:
 
 def _newer(current: int) -> SchemaError:
     return SchemaError(
-        f"the database schema is at version {current}, newer than this Conveyor knows"
-        f" ({latest_version()}); upgrade the conveyor package on this host"
+        f"the database was migrated by a newer Conveyor: its schema is at version {current},"
+        f" newer than this Conveyor knows (up to {latest_version()}); upgrade the conveyor"
+        " package on this host to use it"
     )

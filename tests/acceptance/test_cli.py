@@ -129,9 +129,9 @@ def test_failed_jobs_are_listed_shown_retried_and_cancelled(
 
     listed = run("jobs", "list", "--state", "failed")
     assert listed.exit_code == 0, listed.output
-    assert [int(line.split()[0]) for line in listed.stdout.splitlines()] == sorted(
-        [*declined, misfit], reverse=True
-    )
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["id", "state", "queue", "attempt", "task"]
+    assert [int(line.split()[0]) for line in rows] == sorted([*declined, misfit], reverse=True)
     shown = run("jobs", "show", str(declined[0]))
     assert shown.exit_code == 0, shown.output
     assert f"job {declined[0]}: fail [failed]" in shown.stdout

@@ -60,10 +60,11 @@ def node_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_job_enqueued_from_node_commits_with_its_transaction_and_a_python_worker_runs_it(
     shop: conveyor.Conveyor, db: str, start_worker: StartWorker, node_example: Path
 ) -> None:
+    env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
     done = subprocess.run(
-        ["node", "enqueue.mjs", "record", '{"n": 42}'],
+        ["node", "enqueue.mjs", "record", '{"n": 42}', "from-node"],
         cwd=node_example,
-        env={**os.environ, "DATABASE_URL": db},
+        env={**env, "CONVEYOR_DATABASE_URL": db},
         capture_output=True,
         text=True,
         timeout=60,
@@ -72,11 +73,11 @@ def test_job_enqueued_from_node_commits_with_its_transaction_and_a_python_worker
     assert done.returncode == 0, done.stderr
     ids = json.loads(done.stdout)
     with psycopg.connect(db, autocommit=True) as conn:
-        jobs = conn.execute("SELECT id, task, args, state FROM conveyor.jobs").fetchall()
-    assert jobs == [(ids["committed"], "record", {"n": 42}, "available")]
+        jobs = conn.execute("SELECT id, task, args, state, queue FROM conveyor.jobs").fetchall()
+    assert jobs == [(ids["committed"], "record", {"n": 42}, "available", "from-node")]
     assert ids["rolled_back"] > ids["committed"]  # its id was drawn, then rolled back
 
-    worker = start_worker()
+    worker = start_worker("--queues", "from-node")
     wait_for_state(db, ids["committed"], "completed")
     assert executions(db, ids["committed"]) == [(1, worker.pid)]
     assert shop.client().get_job(ids["committed"]).result == 42

@@ -41,7 +41,7 @@ def test_names_the_extra_to_install_when_it_is_missing(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     code, output = _run()
     assert code == 1
-    assert "pip install 'conveyor[dashboard]'" in output
+    assert "in your Conveyor checkout, pip install -e '.[dashboard]'" in output
 
 
 def test_loopback_addresses() -> None:

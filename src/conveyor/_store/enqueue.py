@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from conveyor._store.caller import Row, is_psycopg, run_async, run_sync
 from conveyor._store.queries import sql
 from conveyor.durations import check_run_at, to_seconds
 from conveyor.errors import QueueFullError
+from conveyor.migrate import schema_missing
 
 #: From this many jobs on, a psycopg connection enqueues with COPY instead of one INSERT.
 COPY_THRESHOLD = 200
@@ -223,7 +225,7 @@ async def acopy_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None =
 
 def insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None = None) -> Inserted:
     """Insert on a sync connection (the caller's transaction, if one is open)."""
-    with tracing.enqueue_span(specs) as traced:
+    with tracing.enqueue_span(specs) as traced, _migrated():
         return _insert_jobs(conn, traced, now)
 
 
@@ -231,8 +233,21 @@ async def ainsert_jobs(
     conn: Any, specs: Sequence[JobSpec], now: datetime | None = None
 ) -> Inserted:
     """Insert on an async connection (the caller's transaction, if one is open)."""
-    with tracing.enqueue_span(specs) as traced:
+    with tracing.enqueue_span(specs) as traced, _migrated():
         return await _ainsert_jobs(conn, traced, now)
+
+
+@contextmanager
+def _migrated() -> Iterator[None]:
+    """On a database without the schema, raise SchemaError saying to run `conveyor migrate`
+    instead of the driver's UndefinedTable."""
+    try:
+        yield
+    except Exception as exc:
+        missing = schema_missing(exc)
+        if missing is None:
+            raise
+        raise missing from exc
 
 
 def _insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None) -> Inserted:

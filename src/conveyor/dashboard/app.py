@@ -24,10 +24,11 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conveyor.client_rows import OutOfRange
 from conveyor.dashboard.auth import RequireCredentials
 from conveyor.dashboard.csrf import Signer
 from conveyor.dashboard.schema import SchemaGuard
-from conveyor.dashboard.views import Views, age
+from conveyor.dashboard.views import Views, age, json_text
 from conveyor.http_auth import Credentials
 from conveyor.migrate import Migrator
 
@@ -111,6 +112,7 @@ def _templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     env.globals["age"] = age
+    env.globals["args_text"] = lambda job: json_text(job, "args")
     env.filters["when"] = _when
     return Jinja2Templates(env=env)
 
@@ -122,7 +124,7 @@ def _when(value: Any) -> str:
             value = datetime.fromisoformat(value)
         except ValueError:
             return str(value)
-    if not isinstance(value, datetime) or value.tzinfo is None:
+    if not isinstance(value, datetime) or value.tzinfo is None or isinstance(value, OutOfRange):
         return "-" if value is None else str(value)
     return str(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC")
 

@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from conveyor.client import AsyncClient
+from conveyor.client_rows import OutOfRange
 from conveyor.dashboard import csrf
 from conveyor.dashboard.auth import (
     SESSION_COOKIE,
@@ -30,6 +31,8 @@ from conveyor.job import Job, JobState
 PAGE_SIZE = 50
 STATES = [str(s) for s in JobState]
 FILTERS = ("queue", "task", "state", "q")
+#: Shown instead of JSON that Python cannot hold.
+TOO_DEEP = "(too deeply nested to display)"
 
 
 class Views:
@@ -115,8 +118,12 @@ class Views:
             request,
             "job.html",
             job=job,
-            args_json=_pretty(job.args),
-            result_json=_pretty(job.result) if job.result is not None else None,
+            args_json=json_text(job, "args", indent=2),
+            result_json=(
+                json_text(job, "result", indent=2)
+                if job.result is not None or "result" in job.unreadable
+                else None
+            ),
             timeline=timeline(job),
             children=children,
             correlation_id=getattr(job, "correlation_id", None),
@@ -264,8 +271,15 @@ def _actions(job: Job) -> list[str]:
     return ["cancel", "delete"]
 
 
-def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+def json_text(job: Job, name: str, *, indent: int | None = None) -> str:
+    """A JSON field of `job` as text, or why it cannot be shown."""
+    if name in job.unreadable:
+        return TOO_DEEP
+    value = getattr(job, name)
+    try:
+        return json.dumps(value, indent=indent, sort_keys=True, ensure_ascii=False, default=str)
+    except RecursionError:  # decoded, but too deep to encode again
+        return TOO_DEEP
 
 
 def _int(value: str | None) -> int | None:
@@ -279,6 +293,8 @@ def age(instant: datetime | None, now: datetime) -> str:
     """'3 min ago' style text for a time."""
     if instant is None:
         return "-"
+    if isinstance(instant, OutOfRange):
+        return str(instant)
     seconds = (now - instant).total_seconds()
     ahead = seconds < 0
     seconds = abs(seconds)

@@ -87,9 +87,11 @@ UNION ALL
 SELECT queue, state, count(*) AS count FROM conveyor.job_done GROUP BY queue, state;
 
 -- name: queue_oldest_available
--- Age in seconds of the oldest available job per queue.
+-- Age in seconds of the oldest available job per queue. An infinite run_at (written by hand)
+-- has no age: subtracting it is an error that would fail the whole status, so it is skipped.
 SELECT queue,
-       extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - min(run_at))::float8 AS age_seconds
+       extract(epoch FROM coalesce(%(now)s::timestamptz, now())
+                          - min(run_at) FILTER (WHERE isfinite(run_at)))::float8 AS age_seconds
   FROM conveyor.job WHERE state = 'available' GROUP BY queue;
 
 -- name: job_orphaned_tasks
@@ -104,6 +106,17 @@ SELECT j.queue, j.task, count(*) AS count
           AND j.task = ANY(w.tasks) AND j.queue = ANY(w.queues))
  GROUP BY j.queue, j.task
  ORDER BY j.queue, j.task;
+
+-- name: job_waiting_elsewhere
+-- Waiting jobs of some tasks in queues other than some: a worker serving only those queues never
+-- claims them (a job enqueued from SQL without its task's queue waits in 'default').
+SELECT queue, task, count(*) AS count
+  FROM conveyor.job
+ WHERE state IN ('available', 'scheduled', 'retryable')
+   AND task = ANY(%(tasks)s::text[])
+   AND queue <> ALL(%(queues)s::text[])
+ GROUP BY queue, task
+ ORDER BY queue, task;
 
 -- name: worker_list_live
 SELECT id, hostname, pid, queues, tasks, started_at, last_seen
