@@ -36,8 +36,8 @@ def test_sigterm_while_waiting_for_the_database_exits_promptly(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [
-        ("database", 'database "conveyor_no_such_db" does not exist: create it'),
-        ("role", 'role "conveyor_no_such_role" does not exist: create it'),
+        ("database", 'database "conveyor_no_such_db" does not exist; create it'),
+        ("role", 'role "conveyor_no_such_role" does not exist; create it'),
     ],
 )
 def test_a_database_that_can_never_be_reached_fails_at_once_in_one_line(

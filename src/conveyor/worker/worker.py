@@ -16,7 +16,7 @@ from uuid import UUID
 import psycopg
 
 from conveyor import logs
-from conveyor._store.diagnose import permanent_problem
+from conveyor._store.diagnose import trouble_of
 from conveyor._store.leader import LeaderLock
 from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
@@ -378,9 +378,9 @@ class Worker:
                 check.result()
                 return True
             except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
-                problem = permanent_problem(exc)
-                if problem is not None:
-                    raise ConfigError(f"cannot start the worker: {problem}") from None
+                trouble = trouble_of(exc)
+                if trouble.lasting:
+                    raise ConfigError(f"cannot start the worker: {trouble}") from None
                 delay = backoff.next()
                 log.warning("cannot reach the database (%s); retrying in %.1fs", exc, delay)
                 await self._pause(delay)
