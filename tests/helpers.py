@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,9 +14,22 @@ import psycopg
 import conveyor
 
 
+def end_other_sessions(conn: psycopg.Connection[Any]) -> None:
+    """Terminate every other session on `conn`'s database and wait until they are gone, so
+    what a previous test leaked (a worker's leader lock, a transaction holding row locks)
+    cannot reach into the next one."""
+    conn.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend'"
+    )
+
+
 def clean_tables(url: str) -> None:
-    """Empty every conveyor table (the schema stays)."""
+    """End the database's other sessions, then empty every conveyor table (the schema
+    stays)."""
     with psycopg.connect(url, autocommit=True) as conn:
+        end_other_sessions(conn)
         conn.execute(
             "TRUNCATE conveyor.job, conveyor.job_done, conveyor.worker, conveyor.idempotency_key,"
             " conveyor.queue, conveyor.cron_schedule, conveyor.cron_slot, conveyor.flow_child,"
@@ -49,7 +63,14 @@ async def running_worker(
         yield worker
     finally:
         worker.stop()
-        await asyncio.wait_for(task, 30)
+        # Shutdown bounds each of its waits; this only catches a worker that hangs anyway.
+        _, running = await asyncio.wait([task], timeout=60)
+        if running:
+            where = io.StringIO()
+            task.print_stack(file=where)
+            task.cancel()
+            raise AssertionError(f"the worker did not stop within 60 s:\n{where.getvalue()}")
+        task.result()
 
 
 async def eventually(

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.worker")
 
+#: Seconds a stopping background loop, the deregistration or the leader's unlock may take
+#: before shutdown goes on without it.
+CLOSE_TIMEOUT = 5.0
+
 
 @dataclass
 class _Running:
@@ -386,7 +390,22 @@ class Worker:
         leader: LeaderLock,
         threads: ThreadPoolExecutor,
     ) -> None:
-        producer.cancel()
+        """Stop claiming, give running jobs the grace period, put the rest back, record the
+        outcomes, stop the loops and close. Every wait is bounded, so shutdown always ends."""
+        try:
+            # The producer ends before the running jobs are listed, so none starts after.
+            await _stop_loops([producer])
+            await self._finish_running_jobs(store)
+            try:
+                async with asyncio.timeout(10):
+                    await self._completer.drain()
+            except TimeoutError:
+                log.warning("some job outcomes were not recorded; those jobs will be rescued")
+            await _stop_loops(background)
+        finally:
+            await self._close(store, leader, threads)
+
+    async def _finish_running_jobs(self, store: PostgresStore) -> None:
         running = [r.task for r in self._running.values() if r.task is not None]
         if running:
             log.info(
@@ -411,19 +430,57 @@ class Worker:
                 log.warning("could not put jobs back (%s); their leases will expire", exc)
             for job_id, _ in held:
                 self._held.pop(job_id, None)
-        try:
-            await asyncio.wait_for(self._completer.drain(), 10)
-        except TimeoutError:
-            log.warning("some job outcomes were not recorded; those jobs will be rescued")
-        for task in background:
-            task.cancel()
-        await asyncio.gather(producer, *background, return_exceptions=True)
+
+    async def _close(
+        self, store: PostgresStore, leader: LeaderLock, threads: ThreadPoolExecutor
+    ) -> None:
         # The pruner forgets dead workers anyway.
         with contextlib.suppress(Exception):
-            await store.worker_deregister(self.id)
-        await leader.close()
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await store.worker_deregister(self.id)
+        await leader.close(timeout=CLOSE_TIMEOUT)
         await store.close()
         threads.shutdown(wait=False, cancel_futures=True)
         if self._metrics_server is not None:
             await asyncio.to_thread(self._metrics_server.close)
         log.info("worker %s stopped (completed=%d failed=%d)", self.id, self.completed, self.failed)
+
+
+async def _stop_loops(loops: list[asyncio.Task[None]], timeout: float = CLOSE_TIMEOUT) -> None:
+    """Cancel `loops` and wait for them to end, at most `timeout` seconds. A loop still running
+    then (one that lost its cancellation, or waits on something that ignores it) is logged with
+    the place it is stuck at, cancelled once more and left behind: never waited on forever."""
+    ended = {loop for loop in loops if loop.done()}  # a broken loop, logged already
+    for loop in loops:
+        loop.cancel()
+    if not loops:
+        return
+    done, stuck = await asyncio.wait(loops, timeout=timeout)
+    for loop in done - ended:
+        if not loop.cancelled() and loop.exception() is not None:
+            log.warning(
+                "worker loop %s failed as it stopped", loop.get_name(), exc_info=loop.exception()
+            )
+    for loop in stuck:
+        log.error(
+            "worker loop %s did not stop within %gs of its cancellation; leaving it behind"
+            " (awaiting %s)",
+            loop.get_name(),
+            timeout,
+            _awaiting(loop),
+        )
+        loop.cancel()
+
+
+def _awaiting(task: asyncio.Task[Any]) -> str:
+    """The chain of coroutines `task` is suspended in, outermost first (a task's own stack
+    shows only its outermost coroutine)."""
+    where: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and getattr(awaited, "cr_frame", None) is not None:
+        frame = awaited.cr_frame
+        where.append(f"{frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        awaited = awaited.cr_await
+    if awaited is not None:
+        where.append(repr(awaited))
+    return " -> ".join(where)
