@@ -1,15 +1,19 @@
-"""Helpers shared by the tests: fast worker settings, polling with a deadline."""
+"""Helpers shared by the tests: fast worker settings, polling with a deadline, the test
+database's URLs and sessions, and the real components a test needs."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
+import pytest
 
 import conveyor
 
@@ -23,6 +27,28 @@ def end_other_sessions(conn: psycopg.Connection[Any]) -> None:
         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         " AND backend_type = 'client backend'"
     )
+
+
+def in_ci() -> bool:
+    """True under CI (CI=true), where .ci/run installs every component the tests drive."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def component_missing(reason: str) -> NoReturn:
+    """A real component the test drives is absent: fail under CI, where a skip would hide
+    that the component is no longer tested; skip elsewhere, with `reason`."""
+    if in_ci():
+        pytest.fail(f"{reason}; under CI=true this fails instead of skipping", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, hint: str) -> str:
+    """The path of the command `name`; missing, see component_missing(). `hint` says how to
+    install it."""
+    path = shutil.which(name)
+    if path is None:
+        component_missing(f"{name} not found on PATH ({hint})")
+    return path
 
 
 def clean_tables(url: str) -> None:
