@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -97,11 +97,13 @@ def db(database_url: str) -> str:
 
 
 @pytest.fixture
-def app(db: str) -> Iterator[conveyor.Conveyor]:
+async def app(db: str) -> AsyncIterator[conveyor.Conveyor]:
     """A Conveyor app on the clean test database; tests register their own tasks."""
     application = conveyor.Conveyor(db)
     yield application
-    application.close()
+    # The async pool too, on its own loop: an open pool's workers outlive a cancellation, so
+    # one left open can hang the loop's close.
+    await application.aclose()
 
 
 @pytest.fixture

@@ -1,21 +1,61 @@
-"""Helpers shared by the tests: fast worker settings, polling with a deadline."""
+"""Helpers shared by the tests: fast worker settings, polling with a deadline, the test
+database's URLs and sessions, and the real components a test needs."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
+import pytest
 
 import conveyor
 
 
+def end_other_sessions(conn: psycopg.Connection[Any]) -> None:
+    """Terminate every other session on `conn`'s database and wait until they are gone, so
+    what a previous test leaked (a worker's leader lock, a transaction holding row locks)
+    cannot reach into the next one."""
+    conn.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend'"
+    )
+
+
+def in_ci() -> bool:
+    """True under CI (CI=true), where .ci/run installs every component the tests drive."""
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def component_missing(reason: str) -> NoReturn:
+    """A real component the test drives is absent: fail under CI, where a skip would hide
+    that the component is no longer tested; skip elsewhere, with `reason`."""
+    if in_ci():
+        pytest.fail(f"{reason}; under CI=true this fails instead of skipping", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, hint: str) -> str:
+    """The path of the command `name`; missing, see component_missing(). `hint` says how to
+    install it."""
+    path = shutil.which(name)
+    if path is None:
+        component_missing(f"{name} not found on PATH ({hint})")
+    return path
+
+
 def clean_tables(url: str) -> None:
-    """Empty every conveyor table (the schema stays)."""
+    """End the database's other sessions, then empty every conveyor table (the schema
+    stays)."""
     with psycopg.connect(url, autocommit=True) as conn:
+        end_other_sessions(conn)
         conn.execute(
             "TRUNCATE conveyor.job, conveyor.job_done, conveyor.worker, conveyor.idempotency_key,"
             " conveyor.queue, conveyor.cron_schedule, conveyor.cron_slot, conveyor.flow_child,"
@@ -49,7 +89,14 @@ async def running_worker(
         yield worker
     finally:
         worker.stop()
-        await asyncio.wait_for(task, 30)
+        # Shutdown bounds each of its waits; this only catches a worker that hangs anyway.
+        _, running = await asyncio.wait([task], timeout=60)
+        if running:
+            where = io.StringIO()
+            task.print_stack(file=where)
+            task.cancel()
+            raise AssertionError(f"the worker did not stop within 60 s:\n{where.getvalue()}")
+        task.result()
 
 
 async def eventually(

@@ -17,6 +17,7 @@ import conveyor
 from conveyor.cli import cli
 from tests.acceptance.conftest import StartWorker, job_state, scalar, wait_for_state
 from tests.acceptance.shop_app import fail, record
+from tests.conftest import _with_dbname
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ def fresh_database(admin_url: str, database_url: str) -> Iterator[str]:
     name = f"conveyor_cli_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield database_url.rsplit("/", 1)[0] + "/" + name
+    yield _with_dbname(database_url, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 

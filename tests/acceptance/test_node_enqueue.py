@@ -15,6 +15,7 @@ import pytest
 
 import conveyor
 from tests.acceptance.conftest import ROOT, StartWorker, executions, wait_for_state
+from tests.helpers import component_missing, require_tool
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +29,8 @@ _UNREACHABLE = re.compile(
 @pytest.fixture(scope="session")
 def node_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of examples/node with its dependencies installed."""
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not installed")
+    for tool in ("node", "npm"):
+        require_tool(tool, "Debian: apt-get install nodejs npm")
     folder = tmp_path_factory.mktemp("node-example")
     shutil.copytree(
         ROOT / "examples" / "node",
@@ -48,11 +48,11 @@ def node_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.skip("npm install timed out: the npm registry is unreachable from here")
+        component_missing("npm install timed out: the npm registry is unreachable from here")
     if installed.returncode != 0:
         unreachable = _UNREACHABLE.search(installed.stderr)
         if unreachable:
-            pytest.skip(f"the npm registry is unreachable from here ({unreachable.group()})")
+            component_missing(f"the npm registry is unreachable from here ({unreachable.group()})")
         pytest.fail(f"npm install failed:\n{installed.stdout}\n{installed.stderr}")
     return folder
 

@@ -2,22 +2,22 @@
 its link is cut mid-job. Another worker rescues the job after the lease; when the link comes
 back the cut worker carries on, without completing the job it no longer owns.
 
-Needs root and `ip netns` (skipped otherwise). The worker in the namespace reaches the host's
-Postgres through a small TCP relay on the host side of the veth pair, so the database itself
-keeps listening on 127.0.0.1 only."""
+Needs root and `ip netns` (skipped without them, except under CI=true, where it fails). The
+worker in the namespace reaches the host's Postgres through a small TCP relay on the host side
+of the veth pair, so the database itself keeps listening where it did: 127.0.0.1, or the unix
+socket of the embedded server."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 import conveyor
@@ -30,14 +30,10 @@ from tests.acceptance.conftest import (
     wait_for_state,
     wait_for_workers,
 )
-from tests.helpers import wait_until
+from tests.conftest import _with_dbname
+from tests.helpers import component_missing, require_tool, wait_until
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        os.geteuid() != 0 or shutil.which("ip") is None, reason="needs root and ip netns"
-    ),
-]
+pytestmark = pytest.mark.slow
 
 HOST_IP, NS_IP = "10.77.0.1", "10.77.0.2"
 
@@ -48,6 +44,9 @@ def _ip(*args: str) -> None:
 
 @pytest.fixture
 def namespace() -> Iterator[str]:
+    require_tool("ip", "Debian: apt-get install iproute2")
+    if os.geteuid() != 0:
+        component_missing("ip netns needs root")
     name = f"cv{uuid.uuid4().hex[:6]}"
     host_end, ns_end = f"{name}h", f"{name}n"
     _ip("netns", "add", name)
@@ -66,10 +65,11 @@ def namespace() -> Iterator[str]:
 
 
 class Relay:
-    """Forwards HOST_IP:port to the database's own host and port, in a background thread."""
+    """Forwards HOST_IP:port to the database's own address (host and port, or a unix socket's
+    path), in a background thread."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
+    def __init__(self, target: tuple[str, int] | str) -> None:
+        self._target = target
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self.port = 0
@@ -84,7 +84,10 @@ class Relay:
         self._loop.run_forever()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self._target)
+        if isinstance(self._target, str):
+            up_reader, up_writer = await asyncio.open_unix_connection(self._target)
+        else:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -102,14 +105,22 @@ class Relay:
         self._loop.call_soon_threadsafe(self._loop.stop)
 
 
+def _database_address(url: str) -> tuple[str, int] | str:
+    """Where the test database listens: (host, port), or the path of its unix socket."""
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    host = str(info.get("host") or "127.0.0.1")
+    port = int(info.get("port") or 5432)
+    return os.path.join(host, f".s.PGSQL.{port}") if host.startswith("/") else (host, port)
+
+
 def test_cut_worker_is_rescued_and_recovers_without_completing_a_lost_job(
     shop: conveyor.Conveyor, db: str, namespace: str, tmp_path: Path
 ) -> None:
-    parts = urlsplit(db)
-    if not parts.hostname or parts.hostname != "127.0.0.1":
-        pytest.skip("needs the database on 127.0.0.1 (not the embedded socket server)")
-    relay = Relay(parts.hostname, parts.port or 5432)
-    cut_url = db.replace(f"127.0.0.1:{parts.port or 5432}", f"{HOST_IP}:{relay.port}")
+    relay = Relay(_database_address(db))
+    cut_url = _with_dbname(
+        psycopg.conninfo.make_conninfo(db, host=HOST_IP, port=str(relay.port)),
+        str(psycopg.conninfo.conninfo_to_dict(db)["dbname"]),
+    )
     workers: list[WorkerProcess] = []
     try:
         cut = WorkerProcess(

@@ -4,7 +4,7 @@ dashboard's queue page, which lists the open ones."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,10 +29,10 @@ def clock() -> conveyor.FrozenClock:
 
 
 @pytest.fixture
-def app(db: str, clock: conveyor.FrozenClock) -> Iterator[conveyor.Conveyor]:
+async def app(db: str, clock: conveyor.FrozenClock) -> AsyncIterator[conveyor.Conveyor]:
     application = conveyor.Conveyor(db, clock=clock)
     yield application
-    application.close()
+    await application.aclose()
 
 
 @pytest.fixture

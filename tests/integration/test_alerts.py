@@ -40,12 +40,12 @@ def clock() -> conveyor.FrozenClock:
 
 
 @pytest.fixture
-def app(db: str, clock: conveyor.FrozenClock) -> Iterator[conveyor.Conveyor]:
+async def app(db: str, clock: conveyor.FrozenClock) -> AsyncIterator[conveyor.Conveyor]:
     application = conveyor.Conveyor(
         db, clock=clock, alert_settings=AlertSettings(delivery_attempts=3, failed_settle=SETTLE)
     )
     yield application
-    application.close()
+    await application.aclose()
 
 
 @pytest.fixture

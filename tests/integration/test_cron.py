@@ -4,7 +4,7 @@ workers run, the catch-up policies, daylight-saving nights, and pruning of slot 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +30,7 @@ def clock() -> conveyor.FrozenClock:
 
 
 @pytest.fixture
-def app(db: str, clock: conveyor.FrozenClock) -> Iterator[conveyor.Conveyor]:
+async def app(db: str, clock: conveyor.FrozenClock) -> AsyncIterator[conveyor.Conveyor]:
     application = conveyor.Conveyor(db, clock=clock)
 
     @application.task(name="cron.tick")
@@ -38,7 +38,7 @@ def app(db: str, clock: conveyor.FrozenClock) -> Iterator[conveyor.Conveyor]:
         return ctx.cron_slot.isoformat() if ctx.cron_slot else None
 
     yield application
-    application.close()
+    await application.aclose()
 
 
 @pytest.fixture

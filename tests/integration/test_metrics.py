@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import conveyor
-from tests.helpers import eventually, fast_config, job_states, running_worker
+from tests.helpers import eventually, fast_config, job_states, require_tool, running_worker
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -175,10 +174,11 @@ def test_metrics_beyond_loopback_need_credentials() -> None:
     conveyor.WorkerConfig(metrics_port=9464, metrics_host="::1")
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus) absent")
 async def test_exposition_passes_promtool(
     app: conveyor.Conveyor, conn: psycopg.Connection[Any]
 ) -> None:
+    promtool = require_tool("promtool", "Debian: apt-get install prometheus")
+
     @app.task(name="ok", queue="mail")
     def ok() -> None: ...
 
@@ -195,7 +195,7 @@ async def test_exposition_passes_promtool(
 
         text = await eventually(with_depths)
     check = subprocess.run(
-        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.strip() == "" and check.stderr.strip() == "", check.stdout + check.stderr

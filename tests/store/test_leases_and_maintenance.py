@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +37,7 @@ def clock() -> conveyor.FrozenClock:
 
 
 @pytest.fixture
-def task(db: str, clock: conveyor.FrozenClock) -> Iterator[conveyor.Task[Any]]:
+async def task(db: str, clock: conveyor.FrozenClock) -> AsyncIterator[conveyor.Task[Any]]:
     """A task on an app that shares the frozen clock, so jobs are created at its time."""
     app = conveyor.Conveyor(db, clock=clock)
 
@@ -46,7 +46,7 @@ def task(db: str, clock: conveyor.FrozenClock) -> Iterator[conveyor.Task[Any]]:
         return None
 
     yield t
-    app.close()
+    await app.aclose()
 
 
 async def _claim(

@@ -7,7 +7,6 @@ it and another worker takes over on its next attempt.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -53,13 +52,19 @@ class LeaderLock:
             await self.close()
         return self.is_leader
 
-    async def close(self) -> None:
-        """Give up the lock by closing the session."""
+    async def close(self, timeout: float = 5.0) -> None:
+        """Give up the lock by closing the session, within `timeout` seconds: a server that
+        does not answer (cut off) cannot hold shutdown; it frees the lock with the session."""
         was_leader, self.is_leader = self.is_leader, False
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                if was_leader:
-                    # Unlock first: the server may take a moment to end a closed session.
-                    await self._conn.execute(sql("leader_unlock"))
-                await self._conn.close()
-            self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if was_leader and not conn.broken:
+                # Unlock first: the server may take a moment to end a closed session.
+                async with asyncio.timeout(timeout):
+                    await conn.execute(sql("leader_unlock"))
+        except (psycopg.Error, TimeoutError) as exc:
+            log.warning("could not unlock the leader lock (%s); closing its session", exc)
+        finally:
+            await conn.close()

@@ -134,7 +134,10 @@ class Producer:
                 continue
             timer = self._next_timer()
             try:
-                await asyncio.wait_for(self._wake.wait(), timer)
+                # Not wait_for: on 3.11 it drops a cancel that lands as the wake fires, and the
+                # producer would claim on through shutdown (asyncio.timeout never does).
+                async with asyncio.timeout(timer):
+                    await self._wake.wait()
             except TimeoutError:
                 if timer >= self._poll_interval:
                     self._controls_stale = True

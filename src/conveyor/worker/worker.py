@@ -38,6 +38,7 @@ from conveyor.worker.completer import Completer
 from conveyor.worker.config import WorkerConfig
 from conveyor.worker.executor import Executor, JobTimeout
 from conveyor.worker.heartbeat import Heartbeat
+from conveyor.worker.loops import CLOSE_TIMEOUT, stop_loops
 from conveyor.worker.outcome import Abandoned, Outcome
 from conveyor.worker.producer import Producer
 from conveyor.worker.report import OutcomeReport
@@ -424,7 +425,22 @@ class Worker:
         leader: LeaderLock,
         threads: ThreadPoolExecutor,
     ) -> None:
-        producer.cancel()
+        """Stop claiming, give running jobs the grace period, put the rest back, record the
+        outcomes, stop the loops and close. Every wait is bounded, so shutdown always ends."""
+        try:
+            # The producer ends before the running jobs are listed, so none starts after.
+            await stop_loops([producer])
+            await self._finish_running_jobs(store)
+            try:
+                async with asyncio.timeout(10):
+                    await self._completer.drain()
+            except TimeoutError:
+                log.warning("some job outcomes were not recorded; those jobs will be rescued")
+            await stop_loops(background)
+        finally:
+            await self._close(store, leader, threads)
+
+    async def _finish_running_jobs(self, store: PostgresStore) -> None:
         running = [r.task for r in self._jobs if r.task is not None and not r.ended]
         if running:
             log.info(
@@ -450,17 +466,15 @@ class Worker:
                 log.warning("could not put jobs back (%s); their leases will expire", exc)
             for job_id, _ in held:
                 self._jobs.pop(job_id)
-        try:
-            await asyncio.wait_for(self._completer.drain(), 10)
-        except TimeoutError:
-            log.warning("some job outcomes were not recorded; those jobs will be rescued")
-        for task in background:
-            task.cancel()
-        await asyncio.gather(producer, *background, return_exceptions=True)
+
+    async def _close(
+        self, store: PostgresStore, leader: LeaderLock, threads: ThreadPoolExecutor
+    ) -> None:
         # The pruner forgets dead workers anyway.
         with contextlib.suppress(Exception):
-            await store.worker_deregister(self.id)
-        await leader.close()
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await store.worker_deregister(self.id)
+        await leader.close(timeout=CLOSE_TIMEOUT)
         await store.close()
         threads.shutdown(wait=False, cancel_futures=True)
         if self._metrics_server is not None:
