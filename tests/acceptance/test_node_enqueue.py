@@ -44,7 +44,8 @@ def node_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
             cwd=folder,
             capture_output=True,
             text=True,
-            timeout=120,
+            # within the test's own 120 s, so an unreachable registry is reported as such
+            timeout=90,
             check=False,
         )
     except subprocess.TimeoutExpired:
