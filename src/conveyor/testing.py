@@ -61,7 +61,8 @@ async def drain(
     client = app.async_client()
     deadline = time.monotonic() + timeout
     try:
-        await asyncio.wait_for(worker.started.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await worker.started.wait()
         while True:
             status = await client.status()
             busy = sum(

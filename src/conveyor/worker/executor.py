@@ -215,9 +215,11 @@ class Executor:
         loop: asyncio.AbstractEventLoop,
         begin: Callable[[], bool],
     ) -> Outcome:
-        if not begin():
-            return Abandoned("not started: the worker gave up on it before a thread was free")
+        # registered before the timeout can start, so interrupt() always finds this thread
         self._enter_thread((job.id, job.attempt))
+        if not begin():
+            self._leave_thread((job.id, job.attempt), loop)
+            return Abandoned("not started: the worker gave up on it before a thread was free")
         try:
             if not task.atomic:
                 if not task.context_param:

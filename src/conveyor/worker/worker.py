@@ -175,7 +175,8 @@ class Worker:
                 background.append(asyncio.create_task(service.run(leader.attempt_elect)))
         # Wait briefly for LISTEN so a job enqueued right after start wakes us at once.
         try:
-            await asyncio.wait_for(listener.connected.wait(), 5)
+            async with asyncio.timeout(5):
+                await listener.connected.wait()
         except TimeoutError:
             log.warning("LISTEN not ready; relying on polling until it connects")
         producer = asyncio.create_task(self._producer.run(), name="conveyor-producer")
@@ -415,7 +416,8 @@ class Worker:
     async def _pause(self, seconds: float) -> None:
         """Sleep, but wake at once on stop()."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
 
     async def _shutdown(
         self,
