@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 import threading
@@ -36,6 +37,8 @@ def embedded_url(directory: str | Path) -> str:
             _quiet_pgserver()
             with _no_runtime_dir_warning():
                 _servers[root] = pgserver.get_server(root / "pgdata", cleanup_mode="stop")
+            # registered after pgserver's own exit hook, so it runs first (atexit is LIFO)
+            atexit.register(_hush_pgserver_at_exit)
         return str(_servers[root].get_uri())
 
 
@@ -60,6 +63,14 @@ def _no_runtime_dir_warning() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
         yield
+
+
+def _hush_pgserver_at_exit() -> None:
+    """At exit pgserver stops the server with `pg_ctl stop` and, when that fails (seen on a
+    loaded machine), kills it instead, logging an ERROR and a WARNING for a stop that still
+    happened. Nothing can be done about it at exit and the next start recovers, so a CLI
+    command that worked does not end with two alarming lines."""
+    logging.getLogger("pgserver").setLevel(logging.CRITICAL)
 
 
 def _quiet_pgserver() -> None:
