@@ -1,7 +1,5 @@
 """Conveyor: durable background jobs on the PostgreSQL you already run."""
 
-from conveyor._store.enqueue import JobSpec
-from conveyor._store.flow_insert import Flow
 from conveyor.alerts import (
     Alert,
     AlertSettings,
@@ -27,11 +25,13 @@ from conveyor.errors import (
     SchemaError,
     UnknownTaskError,
 )
+from conveyor.flow import Flow
 from conveyor.http_auth import Credentials
 from conveyor.job import Job, JobState
 from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.queues import QueueInfo, QueueLimits, RateLimit
 from conveyor.retry import RetryPolicy
+from conveyor.spec import JobSpec
 from conveyor.task import Task
 from conveyor.worker import Worker, WorkerConfig
 from conveyor.worker.executor import JobTimeout

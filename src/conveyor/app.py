@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import os
 import threading
@@ -12,18 +11,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
-
-from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
-from conveyor._store.flow_insert import Flow, OnChildFailure, ainsert_flow, insert_flow
-from conveyor._store.pool_check import IdleCheck
+from conveyor._store.enqueue import insert_plan
+from conveyor._store.flow_insert import flow_plan
+from conveyor._store.runner import arun, run
 from conveyor.alerts import AlertSettings, Channel, LogChannel, Rule, add_channel, add_rule
 from conveyor.clock import Clock, SystemClock
 from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
+from conveyor.connections import Connections
 from conveyor.cron import Schedule
-from conveyor.errors import ConfigError, DatabaseUnavailableError, PayloadError, UnknownTaskError
+from conveyor.errors import ConfigError, PayloadError, UnknownTaskError
+from conveyor.flow import Flow, OnChildFailure
 from conveyor.migrate import Migration, Migrator
 from conveyor.retry import RetryPolicy
+from conveyor.spec import JobSpec
 from conveyor.task import Task
 
 if TYPE_CHECKING:
@@ -83,9 +83,7 @@ class Conveyor:
         self.alert_settings = alert_settings or AlertSettings()
         self._lock = threading.RLock()
         self._migrated = False
-        self._pool: ConnectionPool[Any] | None = None
-        self._apools: dict[int, AsyncConnectionPool[Any]] = {}
-        self._idle_check = IdleCheck()
+        self._connections = Connections(lambda: self.database_url)
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -300,24 +298,24 @@ class Conveyor:
         """Insert many jobs (built with task.spec(...)) in one round trip; return their ids."""
         if not specs:
             return []
-        with self._connection() as conn:
-            return insert_jobs(conn, specs, self.clock.now()).ids
+        with self._connections.connection() as conn:
+            return run(conn, insert_plan(conn, specs, self.clock.now())).ids
 
     def enqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Insert many jobs in the caller's open transaction: invisible until commit, gone on
         rollback."""
-        return insert_jobs(conn, specs, self.clock.now()).ids if specs else []
+        return run(conn, insert_plan(conn, specs, self.clock.now())).ids if specs else []
 
     async def aenqueue_many(self, specs: Sequence[JobSpec]) -> list[int]:
         """Async twin of enqueue_many()."""
         if not specs:
             return []
-        async with self._aconnection() as conn:
-            return (await ainsert_jobs(conn, specs, self.clock.now())).ids
+        async with self._connections.aconnection() as conn:
+            return (await arun(conn, insert_plan(conn, specs, self.clock.now()))).ids
 
     async def aenqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Async twin of enqueue_many_tx()."""
-        return (await ainsert_jobs(conn, specs, self.clock.now())).ids if specs else []
+        return (await arun(conn, insert_plan(conn, specs, self.clock.now()))).ids if specs else []
 
     # -- flows --------------------------------------------------------------------------------
 
@@ -331,8 +329,8 @@ class Conveyor:
         """Enqueue `parent` to run only after every child has finished (read their results
         with ctx.children()); a child that fails for good fails the parent at once ('fail')
         or not ('continue'). All in one transaction."""
-        with self._connection() as conn, conn.transaction():
-            return insert_flow(conn, parent, children, on_child_failure, self.clock.now())
+        with self._connections.connection() as conn, conn.transaction():
+            return self.enqueue_flow_tx(conn, parent, children, on_child_failure=on_child_failure)
 
     def enqueue_flow_tx(
         self,
@@ -343,7 +341,7 @@ class Conveyor:
         on_child_failure: OnChildFailure = "fail",
     ) -> Flow:
         """enqueue_flow() in the caller's open transaction: invisible until commit."""
-        return insert_flow(conn, parent, children, on_child_failure, self.clock.now())
+        return run(conn, flow_plan(conn, parent, children, on_child_failure, self.clock.now()))
 
     async def aenqueue_flow(
         self,
@@ -353,8 +351,10 @@ class Conveyor:
         on_child_failure: OnChildFailure = "fail",
     ) -> Flow:
         """Async twin of enqueue_flow()."""
-        async with self._aconnection() as conn, conn.transaction():
-            return await ainsert_flow(conn, parent, children, on_child_failure, self.clock.now())
+        async with self._connections.aconnection() as conn, conn.transaction():
+            return await self.aenqueue_flow_tx(
+                conn, parent, children, on_child_failure=on_child_failure
+            )
 
     async def aenqueue_flow_tx(
         self,
@@ -365,7 +365,8 @@ class Conveyor:
         on_child_failure: OnChildFailure = "fail",
     ) -> Flow:
         """Async twin of enqueue_flow_tx()."""
-        return await ainsert_flow(conn, parent, children, on_child_failure, self.clock.now())
+        now = self.clock.now()
+        return await arun(conn, flow_plan(conn, parent, children, on_child_failure, now))
 
     def enqueue_batch(self, jobs: Sequence[JobSpec], *, on_complete: JobSpec) -> Flow:
         """Enqueue `jobs` and a callback job that runs once all of them have finished, however
@@ -378,111 +379,22 @@ class Conveyor:
 
     # -- connections --------------------------------------------------------------------------
 
-    def _connection(self) -> Any:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ConnectionPool(
-                    self._resolved_url(),
-                    min_size=1,
-                    max_size=8,
-                    open=True,
-                    timeout=10.0,
-                    kwargs={"application_name": "conveyor-client", "autocommit": True},
-                    # connections idle a while are checked: enqueue survives database restarts
-                    check=self._idle_check.check,
-                    reset=self._idle_check.reset,
-                )
-            pool = self._pool
-        return _Guard(pool.connection())
-
-    def _aconnection(self) -> Any:
-        # One pool per event loop: a pool belongs to the loop it was opened on.
-        loop = asyncio.get_running_loop()
-        pool = self._apools.get(id(loop))
-        if pool is None:
-            pool = AsyncConnectionPool(
-                self._resolved_url(),
-                min_size=1,
-                max_size=8,
-                open=False,
-                timeout=10.0,
-                kwargs={"application_name": "conveyor-client", "autocommit": True},
-                check=self._idle_check.acheck,
-                reset=self._idle_check.areset,
-            )
-            self._apools[id(loop)] = pool
-        return _AsyncGuard(pool)
-
-    def _resolved_url(self) -> str:
-        return self.database_url
-
     def close(self) -> None:
         """Close the app's own connection pools."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
+        self._connections.close()
 
     async def aclose(self) -> None:
         """Close the async pool of the running loop (and the sync pool)."""
-        pool = self._apools.pop(id(asyncio.get_running_loop()), None)
-        if pool is not None:
-            await pool.close()
-        self.close()
+        await self._connections.aclose()
 
     def client(self) -> Client:
         """Return a Client for inspecting and acting on jobs and queues."""
         from conveyor.client import Client
 
-        return Client(self)
+        return Client(self._connections, clock=self.clock, schedules=self.schedules)
 
     def async_client(self) -> AsyncClient:
         """Return an AsyncClient (the async twin of client())."""
         from conveyor.client import AsyncClient
 
-        return AsyncClient(self)
-
-
-class _Guard:
-    """Turns pool timeouts and lost connections into DatabaseUnavailableError."""
-
-    def __init__(self, cm: Any) -> None:
-        self._cm = cm
-
-    def __enter__(self) -> Any:
-        try:
-            return self._cm.__enter__()
-        except Exception as exc:
-            raise _unavailable(exc) from exc
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._cm.__exit__(*exc)
-
-
-class _AsyncGuard:
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
-        self._pool = pool
-        self._cm: Any = None
-
-    async def __aenter__(self) -> Any:
-        try:
-            if self._pool.closed:
-                await self._pool.open(wait=False)
-            self._cm = self._pool.connection()
-            return await self._cm.__aenter__()
-        except Exception as exc:
-            raise _unavailable(exc) from exc
-
-    async def __aexit__(self, *exc: Any) -> Any:
-        return await self._cm.__aexit__(*exc)
-
-
-def _unavailable(exc: Exception) -> Exception:
-    from psycopg import OperationalError
-    from psycopg_pool import PoolTimeout
-
-    if isinstance(exc, PoolTimeout | OperationalError):
-        return DatabaseUnavailableError(
-            f"cannot reach the database to enqueue ({exc}); nothing was written. Check that"
-            " Postgres is up and CONVEYOR_DATABASE_URL is right"
-        )
-    return exc
+        return AsyncClient(self._connections, clock=self.clock, schedules=self.schedules)

@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from conveyor import logs
-from conveyor._store.enqueue import JobSpec
 from conveyor.app import Conveyor
 from conveyor.cli_alerts import alerts
 from conveyor.cli_context import CommandGroup, _app_from
@@ -23,6 +22,7 @@ from conveyor.cli_worker import worker
 from conveyor.correlation import validate as validate_correlation_id
 from conveyor.errors import ConveyorError
 from conveyor.job import JobState
+from conveyor.spec import JobSpec
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

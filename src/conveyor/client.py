@@ -1,24 +1,20 @@
 """Client: inspect and act on jobs and queues. The CLI and the dashboard use only this.
 
-Each operation is written once as an _Op in client_ops.py (named queries, their parameters and
-how to read the rows); Client runs ops on a sync connection and AsyncClient on an async one,
-loading rows so that no stored value can break a list or a page (client_rows.py).
+Each operation is written once in _store/admin.py; Client runs it with the sync runner on a
+connection of the app's pools and AsyncClient with the async one. The `_tx` methods run the same
+operation on the caller's connection, inside the caller's open transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from conveyor._store.queries import sql
-from conveyor.client_ops import (
-    CRON_OVERDUE,
-    _Op,
-    _Ops,
-    configure_queue_params,
-    validate_queue_settings,
-)
-from conveyor.client_rows import afetch, fetch
+from conveyor._store import admin
+from conveyor._store.admin import CRON_OVERDUE
+from conveyor._store.ops import Op, Plan
+from conveyor._store.runner import arun, run
+from conveyor.client_ops import configure_queue_params, validate_queue_settings
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
     AlertEpisode,
@@ -35,7 +31,9 @@ from conveyor.job import Job, JobState
 from conveyor.queues import QueueInfo
 
 if TYPE_CHECKING:
-    from conveyor.app import Conveyor
+    from conveyor.clock import Clock
+    from conveyor.connections import Connections
+    from conveyor.cron import Schedule
 
 __all__ = [
     "CRON_OVERDUE",
@@ -64,22 +62,26 @@ SEARCH_SCAN_LIMIT = 20_000
 
 
 class Client:
-    """Sync admin API over the app's own connection pool."""
+    """Sync admin API over the app's own connection pool (from app.client())."""
 
-    def __init__(self, app: Conveyor) -> None:
-        self._app = app
+    def __init__(
+        self, connections: Connections, *, clock: Clock, schedules: Mapping[str, Schedule]
+    ) -> None:
+        self._connections = connections
+        self._clock = clock
+        self._schedules = schedules
 
-    def _run(self, op: _Op[T]) -> T:
-        with self._app._connection() as conn:
-            return op.read([fetch(conn, sql(name), params) for name, params in op.queries])
+    def _run(self, work: Op[T] | Plan[T]) -> T:
+        with self._connections.connection() as conn:
+            return run(conn, work)
 
     def get_job(self, job_id: int) -> Job:
         """Return one job with its errors; raise JobNotFoundError when there is none."""
-        return self._run(_Ops.get(job_id))
+        return self._run(admin.get(job_id))
 
     def children(self, parent_id: int) -> list[Job]:
         """The children of a flow parent (or a batch's callback), in the order given."""
-        return self._run(_Ops.children(parent_id))
+        return self._run(admin.children(parent_id))
 
     def list_jobs(
         self,
@@ -112,7 +114,7 @@ class Client:
     ) -> JobPage:
         """One page of list_jobs() with the `before_id` of the next page."""
         return self._run(
-            _Ops.page_jobs(
+            admin.page_jobs(
                 state=state,
                 queue=queue,
                 task=task,
@@ -126,87 +128,100 @@ class Client:
     def throughput(self, *, minutes: int = 60) -> Throughput:
         """Jobs finished per minute, queue and state over the last `minutes` (database clock);
         jobs already pruned by retention are not counted."""
-        return self._run(_Ops.throughput(minutes * 60.0))
+        return self._run(admin.throughput(minutes * 60.0))
 
     def failed_by_task(self, *, limit: int = 100) -> list[TaskCount]:
         """Failed jobs per queue and task, most first."""
-        return self._run(_Ops.failed_by_task(limit))
+        return self._run(admin.failed_by_task(limit))
 
     def alert_episodes(self, *, open_only: bool = False, limit: int = 50) -> list[AlertEpisode]:
         """Alert episodes: open ones (pending, firing) first, then the latest resolved."""
-        return self._run(_Ops.alert_episodes(open_only, limit))
+        return self._run(admin.alert_episodes(open_only, limit))
 
     def waiting_elsewhere(self, tasks: Iterable[str], queues: Iterable[str]) -> list[TaskCount]:
         """Waiting jobs of `tasks` in queues other than `queues`, per queue and task: a worker
         serving only `queues` never claims them."""
-        return self._run(_Ops.waiting_elsewhere(tasks, queues))
+        return self._run(admin.waiting_elsewhere(tasks, queues))
 
     def retry(self, *job_ids: int) -> list[int]:
         """Run failed or cancelled jobs again with a fresh round of attempts."""
-        return self._run(_Ops.retry(job_ids, None, None, only_failed=False))
+        return self._run(admin.retry(job_ids, None, None, only_failed=False))
+
+    def retry_tx(self, conn: Any, /, *job_ids: int) -> list[int]:
+        """retry() inside the caller's open transaction (psycopg, SQLAlchemy or Django): the
+        jobs run again only once it commits, and stay as they were if it rolls back."""
+        return run(conn, admin.retry(job_ids, None, None, only_failed=False))
 
     def retry_failed(self, *, task: str | None = None, queue: str | None = None) -> list[int]:
         """Run every failed job of a task and/or queue again."""
-        return self._run(_Ops.retry(None, task, queue, only_failed=True))
+        return self._run(admin.retry(None, task, queue, only_failed=True))
 
     def cancel(self, *job_ids: int) -> list[int]:
         """Cancel jobs that have not finished (a running one is told to stop)."""
-        return self._run(_Ops.cancel(job_ids))
+        return self._run(admin.cancel(job_ids))
+
+    def cancel_tx(self, conn: Any, /, *job_ids: int) -> list[int]:
+        """cancel() inside the caller's open transaction: the jobs are cancelled (and a running
+        one told to stop) only once it commits, and stay as they were if it rolls back."""
+        return run(conn, admin.cancel(job_ids))
 
     def delete(self, *job_ids: int) -> list[int]:
         """Delete jobs for good (not running ones: cancel those first)."""
-        return self._run(_Ops.delete(job_ids))
+        return self._run(admin.delete(job_ids))
 
     def status(self) -> Status:
         """Counts by state per queue, oldest available age, and tasks no live worker knows."""
-        return self._run(_Ops.status())
+        return self._run(admin.status())
 
     def configure_queue(self, name: str, **changes: Any) -> None:
         """Set limits of a queue for every worker: concurrency, key with key_concurrency,
         rate_limit ('100/minute' or RateLimit), max_depth with on_full. None removes one;
         settings not named stay as they are."""
-        self._run(_Ops.configure_queue(name, changes))
+        self._run(admin.configure_queue(name, changes))
 
     def pause_queue(self, name: str) -> None:
         """Stop new jobs of a queue from starting; running jobs finish, enqueue goes on."""
-        self._run(_Ops.pause_queue(name))
+        self._run(admin.pause_queue(name))
 
     def resume_queue(self, name: str) -> bool:
         """Let a paused (or snoozed) queue's jobs start again; False if it had no controls."""
-        return self._run(_Ops.resume_queue(name))
+        return self._run(admin.resume_queue(name))
 
     def snooze_queue(self, name: str, seconds: float, reason: str | None = None) -> None:
         """Hold a queue's jobs back for `seconds` (its downstream is down)."""
-        self._run(_Ops.snooze_queue(name, seconds, reason))
+        self._run(admin.snooze_queue(name, seconds, reason))
 
     def queues(self) -> list[QueueInfo]:
         """Every queue with controls or jobs: controls, waiting and running counts."""
-        return self._run(_Ops.queues())
+        return self._run(admin.queues())
 
     def cron_schedules(self) -> list[ScheduleStatus]:
         """Every cron schedule workers have recorded, plus this app's own, with each one's
         last enqueued time and job and its next time."""
-        return self._run(_Ops.cron_schedules(self._app.clock.now(), self._app.schedules))
+        return self._run(admin.cron_schedules(self._clock.now(), self._schedules))
 
 
 class AsyncClient:
-    """Async twin of Client, for async apps and the dashboard."""
+    """Async twin of Client, for async apps and the dashboard (from app.async_client())."""
 
-    def __init__(self, app: Conveyor) -> None:
-        self._app = app
+    def __init__(
+        self, connections: Connections, *, clock: Clock, schedules: Mapping[str, Schedule]
+    ) -> None:
+        self._connections = connections
+        self._clock = clock
+        self._schedules = schedules
 
-    async def _run(self, op: _Op[T]) -> T:
-        async with self._app._aconnection() as conn:
-            results = [await afetch(conn, sql(name), params) for name, params in op.queries]
-            return op.read(results)
+    async def _run(self, work: Op[T] | Plan[T]) -> T:
+        async with self._connections.aconnection() as conn:
+            return await arun(conn, work)
 
     async def get_job(self, job_id: int) -> Job:
         """Async twin of Client.get_job()."""
-        return await self._run(_Ops.get(job_id))
+        return await self._run(admin.get(job_id))
 
     async def children(self, parent_id: int) -> list[Job]:
         """Async twin of Client.children()."""
-        return await self._run(_Ops.children(parent_id))
+        return await self._run(admin.children(parent_id))
 
     async def list_jobs(
         self,
@@ -237,7 +252,7 @@ class AsyncClient:
     ) -> JobPage:
         """Async twin of Client.page_jobs()."""
         return await self._run(
-            _Ops.page_jobs(
+            admin.page_jobs(
                 state=state,
                 queue=queue,
                 task=task,
@@ -250,64 +265,72 @@ class AsyncClient:
 
     async def throughput(self, *, minutes: int = 60) -> Throughput:
         """Async twin of Client.throughput()."""
-        return await self._run(_Ops.throughput(minutes * 60.0))
+        return await self._run(admin.throughput(minutes * 60.0))
 
     async def failed_by_task(self, *, limit: int = 100) -> list[TaskCount]:
         """Async twin of Client.failed_by_task()."""
-        return await self._run(_Ops.failed_by_task(limit))
+        return await self._run(admin.failed_by_task(limit))
 
     async def alert_episodes(
         self, *, open_only: bool = False, limit: int = 50
     ) -> list[AlertEpisode]:
         """Async twin of Client.alert_episodes()."""
-        return await self._run(_Ops.alert_episodes(open_only, limit))
+        return await self._run(admin.alert_episodes(open_only, limit))
 
     async def waiting_elsewhere(
         self, tasks: Iterable[str], queues: Iterable[str]
     ) -> list[TaskCount]:
         """Async twin of Client.waiting_elsewhere()."""
-        return await self._run(_Ops.waiting_elsewhere(tasks, queues))
+        return await self._run(admin.waiting_elsewhere(tasks, queues))
 
     async def retry(self, *job_ids: int) -> list[int]:
         """Async twin of Client.retry()."""
-        return await self._run(_Ops.retry(job_ids, None, None, only_failed=False))
+        return await self._run(admin.retry(job_ids, None, None, only_failed=False))
+
+    async def retry_tx(self, conn: Any, /, *job_ids: int) -> list[int]:
+        """Async twin of Client.retry_tx()."""
+        return await arun(conn, admin.retry(job_ids, None, None, only_failed=False))
 
     async def retry_failed(self, *, task: str | None = None, queue: str | None = None) -> list[int]:
         """Async twin of Client.retry_failed()."""
-        return await self._run(_Ops.retry(None, task, queue, only_failed=True))
+        return await self._run(admin.retry(None, task, queue, only_failed=True))
 
     async def cancel(self, *job_ids: int) -> list[int]:
         """Async twin of Client.cancel()."""
-        return await self._run(_Ops.cancel(job_ids))
+        return await self._run(admin.cancel(job_ids))
+
+    async def cancel_tx(self, conn: Any, /, *job_ids: int) -> list[int]:
+        """Async twin of Client.cancel_tx()."""
+        return await arun(conn, admin.cancel(job_ids))
 
     async def delete(self, *job_ids: int) -> list[int]:
         """Async twin of Client.delete()."""
-        return await self._run(_Ops.delete(job_ids))
+        return await self._run(admin.delete(job_ids))
 
     async def status(self) -> Status:
         """Async twin of Client.status()."""
-        return await self._run(_Ops.status())
+        return await self._run(admin.status())
 
     async def configure_queue(self, name: str, **changes: Any) -> None:
         """Async twin of Client.configure_queue()."""
-        await self._run(_Ops.configure_queue(name, changes))
+        await self._run(admin.configure_queue(name, changes))
 
     async def pause_queue(self, name: str) -> None:
         """Async twin of Client.pause_queue()."""
-        await self._run(_Ops.pause_queue(name))
+        await self._run(admin.pause_queue(name))
 
     async def resume_queue(self, name: str) -> bool:
         """Async twin of Client.resume_queue()."""
-        return await self._run(_Ops.resume_queue(name))
+        return await self._run(admin.resume_queue(name))
 
     async def snooze_queue(self, name: str, seconds: float, reason: str | None = None) -> None:
         """Async twin of Client.snooze_queue()."""
-        await self._run(_Ops.snooze_queue(name, seconds, reason))
+        await self._run(admin.snooze_queue(name, seconds, reason))
 
     async def queues(self) -> list[QueueInfo]:
         """Async twin of Client.queues()."""
-        return await self._run(_Ops.queues())
+        return await self._run(admin.queues())
 
     async def cron_schedules(self) -> list[ScheduleStatus]:
         """Async twin of Client.cron_schedules()."""
-        return await self._run(_Ops.cron_schedules(self._app.clock.now(), self._app.schedules))
+        return await self._run(admin.cron_schedules(self._clock.now(), self._schedules))

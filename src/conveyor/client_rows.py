@@ -18,14 +18,12 @@ on a stand-in value.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg.abc import Buffer
-from psycopg.rows import dict_row
 from psycopg.types.datetime import TimestamptzLoader
 from psycopg.types.json import set_json_loads
 
@@ -60,26 +58,8 @@ class TooDeep(dict[str, Any]):
     """Stands in for JSON nested deeper than Python can decode: an empty object."""
 
 
-def fetch(conn: psycopg.Connection[Any], query: str, params: Mapping[str, Any]) -> list[Row]:
-    """Run one statement on a sync connection, loading its rows leniently."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        _lenient(cur)
-        cur.execute(query, params)
-        return cur.fetchall() if cur.description else []
-
-
-async def afetch(
-    conn: psycopg.AsyncConnection[Any], query: str, params: Mapping[str, Any]
-) -> list[Row]:
-    """Async twin of fetch()."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        _lenient(cur)
-        await cur.execute(query, params)
-        return await cur.fetchall() if cur.description else []
-
-
 def job_from_row(row: Row) -> Job:
-    """A Job from a row loaded by fetch(); stand-in values are listed in `unreadable`."""
+    """A Job from a row loaded leniently; stand-in values are listed in `unreadable`."""
     job = Job.from_row(row)
     unreadable = {name: why for name, value in row.items() if (why := _why(name, value))}
     return replace(job, unreadable=unreadable) if unreadable else job
@@ -93,7 +73,8 @@ def _why(name: str, value: object) -> str | None:
     return None
 
 
-def _lenient(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
+def load_leniently(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
+    """Load this cursor's times and JSON leniently (the stand-ins above)."""
     # Registered on the cursor only: the connection comes from the app's pool, whose other
     # users must keep the strict loaders.
     cur.adapters.register_loader("timestamptz", _LenientTimestamptzLoader)

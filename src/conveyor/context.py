@@ -12,8 +12,9 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from conveyor import codec, logs
-from conveyor._store.caller import run_async, run_sync
-from conveyor._store.queries import sql
+from conveyor._store import idempotency
+from conveyor._store.ops import Call, Plan
+from conveyor._store.runner import arun, run
 from conveyor.cron import slot_of_key
 from conveyor.job import Job
 
@@ -127,56 +128,39 @@ class JobContext:
             raise TypeError("once() runs sync functions; in an async handler use aonce()")
         if _on_loop(self._loop):
             raise TypeError("once() would block the event loop; in an async handler use aonce()")
-        if key in self._keys:
-            return _decoded(self._keys[key])
-        if self.conn is not None:
-            return self._once_in_transaction(key, fn, args, kwargs)
-        seen, result = asyncio.run_coroutine_threadsafe(
-            self._idempotency_get(key), self._loop
-        ).result()
-        if seen:
-            return result
-        value = fn(*args, **kwargs)
-        self._keys[key] = codec.encode_result(value)
-        return value
+        lookup = Call(self._lookup_from_thread, (key,))
+        return run(self.conn, self._once(key, Call(fn, args, kwargs), lookup))
 
     async def aonce(
         self, key: str, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
     ) -> Any:
         """Async twin of once(): awaits `fn` unless `key` was already claimed."""
         codec.check_key(key, "the idempotency key given to aonce()")
+        lookup = Call(self._idempotency_get, (key,))
+        return await arun(self.conn, self._once(key, Call(fn, args, kwargs), lookup))
+
+    def _once(self, key: str, call: Call, lookup: Call) -> Plan[Any]:
+        """once() and aonce(), written once: `call` runs the user's function and `lookup` asks
+        the worker's store whether a completed job claimed the key."""
         if key in self._keys:
             return _decoded(self._keys[key])
         if self.conn is not None:
-            params = {"key": key, "job_id": self.job.id, "result": None, "now": None}
-            if not await run_async(self.conn, sql("idempotency_claim"), params):
-                rows = await run_async(self.conn, sql("idempotency_get"), {"key": key})
-                return rows[0]["result"]
-            value = await fn(*args, **kwargs)
-            encoded = codec.encode_result(value)
-            await run_async(
-                self.conn, sql("idempotency_set_result"), {"key": key, "result": encoded}
+            fresh, value, encoded = yield from idempotency.once_in_transaction(
+                key, self.job.id, call
             )
-            self._keys[key] = encoded
-            return value
-        seen, result = await self._idempotency_get(key)
-        if seen:
-            return result
-        value = await fn(*args, **kwargs)
-        self._keys[key] = codec.encode_result(value)
-        return value
-
-    def _once_in_transaction(
-        self, key: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        params = {"key": key, "job_id": self.job.id, "result": None, "now": None}
-        if not run_sync(self.conn, sql("idempotency_claim"), params):
-            return run_sync(self.conn, sql("idempotency_get"), {"key": key})[0]["result"]
-        value = fn(*args, **kwargs)
-        encoded = codec.encode_result(value)
-        run_sync(self.conn, sql("idempotency_set_result"), {"key": key, "result": encoded})
+            if not fresh:
+                return value
+        else:
+            seen, result = yield lookup
+            if seen:
+                return result
+            value = yield call
+            encoded = codec.encode_result(value)
         self._keys[key] = encoded
         return value
+
+    def _lookup_from_thread(self, key: str) -> tuple[bool, Any]:
+        return asyncio.run_coroutine_threadsafe(self._idempotency_get(key), self._loop).result()
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
-from conveyor._store.enqueue import JobSpec
 from conveyor.errors import ConfigError
+from conveyor.spec import JobSpec
 
 #: What to do with the times a schedule missed while no worker ran.
 CATCH_UP: Final = ("skip", "once")

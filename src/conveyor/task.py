@@ -10,10 +10,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_type_hints
 
 from conveyor import codec, correlation
-from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
+from conveyor._store.enqueue import insert_plan
+from conveyor._store.runner import arun, run
 from conveyor.durations import check_run_at, optional_seconds
 from conveyor.errors import ConfigError, PayloadError
 from conveyor.retry import RetryPolicy, as_policy
+from conveyor.spec import JobSpec
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -146,7 +148,7 @@ class Task(Generic[R]):
         The job is invisible to workers until the transaction commits, and gone if it rolls
         back.
         """
-        return insert_jobs(conn, [self.spec(**args)], self.app.clock.now()).ids[0]
+        return run(conn, insert_plan(conn, [self.spec(**args)], self.app.clock.now())).ids[0]
 
     async def aenqueue(self, **args: Any) -> int:
         """Async twin of enqueue()."""
@@ -154,7 +156,8 @@ class Task(Generic[R]):
 
     async def aenqueue_tx(self, conn: Any, /, **args: Any) -> int:
         """Async twin of enqueue_tx(): psycopg AsyncConnection or SQLAlchemy AsyncSession."""
-        return (await ainsert_jobs(conn, [self.spec(**args)], self.app.clock.now())).ids[0]
+        plan = insert_plan(conn, [self.spec(**args)], self.app.clock.now())
+        return (await arun(conn, plan)).ids[0]
 
     def argument_error(self, args: dict[str, Any]) -> str | None:
         """Say why `args` cannot be passed to the handler, or None when they fit."""

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from conveyor._store.enqueue import JobSpec
     from conveyor.job import Job
+    from conveyor.spec import JobSpec
 
 try:
     from opentelemetry import propagate, trace

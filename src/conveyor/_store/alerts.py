@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
-from conveyor._store.caller import Row
-from conveyor._store.queries import sql
+from conveyor._store.ops import Op, Plan, Rows, count
+from conveyor._store.runner import arun
+
+T = TypeVar("T")
 
 #: How an observation moves a subject's episode: open or fire it, keep it, or let it clear.
 ObservationState = Literal["fire", "hold", "clear"]
@@ -94,9 +95,9 @@ class Abandoned:
 
 
 class AlertStatements:
-    """Mixed into PostgresStore; runs every statement through its `_rows`."""
+    """Mixed into PostgresStore; runs every operation through its `_run`."""
 
-    async def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
+    async def _run(self, work: Op[T] | Plan[T]) -> T:
         raise NotImplementedError
 
     def transaction(self) -> AbstractAsyncContextManager[Any]:
@@ -135,13 +136,14 @@ class AlertStatements:
                 job_ids=tuple(row["job_ids"]),
                 errors={str(k): int(v) for k, v in (row["errors"] or {}).items()},
             )
-            for row in await self._rows("alert_failed_arrivals", params)
+            for row in await self._run(Op("alert_failed_arrivals", params, Rows))
         ]
 
     async def alert_failed_remaining(
         self, *, queue: str | None, task: str | None
     ) -> dict[tuple[str, str], int]:
-        rows = await self._rows("alert_failed_remaining", {"queue": queue, "task": task})
+        params = {"queue": queue, "task": task}
+        rows = await self._run(Op("alert_failed_remaining", params, Rows))
         return {(row["queue"], row["task"]): int(row["count"]) for row in rows}
 
     async def alert_episode_observe(
@@ -177,7 +179,7 @@ class AlertStatements:
                 value=float(row["last_value"] or 0),
                 details=row["details"] or {},
             )
-            for row in await self._rows("alert_episode_observe", params)
+            for row in await self._run(Op("alert_episode_observe", params, Rows))
         ]
 
     async def alert_notification_claim(
@@ -194,7 +196,7 @@ class AlertStatements:
             "lease_seconds": lease_seconds,
             "now": now,
         }
-        rows = await self._rows("alert_notification_claim", params)
+        rows = await self._run(Op("alert_notification_claim", params, Rows))
         return sorted(
             (
                 PendingNotification(
@@ -230,7 +232,7 @@ class AlertStatements:
             "max_attempts": max_attempts,
             "now": now,
         }
-        rows = await self._rows("alert_notification_finish", params)
+        rows = await self._run(Op("alert_notification_finish", params, Rows))
         return [
             Abandoned(int(row["id"]), row["channel"], int(row["attempts"]))
             for row in rows
@@ -238,8 +240,8 @@ class AlertStatements:
         ]
 
     async def alert_episode_prune(self, seconds: float, now: datetime | None = None) -> int:
-        rows = await self._rows("alert_episode_prune", {"seconds": seconds, "now": now})
-        return int(rows[0]["count"])
+        params = {"seconds": seconds, "now": now}
+        return await self._run(Op("alert_episode_prune", params, count))
 
 
 class _InTransaction(AlertStatements):
@@ -248,7 +250,5 @@ class _InTransaction(AlertStatements):
     def __init__(self, conn: AsyncConnection[Any]) -> None:
         self._conn = conn
 
-    async def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
-        async with self._conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql(name), params)
-            return list(await cur.fetchall()) if cur.description else []
+    async def _run(self, work: Op[T] | Plan[T]) -> T:
+        return await arun(self._conn, work)

@@ -1,64 +1,72 @@
-"""Run one statement on a connection the caller owns, whatever its kind.
+"""Execute one step of an operation on a connection, whatever its kind.
 
-Enqueue inside the caller's transaction works on psycopg 3 connections (sync and async),
-SQLAlchemy sessions and connections (sync and async) and Django's connection. Parameters are
-always bound by the driver, never formatted into the SQL text.
+The runners hand every step here: the worker's pooled psycopg connections and the caller's own,
+for enqueue inside the caller's transaction: psycopg 3 connections (sync and async), SQLAlchemy
+sessions and connections (sync and async) and Django's connection. Parameters are always bound
+by the driver, never formatted into the SQL text.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
-Row = dict[str, Any]
-Params = Mapping[str, Any]
+from conveyor._store.ops import Call, Copy, Op, Row, Rows, Step
+from conveyor._store.queries import sql
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 
 
-def run_sync(conn: Any, sql: str, params: Params) -> list[Row]:
-    """Execute on a sync psycopg connection, SQLAlchemy Session/Connection or Django connection."""
+def execute(conn: Any, step: Step) -> Any:
+    """Run one step on a sync psycopg connection, SQLAlchemy Session/Connection or Django
+    connection; return what the step read."""
+    if isinstance(step, Call):
+        return step.fn(*step.args, **step.kwargs)
     kind = _kind(conn)
+    if isinstance(step, Copy):
+        with _copyable(conn, kind).cursor() as cur, cur.copy(sql(step.query)) as copy:
+            for row in step.rows:
+                copy.write_row(row)
+        return None
     if kind == "psycopg":
-        from psycopg.rows import dict_row
-
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(sql, params)
-            return list(cur.fetchall()) if cur.description else []
+        with conn.cursor(row_factory=_dict_row()) as cur:
+            _prepare(cur, step)
+            cur.execute(sql(step.query), step.params)
+            return step.read(_rows(cur.fetchall() if cur.description else [], cur.rowcount))
     if kind == "sqlalchemy":
-        from sqlalchemy import text
-
-        result = conn.execute(text(_to_named(sql)), dict(params))
-        return [dict(row._mapping) for row in result] if result.returns_rows else []
+        result = conn.execute(_text(step.query), dict(step.params))
+        return step.read(_alchemy_rows(result))
     if kind == "django":
         with conn.cursor() as cur:
-            cur.execute(sql, dict(params))
-            if cur.description is None:
-                return []
-            columns = [col[0] for col in cur.description]
-            return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+            cur.execute(sql(step.query), dict(step.params))
+            return step.read(_rows(_django_rows(cur), cur.rowcount))
     raise _unsupported(conn, async_=False)
 
 
-async def run_async(conn: Any, sql: str, params: Params) -> list[Row]:
-    """Execute on an async psycopg connection or SQLAlchemy AsyncSession/AsyncConnection."""
+async def aexecute(conn: Any, step: Step) -> Any:
+    """Run one step on an async psycopg connection or SQLAlchemy AsyncSession/AsyncConnection;
+    return what the step read."""
+    if isinstance(step, Call):
+        return await step.fn(*step.args, **step.kwargs)
     kind = _kind(conn)
+    if isinstance(step, Copy):
+        async with _copyable(conn, kind).cursor() as cur, cur.copy(sql(step.query)) as copy:
+            for row in step.rows:
+                await copy.write_row(row)
+        return None
     if kind == "psycopg":
-        from psycopg.rows import dict_row
-
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql, params)
-            return list(await cur.fetchall()) if cur.description else []
+        async with conn.cursor(row_factory=_dict_row()) as cur:
+            _prepare(cur, step)
+            await cur.execute(sql(step.query), step.params)
+            fetched = await cur.fetchall() if cur.description else []
+            return step.read(_rows(fetched, cur.rowcount))
     if kind == "sqlalchemy":
-        from sqlalchemy import text
-
-        result = await conn.execute(text(_to_named(sql)), dict(params))
-        return [dict(row._mapping) for row in result] if result.returns_rows else []
+        result = await conn.execute(_text(step.query), dict(step.params))
+        return step.read(_alchemy_rows(result))
     raise _unsupported(conn, async_=True)
 
 
-def is_psycopg(conn: Any) -> bool:
+def can_copy(conn: Any) -> bool:
     """True for psycopg 3 connections (which can COPY)."""
     return _kind(conn) == "psycopg"
 
@@ -74,10 +82,50 @@ def _kind(conn: Any) -> str:
     return "unknown"
 
 
-def _to_named(sql: str) -> str:
+def _dict_row() -> Any:
+    # imported on use: SQLAlchemy and Django callers may run on another driver
+    from psycopg.rows import dict_row
+
+    return dict_row
+
+
+def _prepare(cur: Any, op: Op[Any]) -> None:
+    if op.lenient:
+        from conveyor.client_rows import load_leniently
+
+        load_leniently(cur)
+
+
+def _rows(fetched: list[Row], count: int) -> Rows:
+    rows = Rows(fetched)
+    rows.rowcount = count
+    return rows
+
+
+def _alchemy_rows(result: Any) -> Rows:
+    fetched = [dict(row._mapping) for row in result] if result.returns_rows else []
+    return _rows(fetched, result.rowcount)
+
+
+def _django_rows(cur: Any) -> list[Row]:
+    if cur.description is None:
+        return []
+    columns = [col[0] for col in cur.description]
+    return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+
+
+def _text(name: str) -> Any:
+    from sqlalchemy import text
+
     # text() binds :name; a cast written ::type right after a parameter would read as part of
     # the name, so every :: is escaped first
-    return _PYFORMAT.sub(r":\1", sql.replace("::", r"\:\:"))
+    return text(_PYFORMAT.sub(r":\1", sql(name).replace("::", r"\:\:")))
+
+
+def _copyable(conn: Any, kind: str) -> Any:
+    if kind != "psycopg":
+        raise TypeError(f"COPY needs a psycopg connection, not a {type(conn).__name__}")
+    return conn
 
 
 def _unsupported(conn: Any, *, async_: bool) -> TypeError:

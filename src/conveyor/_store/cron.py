@@ -6,10 +6,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
-from conveyor._store.caller import Row
-from conveyor._store.enqueue import JobSpec
+from conveyor._store.ops import Op, Plan, Rows, count, found, ignore
+from conveyor.spec import JobSpec
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,9 @@ class CronProgress:
 
 
 class CronStatements:
-    """Mixed into PostgresStore; runs every statement through its `_rows`."""
+    """Mixed into PostgresStore; runs every operation through its `_run`."""
 
-    async def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
+    async def _run(self, work: Op[T] | Plan[T]) -> T:
         raise NotImplementedError
 
     async def cron_schedule_register(
@@ -52,12 +54,14 @@ class CronStatements:
             }
             for s in schedules
         ]
-        await self._rows("cron_schedule_register", {"schedules": json.dumps(document), "now": now})
+        params = {"schedules": json.dumps(document), "now": now}
+        await self._run(Op("cron_schedule_register", params, ignore))
 
     async def cron_schedule_state(
         self, names: Sequence[str], now: datetime | None = None
     ) -> tuple[datetime, dict[str, CronProgress]]:
-        rows = await self._rows("cron_schedule_state", {"names": list(names), "now": now})
+        params = {"names": list(names), "now": now}
+        rows = await self._run(Op("cron_schedule_state", params, Rows))
         progress = {
             row["name"]: CronProgress(row["next_slot"], row["last_slot"])
             for row in rows
@@ -75,21 +79,24 @@ class CronStatements:
         unique_key: str,
         now: datetime | None = None,
     ) -> int | None:
-        rows = await self._rows(
-            "cron_slot_enqueue",
-            {
-                "schedule": schedule,
-                "slot": slot,
-                "next_slot": next_slot,
-                "task": spec.task,
-                "queue": spec.queue or "default",
-                "args": spec.args_json,
-                "priority": spec.priority or 0,
-                "max_attempts": spec.max_attempts,
-                "unique_key": unique_key,
-                "timeout_seconds": spec.timeout_seconds,
-                "now": now,
-            },
+        rows = await self._run(
+            Op(
+                "cron_slot_enqueue",
+                {
+                    "schedule": schedule,
+                    "slot": slot,
+                    "next_slot": next_slot,
+                    "task": spec.task,
+                    "queue": spec.queue or "default",
+                    "args": spec.args_json,
+                    "priority": spec.priority or 0,
+                    "max_attempts": spec.max_attempts,
+                    "unique_key": unique_key,
+                    "timeout_seconds": spec.timeout_seconds,
+                    "now": now,
+                },
+                Rows,
+            )
         )
         return int(rows[0]["id"]) if rows else None
 
@@ -97,8 +104,8 @@ class CronStatements:
         self, *, schedule: str, next_slot: datetime, now: datetime | None = None
     ) -> bool:
         params = {"schedule": schedule, "next_slot": next_slot, "now": now}
-        return bool(await self._rows("cron_schedule_skip", params))
+        return await self._run(Op("cron_schedule_skip", params, found))
 
     async def cron_slot_prune(self, seconds: float, now: datetime | None = None) -> int:
-        rows = await self._rows("cron_slot_prune", {"seconds": seconds, "now": now})
-        return int(rows[0]["count"])
+        params = {"seconds": seconds, "now": now}
+        return await self._run(Op("cron_slot_prune", params, count))

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from conveyor._store.caller import run_async, run_sync
-from conveyor._store.enqueue import JobSpec, ainsert_jobs, insert_jobs
-from conveyor._store.queries import sql
+from conveyor._store.enqueue import insert_plan
+from conveyor._store.ops import Op, Plan, ignore
 from conveyor.errors import ConfigError
+from conveyor.flow import Flow, OnChildFailure
+from conveyor.spec import JobSpec
 
-OnChildFailure = Literal["fail", "continue"]
 
-
-@dataclass(frozen=True)
-class Flow:
-    """The ids of an enqueued flow: the parent and its children, in the order given."""
-
-    parent_id: int
-    child_ids: list[int]
+def flow_plan(
+    conn: Any,
+    parent: JobSpec,
+    children: Sequence[JobSpec],
+    policy: OnChildFailure,
+    now: datetime | None,
+) -> Plan[Flow]:
+    """Insert the parent, then its children, then the links between them, to be run on `conn`
+    inside its open transaction."""
+    _check(parent, children, policy)
+    (parent_id,) = (yield from insert_plan(conn, [parent], now)).ids
+    child_ids = (yield from insert_plan(conn, children, now)).ids if children else []
+    if child_ids:
+        params = {"parent_id": parent_id, "child_ids": child_ids, "policy": policy}
+        yield Op("flow_attach", params, ignore)
+    return Flow(parent_id, child_ids)
 
 
 def _check(parent: JobSpec, children: Sequence[JobSpec], policy: str) -> None:
@@ -31,39 +39,3 @@ def _check(parent: JobSpec, children: Sequence[JobSpec], policy: str) -> None:
             "jobs of a flow cannot have unique keys (an existing job would stand in for a new"
             " one and the flow would wait on the wrong job); drop unique_key for flows"
         )
-
-
-def _attach(parent_id: int, child_ids: list[int], policy: str) -> dict[str, Any]:
-    return {"parent_id": parent_id, "child_ids": child_ids, "policy": policy}
-
-
-def insert_flow(
-    conn: Any,
-    parent: JobSpec,
-    children: Sequence[JobSpec],
-    policy: OnChildFailure,
-    now: datetime | None = None,
-) -> Flow:
-    """Insert parent and children on a sync connection inside its open transaction."""
-    _check(parent, children, policy)
-    (parent_id,) = insert_jobs(conn, [parent], now).ids
-    child_ids = insert_jobs(conn, children, now).ids if children else []
-    if child_ids:
-        run_sync(conn, sql("flow_attach"), _attach(parent_id, child_ids, policy))
-    return Flow(parent_id, child_ids)
-
-
-async def ainsert_flow(
-    conn: Any,
-    parent: JobSpec,
-    children: Sequence[JobSpec],
-    policy: OnChildFailure,
-    now: datetime | None = None,
-) -> Flow:
-    """Async twin of insert_flow()."""
-    _check(parent, children, policy)
-    (parent_id,) = (await ainsert_jobs(conn, [parent], now)).ids
-    child_ids = (await ainsert_jobs(conn, children, now)).ids if children else []
-    if child_ids:
-        await run_async(conn, sql("flow_attach"), _attach(parent_id, child_ids, policy))
-    return Flow(parent_id, child_ids)

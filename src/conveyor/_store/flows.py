@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 from uuid import UUID
 
-from conveyor._store.caller import Row
+from conveyor._store.ops import Op, Plan, Rows, found
 from conveyor.job import Job
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -20,21 +22,19 @@ class Advanced:
 
 
 class FlowStatements:
-    """Mixed into PostgresStore; runs every statement through its `_rows`."""
+    """Mixed into PostgresStore; runs every operation through its `_run`."""
 
-    async def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
+    async def _run(self, work: Op[T] | Plan[T]) -> T:
         raise NotImplementedError
 
     async def flow_advance(self, limit: int = 1000, now: datetime | None = None) -> Advanced:
-        rows = await self._rows("flow_advance", {"limit": limit, "now": now})
-        return Advanced(int(rows[0]["ready"]), int(rows[0]["failed"]))
+        return await self._run(Op("flow_advance", {"limit": limit, "now": now}, _advanced))
 
     async def flow_children(self, parent_id: int) -> list[Job]:
-        rows = await self._rows("flow_children", {"parent_id": parent_id})
-        return [Job.from_row(row) for row in rows]
+        return await self._run(Op("flow_children", {"parent_id": parent_id}, _jobs))
 
     async def flow_prune(self) -> int:
-        return len(await self._rows("flow_prune", {}))
+        return await self._run(Op("flow_prune", {}, len))
 
     async def job_set_progress(
         self,
@@ -45,4 +45,12 @@ class FlowStatements:
         now: datetime | None = None,
     ) -> bool:
         params = {"id": job_id, "token": token, "value": value, "message": message, "now": now}
-        return bool(await self._rows("job_set_progress", params))
+        return await self._run(Op("job_set_progress", params, found))
+
+
+def _advanced(rows: Rows) -> Advanced:
+    return Advanced(int(rows[0]["ready"]), int(rows[0]["failed"]))
+
+
+def _jobs(rows: Rows) -> list[Job]:
+    return [Job.from_row(row) for row in rows]

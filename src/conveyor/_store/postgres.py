@@ -8,7 +8,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -16,11 +16,12 @@ from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from conveyor._store import idempotency
 from conveyor._store.alerts import AlertStatements
-from conveyor._store.caller import Row, run_sync
 from conveyor._store.claimed import failures, read_claimed
 from conveyor._store.cron import CronStatements
 from conveyor._store.flows import FlowStatements
+from conveyor._store.ops import Op, Plan, Rows, found, ids, ignore, rowcount
 from conveyor._store.protocol import (
     Completion,
     Failure,
@@ -32,7 +33,11 @@ from conveyor._store.protocol import (
     TableName,
 )
 from conveyor._store.queries import sql
+from conveyor._store.runner import arun, run
+from conveyor.client_ops import configure_queue_params
 from conveyor.job import Job
+
+T = TypeVar("T")
 
 log = logging.getLogger("conveyor.worker")
 
@@ -94,29 +99,16 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         self, conn: Connection[Any], completion: Completion, now: datetime | None = None
     ) -> bool:
         """Complete one job on a sync connection inside its open transaction."""
-        done = bool(run_sync(conn, sql("job_complete_many"), _one(completion, now)))
-        if done and completion.idempotency:
-            keys = [k for k, _ in completion.idempotency]
-            run_sync(
-                conn,
-                sql("idempotency_claim_many"),
-                {
-                    "keys": keys,
-                    "results": [r for _, r in completion.idempotency],
-                    "job_ids": [completion.job_id] * len(keys),
-                    "now": now,
-                },
-            )
-        return done
+        return bool(run(conn, _complete([completion], now)))
 
-    async def _rows(self, name: str, params: dict[str, Any]) -> list[Row]:
-        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql(name), params)
-            return list(await cur.fetchall()) if cur.description else []
-
-    async def execute(self, name: str, params: dict[str, Any]) -> list[Row]:
-        """Run a named query on a pooled connection (used by admin operations)."""
-        return await self._rows(name, params)
+    async def _run(self, work: Op[T] | Plan[T], *, atomic: bool = False) -> T:
+        """Run an operation on a pooled connection; a plan of several steps with `atomic`
+        runs them in one transaction."""
+        async with self._pool.connection() as conn:
+            if not atomic:
+                return await arun(conn, work)
+            async with conn.transaction():
+                return await arun(conn, work)
 
     # -- jobs: the hot path -------------------------------------------------------------------
 
@@ -170,7 +162,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
             "now": now,
         }
         async with self._pool.connection() as conn, conn.transaction():
-            lock = await _fetch(conn, "queue_lock_for_claim", {"queue": queue, "now": now})
+            lock = await arun(conn, Op("queue_lock_for_claim", {"queue": queue, "now": now}, Rows))
             if not lock or not lock[0]["limited"]:
                 return await _claim(conn, "job_fetch_available", params), 0.0
             if lock[0]["paused"]:
@@ -183,7 +175,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     async def queue_controls(
         self, names: Sequence[str], now: datetime | None = None
     ) -> dict[str, QueueControl]:
-        rows = await self._rows("queue_controls", {"names": list(names), "now": now})
+        rows = await self._run(Op("queue_controls", {"names": list(names), "now": now}, Rows))
         return {
             r["name"]: QueueControl(bool(r["paused"]), float(r["snoozed_for"] or 0), r["limited"])
             for r in rows
@@ -193,48 +185,32 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         self, job_id: int, token: UUID, seconds: float, reason: str, now: datetime | None = None
     ) -> bool:
         params = {"id": job_id, "token": token, "seconds": seconds, "reason": reason, "now": now}
-        return bool(await self._rows("job_snooze_queue", params))
+        return await self._run(Op("job_snooze_queue", params, found))
 
     async def job_complete_many(
         self, completions: Sequence[Completion], now: datetime | None = None
     ) -> set[int]:
-        params = {
-            "ids": [c.job_id for c in completions],
-            "tokens": [c.token for c in completions],
-            "results": [c.result_json for c in completions],
-            "now": now,
-        }
-        keyed = [c for c in completions if c.idempotency]
-        if not keyed:
-            return {row["id"] for row in await self._rows("job_complete_many", params)}
-        async with self._pool.connection() as conn, conn.transaction():
-            done = {row["id"] for row in await _fetch(conn, "job_complete_many", params)}
-            await _record_keys(conn, [c for c in keyed if c.job_id in done], now)
-            return done
+        # one transaction only when keys must be recorded with the completions
+        atomic = any(c.idempotency for c in completions)
+        return await self._run(_complete(completions, now), atomic=atomic)
 
     async def job_complete_in(
         self, conn: AsyncConnection[Any], completion: Completion, now: datetime | None = None
     ) -> bool:
         """Complete one job on the handler's own connection, inside its open transaction."""
-        done = bool(await _fetch(conn, "job_complete_many", _one(completion, now)))
-        if done and completion.idempotency:
-            await _record_keys(conn, [completion], now)
-        return done
+        return bool(await arun(conn, _complete([completion], now)))
 
     async def job_fail_many(
         self, failures: Sequence[Failure], now: datetime | None = None
     ) -> set[int]:
-        rows = await self._rows(
-            "job_fail_many",
-            {
-                "ids": [f.job_id for f in failures],
-                "tokens": [f.token for f in failures],
-                "errors": [json.dumps(f.error, default=str) for f in failures],
-                "retry_in": [f.retry_in for f in failures],
-                "now": now,
-            },
-        )
-        return {row["id"] for row in rows}
+        params = {
+            "ids": [f.job_id for f in failures],
+            "tokens": [f.token for f in failures],
+            "errors": [json.dumps(f.error, default=str) for f in failures],
+            "retry_in": [f.retry_in for f in failures],
+            "now": now,
+        }
+        return await self._run(Op("job_fail_many", params, ids))
 
     async def job_extend_lease(
         self,
@@ -242,35 +218,29 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         lease_seconds: float,
         now: datetime | None = None,
     ) -> set[int]:
-        rows = await self._rows(
-            "job_extend_lease",
-            {
-                "ids": [h[0] for h in held],
-                "tokens": [h[1] for h in held],
-                "lease_seconds": lease_seconds,
-                "now": now,
-            },
-        )
-        return {row["id"] for row in rows}
+        params = {
+            "ids": [h[0] for h in held],
+            "tokens": [h[1] for h in held],
+            "lease_seconds": lease_seconds,
+            "now": now,
+        }
+        return await self._run(Op("job_extend_lease", params, ids))
 
     async def job_release_many(
         self, held: Sequence[tuple[int, UUID]], now: datetime | None = None
     ) -> int:
-        rows = await self._rows(
-            "job_release_many",
-            {"ids": [h[0] for h in held], "tokens": [h[1] for h in held], "now": now},
-        )
-        return len(rows)
+        params = {"ids": [h[0] for h in held], "tokens": [h[1] for h in held], "now": now}
+        return await self._run(Op("job_release_many", params, len))
 
     # -- jobs: maintenance --------------------------------------------------------------------
 
     async def job_promote_due(self, limit: int = 1000, now: datetime | None = None) -> int:
-        rows = await self._rows("job_promote_due", {"limit": limit, "now": now})
-        return sum(int(row["count"]) for row in rows)
+        params = {"limit": limit, "now": now}
+        return await self._run(Op("job_promote_due", params, lambda rows: sum(count_of(rows))))
 
     async def job_rescue_expired(self, limit: int = 1000, now: datetime | None = None) -> Rescued:
-        rows = await self._rows("job_rescue_expired", {"limit": limit, "now": now})
-        return Rescued(retried=int(rows[0]["retried"]), failed=int(rows[0]["failed"]))
+        params = {"limit": limit, "now": now}
+        return await self._run(Op("job_rescue_expired", params, _rescued))
 
     async def job_prune_done(
         self,
@@ -282,31 +252,24 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         limit: int = 10_000,
         now: datetime | None = None,
     ) -> Pruned:
-        async with self._pool.connection() as conn:
-            jobs = await conn.execute(
-                sql("job_prune_done"),
-                {
-                    "completed_seconds": completed_seconds,
-                    "cancelled_seconds": cancelled_seconds,
-                    "failed_seconds": failed_seconds,
-                    "limit": limit,
-                    "now": now,
-                },
-            )
-            keys = await conn.execute(
-                sql("idempotency_prune"), {"seconds": idempotency_seconds, "now": now}
-            )
-            return Pruned(jobs=jobs.rowcount, idempotency_keys=keys.rowcount)
+        params = {
+            "completed_seconds": completed_seconds,
+            "cancelled_seconds": cancelled_seconds,
+            "failed_seconds": failed_seconds,
+            "limit": limit,
+            "now": now,
+        }
+        return await self._run(_prune(params, idempotency_seconds, now))
 
     async def table_dead_tuples(self) -> dict[str, tuple[int, int]]:
-        rows = await self._rows("table_dead_tuples", {})
+        rows = await self._run(Op("table_dead_tuples", {}, Rows))
         return {str(r["name"]): (int(r["dead"]), int(r["live"])) for r in rows}
 
     async def table_vacuum(self, table: TableName) -> None:
-        await self._rows(_VACUUM[table], {})
+        await self._run(Op(_VACUUM[table], {}, ignore))
 
     async def queue_depths(self, now: datetime | None = None) -> list[QueueDepth]:
-        rows = await self._rows("queue_depths", {"now": now})
+        rows = await self._run(Op("queue_depths", {"now": now}, Rows))
         return [
             QueueDepth(str(r["queue"]), str(r["state"]), int(r["count"]), r["oldest_seconds"])
             for r in rows
@@ -315,8 +278,13 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     # -- idempotency keys ---------------------------------------------------------------------
 
     async def idempotency_get(self, key: str) -> tuple[bool, Any]:
-        rows = await self._rows("idempotency_get", {"key": key})
-        return (True, rows[0]["result"]) if rows else (False, None)
+        return await self._run(idempotency.get(key))
+
+    # -- queues -------------------------------------------------------------------------------
+
+    async def queue_configure(self, name: str, settings: dict[str, Any]) -> None:
+        """Write the queue settings an app declares in code (app.queue())."""
+        await self._run(Op("queue_configure", configure_queue_params(name, settings), ignore))
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -330,37 +298,56 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         tasks: Sequence[str],
         now: datetime | None = None,
     ) -> None:
-        await self._rows(
-            "worker_register",
-            {
-                "id": worker_id,
-                "hostname": hostname,
-                "pid": pid,
-                "queues": list(queues),
-                "tasks": list(tasks),
-                "now": now,
-            },
-        )
+        params = {
+            "id": worker_id,
+            "hostname": hostname,
+            "pid": pid,
+            "queues": list(queues),
+            "tasks": list(tasks),
+            "now": now,
+        }
+        await self._run(Op("worker_register", params, ignore))
 
     async def worker_heartbeat(self, worker_id: str, now: datetime | None = None) -> bool:
-        return bool(await self._rows("worker_heartbeat", {"id": worker_id, "now": now}))
+        return await self._run(Op("worker_heartbeat", {"id": worker_id, "now": now}, found))
 
     async def worker_deregister(self, worker_id: str) -> None:
-        await self._rows("worker_deregister", {"id": worker_id})
+        await self._run(Op("worker_deregister", {"id": worker_id}, ignore))
 
     async def worker_prune_stale(self, seconds: float, now: datetime | None = None) -> int:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(sql("worker_prune_stale"), {"seconds": seconds, "now": now})
-            return cur.rowcount
+        params = {"seconds": seconds, "now": now}
+        return await self._run(Op("worker_prune_stale", params, rowcount))
 
 
-def _one(completion: Completion, now: datetime | None) -> dict[str, Any]:
-    return {
-        "ids": [completion.job_id],
-        "tokens": [completion.token],
-        "results": [completion.result_json],
+def _complete(completions: Sequence[Completion], now: datetime | None) -> Plan[set[int]]:
+    """Complete jobs, then record the idempotency keys of those that were still theirs."""
+    params = {
+        "ids": [c.job_id for c in completions],
+        "tokens": [c.token for c in completions],
+        "results": [c.result_json for c in completions],
         "now": now,
     }
+    done: set[int] = yield Op("job_complete_many", params, ids)
+    claims = [(c.job_id, c.idempotency) for c in completions if c.idempotency and c.job_id in done]
+    if claims:
+        yield idempotency.claim_many(claims, now)
+    return done
+
+
+def _prune(
+    params: dict[str, Any], idempotency_seconds: float, now: datetime | None
+) -> Plan[Pruned]:
+    jobs = yield Op("job_prune_done", params, rowcount)
+    keys = yield Op("idempotency_prune", {"seconds": idempotency_seconds, "now": now}, rowcount)
+    return Pruned(jobs=jobs, idempotency_keys=keys)
+
+
+def _rescued(rows: Rows) -> Rescued:
+    return Rescued(retried=int(rows[0]["retried"]), failed=int(rows[0]["failed"]))
+
+
+def count_of(rows: Rows) -> list[int]:
+    return [int(row["count"]) for row in rows]
 
 
 async def _claim(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> list[Job]:
@@ -374,37 +361,13 @@ async def _claim(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) 
             # a savepoint inside the limited claim's transaction: a refusal here must not
             # roll back the claim of the readable jobs
             async with conn.transaction():
-                await conn.execute(sql("job_fail_many"), failures(bad, params["token"]))
+                await arun(conn, Op("job_fail_many", failures(bad, params["token"]), ignore))
         except psycopg.Error as exc:
             # the claim stands; the lease runs out and the rescuer counts the attempt instead
             log.error("cannot fail unreadable jobs %s (%s)", [b.job_id for b in bad], exc)
         for item in bad:
             log.error("job %d failed: its row cannot be read (%s)", item.job_id, item.reason)
     return jobs
-
-
-async def _fetch(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> list[Row]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql(name), params)
-        return list(await cur.fetchall()) if cur.description else []
-
-
-async def _record_keys(
-    conn: AsyncConnection[Any], completions: Sequence[Completion], now: datetime | None
-) -> None:
-    keys: list[str] = []
-    results: list[str | None] = []
-    job_ids: list[int] = []
-    for completion in completions:
-        for key, result in completion.idempotency:
-            keys.append(key)
-            results.append(result)
-            job_ids.append(completion.job_id)
-    if keys:
-        await conn.execute(
-            sql("idempotency_claim_many"),
-            {"keys": keys, "results": results, "job_ids": job_ids, "now": now},
-        )
 
 
 def _conforms(store: PostgresStore) -> Store:

@@ -23,9 +23,9 @@ from conveyor._store.alerts import (
     PendingNotification,
 )
 from conveyor._store.cron import CronProgress, CronRegistration
-from conveyor._store.enqueue import JobSpec
 from conveyor._store.flows import Advanced
 from conveyor.job import Job
+from conveyor.spec import JobSpec
 
 #: Tables the vacuumer looks after.
 TableName = Literal["job", "job_done"]
@@ -183,6 +183,8 @@ class Store(Protocol):
     async def table_vacuum(self, table: TableName) -> None: ...
 
     async def queue_depths(self, now: datetime | None = None) -> list[QueueDepth]: ...
+
+    async def queue_configure(self, name: str, settings: dict[str, Any]) -> None: ...
 
     async def idempotency_get(self, key: str) -> tuple[bool, Any]: ...
 

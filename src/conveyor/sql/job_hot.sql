@@ -273,3 +273,12 @@ WITH released AS (
       FROM (SELECT DISTINCT queue FROM released) q
 )
 SELECT r.id, (SELECT notified.n FROM notified) AS notified FROM released r;
+
+-- name: job_copy
+-- The columns a COPY of new jobs fills, in the order job_copy_rows() writes them.
+COPY conveyor.job (id, task, queue, args, priority, max_attempts, run_at, state,
+                   timeout_seconds, created_at, correlation_id, trace_context) FROM STDIN;
+
+-- name: job_notify
+-- Wake the workers of a queue that got available jobs by COPY (the INSERTs notify in their own SQL).
+SELECT pg_notify('conveyor_jobs', %(queue)s);

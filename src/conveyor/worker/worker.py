@@ -21,7 +21,6 @@ from conveyor._store.leader import LeaderLock
 from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
 from conveyor.backoff import Backoff
-from conveyor.client import configure_queue_params
 from conveyor.errors import ConfigError
 from conveyor.job import Job
 from conveyor.maintenance.alerter import AlertEvaluator
@@ -405,7 +404,7 @@ class Worker:
             try:
                 await self._register_row(store)
                 for name, settings in self.app.queue_settings.items():
-                    await store.execute("queue_configure", configure_queue_params(name, settings))
+                    await store.queue_configure(name, settings)
                 return True
             except Exception as exc:  # noqa: BLE001 - any connection trouble: wait and retry
                 delay = backoff.next()

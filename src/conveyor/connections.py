@@ -1,0 +1,126 @@
+"""Connections: the app's own pools, handed to whatever needs a connection of the app.
+
+The app's enqueue and the Client take connections from here and from nothing else: the Client
+is given a Connections, not the app, so it needs no knowledge of the app (and imports none).
+One sync pool, and one async pool per event loop (a pool belongs to the loop it was opened on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from conveyor._store.pool_check import IdleCheck
+from conveyor.errors import DatabaseUnavailableError
+
+
+class Connections:
+    """The pools of one app, opened on first use with the URL `url()` returns then."""
+
+    def __init__(self, url: Callable[[], str]) -> None:
+        self._url = url
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool[Any] | None = None
+        self._apools: dict[int, AsyncConnectionPool[Any]] = {}
+        self._idle_check = IdleCheck()
+
+    def connection(self) -> Any:
+        """A pooled sync connection in autocommit mode; DatabaseUnavailableError when none
+        can be had."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self._url(),
+                    min_size=1,
+                    max_size=8,
+                    open=True,
+                    timeout=10.0,
+                    kwargs={"application_name": "conveyor-client", "autocommit": True},
+                    # connections idle a while are checked: enqueue survives database restarts
+                    check=self._idle_check.check,
+                    reset=self._idle_check.reset,
+                )
+            pool = self._pool
+        return _Guard(pool.connection())
+
+    def aconnection(self) -> Any:
+        """A pooled async connection of the running loop's pool, as connection() does."""
+        # One pool per event loop: a pool belongs to the loop it was opened on.
+        loop = asyncio.get_running_loop()
+        pool = self._apools.get(id(loop))
+        if pool is None:
+            pool = AsyncConnectionPool(
+                self._url(),
+                min_size=1,
+                max_size=8,
+                open=False,
+                timeout=10.0,
+                kwargs={"application_name": "conveyor-client", "autocommit": True},
+                check=self._idle_check.acheck,
+                reset=self._idle_check.areset,
+            )
+            self._apools[id(loop)] = pool
+        return _AsyncGuard(pool)
+
+    def close(self) -> None:
+        """Close the sync pool."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    async def aclose(self) -> None:
+        """Close the async pool of the running loop (and the sync pool)."""
+        pool = self._apools.pop(id(asyncio.get_running_loop()), None)
+        if pool is not None:
+            await pool.close()
+        self.close()
+
+
+class _Guard:
+    """Turns pool timeouts and lost connections into DatabaseUnavailableError."""
+
+    def __init__(self, cm: Any) -> None:
+        self._cm = cm
+
+    def __enter__(self) -> Any:
+        try:
+            return self._cm.__enter__()
+        except Exception as exc:
+            raise _unavailable(exc) from exc
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc)
+
+
+class _AsyncGuard:
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+        self._cm: Any = None
+
+    async def __aenter__(self) -> Any:
+        try:
+            if self._pool.closed:
+                await self._pool.open(wait=False)
+            self._cm = self._pool.connection()
+            return await self._cm.__aenter__()
+        except Exception as exc:
+            raise _unavailable(exc) from exc
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._cm.__aexit__(*exc)
+
+
+def _unavailable(exc: Exception) -> Exception:
+    from psycopg import OperationalError
+    from psycopg_pool import PoolTimeout
+
+    if isinstance(exc, PoolTimeout | OperationalError):
+        return DatabaseUnavailableError(
+            f"cannot reach the database to enqueue ({exc}); nothing was written. Check that"
+            " Postgres is up and CONVEYOR_DATABASE_URL is right"
+        )
+    return exc
