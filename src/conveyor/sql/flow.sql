@@ -1,4 +1,4 @@
--- Flows: parents that wait for their children; progress reported by running jobs.
+-- Flows: parents that wait for their children.
 
 -- name: flow_attach
 -- Make a just-inserted job the waiting parent of just-inserted children (same transaction,
@@ -79,11 +79,3 @@ SELECT j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts, j.
 DELETE FROM conveyor.flow_child fc
  WHERE NOT EXISTS (SELECT FROM conveyor.job j WHERE j.id = fc.parent_id)
    AND NOT EXISTS (SELECT FROM conveyor.job_done d WHERE d.id = fc.parent_id);
-
--- name: job_set_progress
--- A running job reports progress; fenced by its lease token like every write of a worker.
-UPDATE conveyor.job
-   SET progress = jsonb_build_object('value', %(value)s::float8, 'message', %(message)s::text,
-                                     'at', coalesce(%(now)s::timestamptz, now()))
- WHERE id = %(id)s AND lease_token = %(token)s
-RETURNING id;

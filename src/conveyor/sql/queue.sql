@@ -73,30 +73,6 @@ SELECT %(name)s, n.t + make_interval(secs => %(seconds)s), %(reason)s, n.t FROM 
        updated_at = excluded.updated_at
 RETURNING q.name, q.snoozed_until, pg_notify('conveyor_queue', q.name) IS NULL AS notified;
 
--- name: job_snooze_queue
--- Put a running job back without counting its attempt and snooze its queue: the handler said
--- the queue's downstream is down. Fenced by the lease token like every outcome.
-WITH n AS (
-    SELECT coalesce(%(now)s::timestamptz, now()) AS t
-), back AS (
-    UPDATE conveyor.job j
-       SET state = 'available', attempt = greatest(j.attempt - 1, 0), run_at = n.t,
-           lease_expires_at = NULL, lease_token = NULL, worker_id = NULL
-      FROM n
-     WHERE j.id = %(id)s AND j.lease_token = %(token)s
-    RETURNING j.id, j.queue
-), snoozed AS (
-    INSERT INTO conveyor.queue AS q (name, snoozed_until, snooze_reason, updated_at)
-    SELECT b.queue, n.t + make_interval(secs => %(seconds)s), %(reason)s, n.t FROM back b, n
-        ON CONFLICT (name) DO UPDATE
-       SET snoozed_until = greatest(q.snoozed_until, excluded.snoozed_until),
-           snooze_reason = excluded.snooze_reason, updated_at = excluded.updated_at
-    RETURNING q.name
-)
-SELECT b.id, pg_notify('conveyor_queue', b.queue) IS NULL AS notified,
-       (SELECT count(*) FROM snoozed) AS snoozed
-  FROM back b;
-
 -- name: queue_controls
 -- What the producer needs per queue: paused, how long it is snoozed for, and whether claims
 -- must go through the limits (a transaction holding the queue row).
@@ -126,110 +102,6 @@ SELECT q.paused_at IS NOT NULL AS paused,
   FROM conveyor.queue q, n
  WHERE q.name = %(queue)s
    FOR UPDATE OF q;
-
--- name: job_fetch_limited
--- Claim like job_fetch_available, within the queue's limits: running jobs of the queue (all
--- workers), jobs started in the current rate window, and running jobs per concurrency key.
--- Keyed jobs are taken round-robin: every key's best job before any key's second, starting
--- after the key where the last claim stopped, so a key with 100,000 jobs cannot starve one
--- with 10. Runs after queue_lock_for_claim, in its transaction.
-WITH RECURSIVE n AS (
-    SELECT coalesce(%(now)s::timestamptz, now()) AS t
-), c AS (
-    SELECT q.* FROM conveyor.queue q WHERE q.name = %(queue)s
-), win AS (
-    SELECT CASE WHEN c.rate_window_start IS NULL
-                  OR n.t >= c.rate_window_start + make_interval(secs => c.rate_period)
-                THEN n.t ELSE c.rate_window_start END AS start,
-           CASE WHEN c.rate_window_start IS NULL
-                  OR n.t >= c.rate_window_start + make_interval(secs => c.rate_period)
-                THEN 0 ELSE c.rate_window_used END AS used
-      FROM c, n
-), running AS (
-    SELECT j.concurrency_key AS key FROM conveyor.job j
-     WHERE j.state = 'running' AND j.queue = %(queue)s
-), room AS (
-    SELECT greatest(0, least(
-               %(limit)s::int,
-               coalesce(c.concurrency - (SELECT count(*) FROM running), %(limit)s::int),
-               coalesce(c.rate_limit - win.used, %(limit)s::int))) AS n
-      FROM c, win, n
-     WHERE c.paused_at IS NULL AND (c.snoozed_until IS NULL OR c.snoozed_until <= n.t)
-), walk (key, depth) AS (
-    (SELECT j.concurrency_key, 1 FROM conveyor.job j, c
-      WHERE j.state = 'available' AND j.queue = %(queue)s AND c.key_arg IS NOT NULL
-        AND j.concurrency_key > coalesce(c.key_cursor, '')
-      ORDER BY j.concurrency_key LIMIT 1)
-    UNION ALL
-    SELECT (SELECT j.concurrency_key FROM conveyor.job j
-             WHERE j.state = 'available' AND j.queue = %(queue)s
-               AND j.concurrency_key > w.key
-             ORDER BY j.concurrency_key LIMIT 1),
-           w.depth + 1
-      FROM walk w
-     WHERE w.key IS NOT NULL AND w.depth < %(limit)s::int
-), keys AS (
-    SELECT w.key, w.depth,
-           c.key_concurrency - (SELECT count(*) FROM running r WHERE r.key = w.key) AS free
-      FROM walk w, c
-     WHERE w.key IS NOT NULL
-), keyed AS (
-    SELECT p.id, p.priority, row_number() OVER (PARTITION BY p.key ORDER BY p.priority DESC, p.id)
-             AS turn, p.depth
-      FROM keys k
-     CROSS JOIN LATERAL (
-           SELECT j.id, j.priority, j.concurrency_key AS key, k.depth FROM conveyor.job j
-            WHERE j.state = 'available' AND j.queue = %(queue)s AND j.concurrency_key = k.key
-              AND j.task = ANY(%(tasks)s::text[])
-            ORDER BY j.priority DESC, j.id
-            LIMIT greatest(k.free, 0)
-              FOR UPDATE SKIP LOCKED
-     ) p
-), plain AS (
-    -- jobs without a key: no per-key limit; they take turns with the keys
-    SELECT s.id, s.priority, row_number() OVER (ORDER BY s.priority DESC, s.id) AS turn,
-           0 AS depth
-      FROM (SELECT j.id, j.priority FROM conveyor.job j
-             WHERE j.state = 'available' AND j.queue = %(queue)s AND j.concurrency_key IS NULL
-               AND j.task = ANY(%(tasks)s::text[])
-             ORDER BY j.priority DESC, j.id
-             LIMIT coalesce((SELECT room.n FROM room), 0)
-               FOR UPDATE SKIP LOCKED) s
-), picked AS (
-    SELECT x.id FROM (SELECT * FROM keyed UNION ALL SELECT * FROM plain) x
-     ORDER BY x.turn, x.priority DESC, x.depth, x.id
-     LIMIT coalesce((SELECT room.n FROM room), 0)
-), claimed AS (
-    UPDATE conveyor.job j
-       SET state = 'running',
-           attempt = j.attempt + 1,
-           attempted_at = n.t,
-           lease_expires_at = n.t + make_interval(secs => %(lease_seconds)s),
-           lease_token = %(token)s,
-           worker_id = %(worker_id)s,
-           max_attempts = coalesce(j.max_attempts, (
-               SELECT d.max_attempts
-                 FROM unnest(%(tasks)s::text[], %(task_max_attempts)s::int[]) AS d(task, max_attempts)
-                WHERE d.task = j.task LIMIT 1))
-      FROM n
-     WHERE j.id = ANY(ARRAY(SELECT picked.id FROM picked))
-    RETURNING j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts, j.args,
-              NULL::jsonb AS errors, j.unique_key, j.timeout_seconds, j.created_at, j.run_at,
-              j.attempted_at, NULL::timestamptz AS finished_at, NULL::jsonb AS result,
-              j.worker_id, j.correlation_id, j.trace_context
-), counted AS (
-    UPDATE conveyor.queue q
-       SET rate_window_start = CASE WHEN q.rate_limit IS NULL THEN NULL ELSE win.start END,
-           rate_window_used = CASE WHEN q.rate_limit IS NULL THEN 0
-                                   ELSE win.used + (SELECT count(*) FROM claimed) END,
-           -- the walk reached the last key: start from the first one next time
-           key_cursor = CASE WHEN (SELECT count(*) FROM keys) < %(limit)s::int THEN NULL
-                             ELSE (SELECT k.key FROM keys k ORDER BY k.depth DESC LIMIT 1) END
-      FROM win
-     WHERE q.name = %(queue)s
-    RETURNING q.name
-)
-SELECT * FROM claimed;
 
 -- name: queue_list
 -- Every queue with controls or jobs: its controls, waiting and running counts.
@@ -306,3 +178,32 @@ WITH n AS (
     RETURNING c.name
 )
 SELECT m.id, m.queue, (SELECT count(*) FROM counted) AS queues FROM moved m;
+
+-- ------------------------------------------------------------------------------------------------
+-- Read by the gauges and the queue alert rules.
+
+-- name: queue_depths
+-- Unfinished jobs per queue and state; for 'available', the age in seconds of the oldest one.
+SELECT queue, state, count(*) AS count,
+       CASE WHEN state = 'available'
+            THEN extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - min(run_at))::float8
+       END AS oldest_seconds
+  FROM conveyor.job
+ GROUP BY queue, state;
+
+-- ------------------------------------------------------------------------------------------------
+-- Read by the Client: status for the CLI and the dashboard.
+
+-- name: queue_counts
+-- Jobs per queue and state.
+SELECT queue, state, count(*) AS count FROM conveyor.job GROUP BY queue, state
+UNION ALL
+SELECT queue, state, count(*) AS count FROM conveyor.job_done GROUP BY queue, state;
+
+-- name: queue_oldest_available
+-- Age in seconds of the oldest available job per queue. An infinite run_at (written by hand)
+-- has no age: subtracting it is an error that would fail the whole status, so it is skipped.
+SELECT queue,
+       extract(epoch FROM coalesce(%(now)s::timestamptz, now())
+                          - min(run_at) FILTER (WHERE isfinite(run_at)))::float8 AS age_seconds
+  FROM conveyor.job WHERE state = 'available' GROUP BY queue;

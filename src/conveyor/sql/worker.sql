@@ -1,4 +1,4 @@
--- Worker registry and idempotency keys.
+-- Worker registry, and the leader lock one worker holds to run the periodic services.
 
 -- name: worker_register
 -- Announce a live worker and the queues and tasks it serves.
@@ -21,23 +21,21 @@ DELETE FROM conveyor.worker WHERE id = %(id)s;
 DELETE FROM conveyor.worker
  WHERE last_seen < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(seconds)s);
 
--- name: idempotency_get
--- The stored result of an idempotency key, if it was claimed.
-SELECT key, result FROM conveyor.idempotency_key WHERE key = %(key)s;
+-- ------------------------------------------------------------------------------------------------
+-- Leader lock (the periodic services run on one worker).
 
--- name: idempotency_claim
--- Claim a key inside the caller's transaction; a concurrent claimer waits for it to commit.
-INSERT INTO conveyor.idempotency_key (key, result, job_id, created_at)
-VALUES (%(key)s, %(result)s::jsonb, %(job_id)s, coalesce(%(now)s::timestamptz, now()))
-ON CONFLICT (key) DO NOTHING
-RETURNING key;
+-- name: leader_try_lock
+-- Become the maintenance leader while this session lives (session-level advisory lock).
+SELECT pg_try_advisory_lock(hashtextextended('conveyor.leader', 0)) AS leader;
 
--- name: idempotency_set_result
-UPDATE conveyor.idempotency_key SET result = %(result)s::jsonb WHERE key = %(key)s;
+-- name: leader_unlock
+SELECT pg_advisory_unlock(hashtextextended('conveyor.leader', 0)) AS released;
 
--- name: idempotency_claim_many
--- Record keys of jobs completed in this transaction (keys already present are kept).
-INSERT INTO conveyor.idempotency_key (key, result, job_id, created_at)
-SELECT k.key, k.result::jsonb, k.job_id, coalesce(%(now)s::timestamptz, now())
-  FROM unnest(%(keys)s::text[], %(results)s::text[], %(job_ids)s::bigint[]) AS k(key, result, job_id)
-ON CONFLICT (key) DO NOTHING;
+-- ------------------------------------------------------------------------------------------------
+-- Read by the Client: the live workers in status.
+
+-- name: worker_list_live
+SELECT id, hostname, pid, queues, tasks, started_at, last_seen
+  FROM conveyor.worker
+ WHERE last_seen > coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(live_seconds)s)
+ ORDER BY started_at;
