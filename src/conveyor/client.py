@@ -61,8 +61,9 @@ T = TypeVar("T")
 SEARCH_SCAN_LIMIT = 20_000
 
 
-class Client:
-    """Sync admin API over the app's own connection pool (from app.client())."""
+class _Base:
+    """What Client and AsyncClient hold: where connections come from, and what cron_schedules
+    adds of the app's own (its clock and declared schedules)."""
 
     def __init__(
         self, connections: Connections, *, clock: Clock, schedules: Mapping[str, Schedule]
@@ -70,6 +71,10 @@ class Client:
         self._connections = connections
         self._clock = clock
         self._schedules = schedules
+
+
+class Client(_Base):
+    """Sync admin API over the app's own connection pool (from app.client())."""
 
     def _run(self, work: Op[T] | Plan[T]) -> T:
         with self._connections.connection() as conn:
@@ -97,9 +102,8 @@ class Client:
 
         `search` keeps jobs whose JSON args contain the text (case-insensitive); it reads at
         most SEARCH_SCAN_LIMIT filtered rows, so use page_jobs() to continue a search."""
-        return self.page_jobs(
-            state=state, queue=queue, task=task, search=search, before_id=before_id, limit=limit
-        ).jobs
+        page = admin.page_jobs(state, queue, task, search, before_id, limit, SEARCH_SCAN_LIMIT)
+        return self._run(page).jobs
 
     def page_jobs(
         self,
@@ -113,17 +117,7 @@ class Client:
         scan_limit: int = SEARCH_SCAN_LIMIT,
     ) -> JobPage:
         """One page of list_jobs() with the `before_id` of the next page."""
-        return self._run(
-            admin.page_jobs(
-                state=state,
-                queue=queue,
-                task=task,
-                search=search,
-                before_id=before_id,
-                limit=limit,
-                scan_limit=scan_limit,
-            )
-        )
+        return self._run(admin.page_jobs(state, queue, task, search, before_id, limit, scan_limit))
 
     def throughput(self, *, minutes: int = 60) -> Throughput:
         """Jobs finished per minute, queue and state over the last `minutes` (database clock);
@@ -201,15 +195,8 @@ class Client:
         return self._run(admin.cron_schedules(self._clock.now(), self._schedules))
 
 
-class AsyncClient:
+class AsyncClient(_Base):
     """Async twin of Client, for async apps and the dashboard (from app.async_client())."""
-
-    def __init__(
-        self, connections: Connections, *, clock: Clock, schedules: Mapping[str, Schedule]
-    ) -> None:
-        self._connections = connections
-        self._clock = clock
-        self._schedules = schedules
 
     async def _run(self, work: Op[T] | Plan[T]) -> T:
         async with self._connections.aconnection() as conn:
@@ -234,10 +221,8 @@ class AsyncClient:
         limit: int = 50,
     ) -> list[Job]:
         """Async twin of Client.list_jobs()."""
-        page = await self.page_jobs(
-            state=state, queue=queue, task=task, search=search, before_id=before_id, limit=limit
-        )
-        return page.jobs
+        page = admin.page_jobs(state, queue, task, search, before_id, limit, SEARCH_SCAN_LIMIT)
+        return (await self._run(page)).jobs
 
     async def page_jobs(
         self,
@@ -251,17 +236,8 @@ class AsyncClient:
         scan_limit: int = SEARCH_SCAN_LIMIT,
     ) -> JobPage:
         """Async twin of Client.page_jobs()."""
-        return await self._run(
-            admin.page_jobs(
-                state=state,
-                queue=queue,
-                task=task,
-                search=search,
-                before_id=before_id,
-                limit=limit,
-                scan_limit=scan_limit,
-            )
-        )
+        op = admin.page_jobs(state, queue, task, search, before_id, limit, scan_limit)
+        return await self._run(op)
 
     async def throughput(self, *, minutes: int = 60) -> Throughput:
         """Async twin of Client.throughput()."""

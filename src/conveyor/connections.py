@@ -33,16 +33,12 @@ class Connections:
         can be had."""
         with self._lock:
             if self._pool is None:
+                # connections idle a while are checked: enqueue survives database restarts
                 self._pool = ConnectionPool(
-                    self._url(),
-                    min_size=1,
-                    max_size=8,
                     open=True,
-                    timeout=10.0,
-                    kwargs={"application_name": "conveyor-client", "autocommit": True},
-                    # connections idle a while are checked: enqueue survives database restarts
                     check=self._idle_check.check,
                     reset=self._idle_check.reset,
+                    **self._settings(),
                 )
             pool = self._pool
         return _Guard(pool.connection())
@@ -54,17 +50,22 @@ class Connections:
         pool = self._apools.get(id(loop))
         if pool is None:
             pool = AsyncConnectionPool(
-                self._url(),
-                min_size=1,
-                max_size=8,
                 open=False,
-                timeout=10.0,
-                kwargs={"application_name": "conveyor-client", "autocommit": True},
                 check=self._idle_check.acheck,
                 reset=self._idle_check.areset,
+                **self._settings(),
             )
             self._apools[id(loop)] = pool
         return _AsyncGuard(pool)
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "conninfo": self._url(),
+            "min_size": 1,
+            "max_size": 8,
+            "timeout": 10.0,
+            "kwargs": {"application_name": "conveyor-client", "autocommit": True},
+        }
 
     def close(self) -> None:
         """Close the sync pool."""

@@ -66,7 +66,6 @@ def children(parent_id: int) -> Op[list[Job]]:
 
 
 def page_jobs(
-    *,
     state: JobState | str | None,
     queue: str | None,
     task: str | None,
