@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any
 
+from psycopg import AsyncConnection, Connection
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor._store.pool_check import IdleCheck
@@ -28,7 +30,7 @@ class Connections:
         self._apools: dict[int, AsyncConnectionPool[Any]] = {}
         self._idle_check = IdleCheck()
 
-    def connection(self) -> Any:
+    def connection(self) -> AbstractContextManager[Connection[Any]]:
         """A pooled sync connection in autocommit mode; DatabaseUnavailableError when none
         can be had."""
         with self._lock:
@@ -43,7 +45,7 @@ class Connections:
             pool = self._pool
         return _Guard(pool.connection())
 
-    def aconnection(self) -> Any:
+    def aconnection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         """A pooled async connection of the running loop's pool, as connection() does."""
         # One pool per event loop: a pool belongs to the loop it was opened on.
         loop = asyncio.get_running_loop()
@@ -81,13 +83,13 @@ class Connections:
         self.close()
 
 
-class _Guard:
+class _Guard(AbstractContextManager[Connection[Any]]):
     """Turns pool timeouts and lost connections into DatabaseUnavailableError."""
 
-    def __init__(self, cm: Any) -> None:
+    def __init__(self, cm: AbstractContextManager[Connection[Any]]) -> None:
         self._cm = cm
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Connection[Any]:
         try:
             return self._cm.__enter__()
         except Exception as exc:
@@ -97,17 +99,18 @@ class _Guard:
         return self._cm.__exit__(*exc)
 
 
-class _AsyncGuard:
+class _AsyncGuard(AbstractAsyncContextManager[AsyncConnection[Any]]):
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
         self._cm: Any = None
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> AsyncConnection[Any]:
         try:
             if self._pool.closed:
                 await self._pool.open(wait=False)
             self._cm = self._pool.connection()
-            return await self._cm.__aenter__()
+            conn: AsyncConnection[Any] = await self._cm.__aenter__()
+            return conn
         except Exception as exc:
             raise _unavailable(exc) from exc
 

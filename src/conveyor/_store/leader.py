@@ -12,7 +12,8 @@ from typing import Any
 
 import psycopg
 
-from conveyor._store.queries import sql
+from conveyor._store.ops import Op, Rows, ignore
+from conveyor._store.runner import arun
 
 log = logging.getLogger("conveyor.leader")
 
@@ -44,9 +45,7 @@ class LeaderLock:
                 # Prove the session (and with it the lock) is still alive.
                 await self._conn.execute("SELECT 1")
                 return True
-            cur = await self._conn.execute(sql("leader_try_lock"))
-            row = await cur.fetchone()
-            self.is_leader = bool(row and row[0])
+            self.is_leader = await arun(self._conn, Op("leader_try_lock", {}, _locked))
         except psycopg.OperationalError as exc:
             log.warning("leader election failed (%s); will retry", exc)
             await self.close()
@@ -63,8 +62,12 @@ class LeaderLock:
             if was_leader and not conn.broken:
                 # Unlock first: the server may take a moment to end a closed session.
                 async with asyncio.timeout(timeout):
-                    await conn.execute(sql("leader_unlock"))
+                    await arun(conn, Op("leader_unlock", {}, ignore))
         except (psycopg.Error, TimeoutError) as exc:
             log.warning("could not unlock the leader lock (%s); closing its session", exc)
         finally:
             await conn.close()
+
+
+def _locked(rows: Rows) -> bool:
+    return bool(rows and rows[0]["leader"])
