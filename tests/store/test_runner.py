@@ -3,6 +3,7 @@ every kind; a failing step rolls the plan back with the caller's transaction."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
@@ -123,3 +124,21 @@ def test_copy_needs_a_psycopg_connection() -> None:
 def test_count_reads_one_row() -> None:
     rows = Rows([{"count": 3}])
     assert count(rows) == 3
+
+
+async def test_a_cancelled_step_is_thrown_into_its_plan_so_its_blocks_close() -> None:
+    closed: list[type[BaseException] | None] = []
+
+    async def cancelled() -> None:
+        raise asyncio.CancelledError
+
+    def plan() -> Plan[None]:
+        try:
+            yield Call(cancelled)
+        except BaseException as exc:
+            closed.append(type(exc))
+            raise
+
+    with pytest.raises(asyncio.CancelledError):
+        await arun(None, plan())
+    assert closed == [asyncio.CancelledError]

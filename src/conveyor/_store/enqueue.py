@@ -1,7 +1,8 @@
 """Insert jobs: one statement for one job or ten thousand, on any connection kind.
 
 Written once as a plan (ops.py): the insert, backpressure, and the unique-key race; or, for a
-large batch on psycopg, COPY. insert_jobs() and ainsert_jobs() only pick the runner.
+large batch on psycopg, COPY. Callers run it with the sync or the async runner on their
+connection; nothing else differs between enqueue and aenqueue.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class _Driver(Generic[T]):
     def __init__(self, work: Plan[T]) -> None:
         self._plan = work
         self._reply: Any = None
-        self._error: Exception | None = None
+        self._error: BaseException | None = None
         self.result: T
 
     def next(self) -> Step | None:
@@ -60,7 +60,8 @@ class _Driver(Generic[T]):
     def answer(self, execute: Callable[[Any, Step], Any], conn: Any, step: Step) -> None:
         try:
             self._reply = execute(conn, step)
-        except Exception as exc:  # noqa: BLE001 - handed to the plan, which re-raises or copes
+        except BaseException as exc:  # noqa: BLE001 - to the plan, which re-raises or copes
+            # a cancellation too: the plan's `with` blocks (its enqueue span) see what happened
             self._error = exc
 
     async def aanswer(
@@ -68,5 +69,6 @@ class _Driver(Generic[T]):
     ) -> None:
         try:
             self._reply = await execute(conn, step)
-        except Exception as exc:  # noqa: BLE001 - handed to the plan, which re-raises or copes
+        except BaseException as exc:  # noqa: BLE001 - to the plan, which re-raises or copes
+            # a cancellation too: the plan's `with` blocks (its enqueue span) see what happened
             self._error = exc
