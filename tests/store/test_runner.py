@@ -11,7 +11,7 @@ import pytest
 
 from conveyor._store import admin
 from conveyor._store.enqueue import insert_plan
-from conveyor._store.ops import Call, Op, Plan, Rows, count
+from conveyor._store.ops import Call, Claim, Op, Plan, Rows, Savepoint, count
 from conveyor._store.runner import arun, run
 from conveyor.spec import JobSpec
 from tests.integration.test_enqueue_transactions import (
@@ -142,3 +142,27 @@ async def test_a_cancelled_step_is_thrown_into_its_plan_so_its_blocks_close() ->
     with pytest.raises(asyncio.CancelledError):
         await arun(None, plan())
     assert closed == [asyncio.CancelledError]
+
+
+def test_a_failing_savepoint_leaves_the_steps_before_it_standing(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    def plan(caller: Any) -> Plan[str]:
+        yield from insert_plan(caller, [JobSpec("kept", "{}")], None)
+        try:
+            yield Savepoint(Op("job_get", {"id": "not a number"}, Rows))
+        except psycopg.DataError:
+            return "refused"
+        return "accepted"
+
+    with psycopg.connect(db) as caller, caller.transaction():
+        assert run(caller, plan(caller)) == "refused"
+    assert _count(conn) == 1  # the transaction was not aborted: it committed the insert
+
+
+def test_a_claim_needs_the_async_runner() -> None:
+    def plan() -> Plan[None]:
+        yield Claim("job_fetch_available", {})
+
+    with pytest.raises(TypeError, match="a claim runs on the worker's async connection"):
+        run(None, plan())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from conveyor._store.ops import Call, Copy, Op, Row, Rows, Step
+from conveyor._store.ops import Call, Claim, Copy, Op, Row, Rows, Savepoint, Step
 from conveyor._store.queries import sql
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
@@ -22,9 +22,14 @@ def execute(conn: Any, step: Step) -> Any:
     connection; return what the step read."""
     if isinstance(step, Call):
         return step.fn(*step.args, **step.kwargs)
+    if isinstance(step, Claim):
+        raise TypeError("a claim runs on the worker's async connection, with arun()")
     kind = _kind(conn)
+    if isinstance(step, Savepoint):
+        with _psycopg(conn, kind, "a savepoint").transaction():
+            return execute(conn, step.op)
     if isinstance(step, Copy):
-        with _copyable(conn, kind).cursor() as cur, cur.copy(sql(step.query)) as copy:
+        with _psycopg(conn, kind, "COPY").cursor() as cur, cur.copy(sql(step.query)) as copy:
             for row in step.rows:
                 copy.write_row(row)
         return None
@@ -49,8 +54,17 @@ async def aexecute(conn: Any, step: Step) -> Any:
     if isinstance(step, Call):
         return await step.fn(*step.args, **step.kwargs)
     kind = _kind(conn)
+    if isinstance(step, Claim):
+        from conveyor._store.claimed import read_claimed
+
+        async with _psycopg(conn, kind, "a claim").cursor(row_factory=_dict_row()) as cur:
+            await cur.execute(sql(step.query), step.params)
+            return await read_claimed(cur)
+    if isinstance(step, Savepoint):
+        async with _psycopg(conn, kind, "a savepoint").transaction():
+            return await aexecute(conn, step.op)
     if isinstance(step, Copy):
-        async with _copyable(conn, kind).cursor() as cur, cur.copy(sql(step.query)) as copy:
+        async with _psycopg(conn, kind, "COPY").cursor() as cur, cur.copy(sql(step.query)) as copy:
             for row in step.rows:
                 await copy.write_row(row)
         return None
@@ -122,9 +136,9 @@ def _text(name: str) -> Any:
     return text(_PYFORMAT.sub(r":\1", sql(name).replace("::", r"\:\:")))
 
 
-def _copyable(conn: Any, kind: str) -> Any:
+def _psycopg(conn: Any, kind: str, what: str) -> Any:
     if kind != "psycopg":
-        raise TypeError(f"COPY needs a psycopg connection, not a {type(conn).__name__}")
+        raise TypeError(f"{what} needs a psycopg connection, not a {type(conn).__name__}")
     return conn
 
 

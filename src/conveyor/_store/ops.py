@@ -1,9 +1,9 @@
 """Operations: every statement Conveyor sends, as data (River's driver, procrastinate's manager).
 
 An `Op` is one named statement of conveyor/sql/*.sql, its bound parameters and how its rows are
-read. A multi-step operation is a `Plan`: a generator that yields steps (`Op`, `Copy`, `Call`)
-and receives what each one read, written once and run by runner.py on a sync or an async
-connection of any kind (caller.py).
+read. A multi-step operation is a `Plan`: a generator that yields steps (`Op`, `Copy`, `Call`,
+`Claim`, `Savepoint`) and receives what each one read, written once and run by runner.py on a
+sync or an async connection of any kind (caller.py).
 """
 
 from __future__ import annotations
@@ -52,7 +52,24 @@ class Call:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
-Step = Op[Any] | Copy | Call
+@dataclass(frozen=True)
+class Claim:
+    """A claim: the named statement's rows become Jobs, and the rows no reader can load come
+    back apart (claimed.py) so that they fail alone. Async psycopg connections only."""
+
+    query: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Savepoint:
+    """A statement in a transaction of its own (a savepoint inside an open one): when it fails,
+    the steps before it stand. psycopg connections only."""
+
+    op: Op[Any]
+
+
+Step = Op[Any] | Copy | Call | Claim | Savepoint
 Plan = Generator[Step, Any, T]
 
 

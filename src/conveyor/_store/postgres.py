@@ -13,15 +13,14 @@ from uuid import UUID
 
 import psycopg
 from psycopg import AsyncConnection, Connection
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor._store import idempotency
 from conveyor._store.alerts import AlertStatements
-from conveyor._store.claimed import failures, read_claimed
+from conveyor._store.claimed import failures
 from conveyor._store.cron import CronStatements
 from conveyor._store.flows import FlowStatements
-from conveyor._store.ops import Op, Plan, Rows, found, ids, ignore, rowcount
+from conveyor._store.ops import Claim, Op, Plan, Rows, Savepoint, found, ids, ignore, rowcount
 from conveyor._store.protocol import (
     Completion,
     Failure,
@@ -32,7 +31,6 @@ from conveyor._store.protocol import (
     Store,
     TableName,
 )
-from conveyor._store.queries import sql
 from conveyor._store.runner import arun, run
 from conveyor.client_ops import configure_queue_params
 from conveyor.job import Job
@@ -134,8 +132,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
             "worker_id": worker_id,
             "now": now,
         }
-        async with self._pool.connection() as conn:
-            return await _claim(conn, "job_fetch_available", params)
+        return await self._run(_claim("job_fetch_available", params))
 
     async def job_fetch_limited(
         self,
@@ -161,16 +158,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
             "worker_id": worker_id,
             "now": now,
         }
-        async with self._pool.connection() as conn, conn.transaction():
-            lock = await arun(conn, Op("queue_lock_for_claim", {"queue": queue, "now": now}, Rows))
-            if not lock or not lock[0]["limited"]:
-                return await _claim(conn, "job_fetch_available", params), 0.0
-            if lock[0]["paused"]:
-                return [], None
-            wait = float(lock[0]["wait"] or 0)
-            if wait > 0:
-                return [], wait
-            return await _claim(conn, "job_fetch_limited", params), 0.0
+        return await self._run(_claim_limited(params), atomic=True)
 
     async def queue_controls(
         self, names: Sequence[str], now: datetime | None = None
@@ -350,24 +338,35 @@ def count_of(rows: Rows) -> list[int]:
     return [int(row["count"]) for row in rows]
 
 
-async def _claim(conn: AsyncConnection[Any], name: str, params: dict[str, Any]) -> list[Job]:
-    """Run a claim and read its jobs; fail the rows that cannot be read (claimed.py) on the
-    same connection, so they end `failed` instead of holding a lease nobody renews."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql(name), params)
-        jobs, bad = await read_claimed(cur)
+def _claim(name: str, params: dict[str, Any]) -> Plan[list[Job]]:
+    """Claim and read the jobs; fail the rows that cannot be read (claimed.py) on the same
+    connection, so they end `failed` instead of holding a lease nobody renews."""
+    jobs, bad = yield Claim(name, params)
     if bad:
         try:
             # a savepoint inside the limited claim's transaction: a refusal here must not
             # roll back the claim of the readable jobs
-            async with conn.transaction():
-                await arun(conn, Op("job_fail_many", failures(bad, params["token"]), ignore))
+            yield Savepoint(Op("job_fail_many", failures(bad, params["token"]), ignore))
         except psycopg.Error as exc:
             # the claim stands; the lease runs out and the rescuer counts the attempt instead
             log.error("cannot fail unreadable jobs %s (%s)", [b.job_id for b in bad], exc)
         for item in bad:
             log.error("job %d failed: its row cannot be read (%s)", item.job_id, item.reason)
-    return jobs
+    return jobs  # type: ignore[no-any-return]
+
+
+def _claim_limited(params: dict[str, Any]) -> Plan[tuple[list[Job], float | None]]:
+    """Claim within the queue's limits, holding its row (in the caller's transaction) so that
+    the counts cannot race."""
+    lock = yield Op("queue_lock_for_claim", {"queue": params["queue"], "now": params["now"]}, Rows)
+    if not lock or not lock[0]["limited"]:
+        return (yield from _claim("job_fetch_available", params)), 0.0
+    if lock[0]["paused"]:
+        return [], None
+    wait = float(lock[0]["wait"] or 0)
+    if wait > 0:
+        return [], wait
+    return (yield from _claim("job_fetch_limited", params)), 0.0
 
 
 def _conforms(store: PostgresStore) -> Store:
