@@ -1,4 +1,11 @@
-"""Conveyor: durable background jobs on the PostgreSQL you already run."""
+"""Conveyor: durable background jobs on the PostgreSQL you already run.
+
+`import conveyor` is light: a web process that only enqueues does not load the worker runtime
+(prometheus_client, the alerter, cron maintenance). `Worker` and `WorkerConfig` are imported
+the first time they are used.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from conveyor._store.enqueue import JobSpec
 from conveyor._store.flow_insert import Flow
@@ -22,6 +29,7 @@ from conveyor.errors import (
     ConveyorError,
     DatabaseUnavailableError,
     JobNotFoundError,
+    JobTimeout,
     PayloadError,
     QueueFullError,
     SchemaError,
@@ -33,8 +41,9 @@ from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.queues import QueueInfo, QueueLimits, RateLimit
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task
-from conveyor.worker import Worker, WorkerConfig
-from conveyor.worker.executor import JobTimeout
+
+if TYPE_CHECKING:
+    from conveyor.worker import Worker, WorkerConfig
 
 __all__ = [
     "Alert",
@@ -79,3 +88,21 @@ __all__ = [
     "correlation_id",
     "current_correlation_id",
 ]
+
+#: Names whose modules load on first use, and where they live.
+_LAZY = {"Worker": "conveyor.worker", "WorkerConfig": "conveyor.worker"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -31,6 +31,15 @@ class DatabaseUnavailableError(ConveyorError, ConnectionError):
     """The database cannot be reached; nothing was written."""
 
 
+class JobTimeout(ConveyorError):  # noqa: N818 - the name reads as what happened
+    """The job ran past its timeout and was stopped."""
+
+
+# Job errors record the exception's import path; JobTimeout's stays the one it had when it
+# lived in the worker, so stored histories, logs and alert filters keep matching it.
+JobTimeout.__module__ = "conveyor.worker.executor"
+
+
 class QueueFullError(ConveyorError):
     """A queue with a maximum depth and the `reject` policy is full; the job was not enqueued.
 
