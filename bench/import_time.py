@@ -1,0 +1,83 @@
+"""Import time of `conveyor`: what a web process that only enqueues pays at start-up.
+
+Each run is a fresh interpreter (`python -X importtime -c 'import conveyor'`), so nothing is
+cached in the process; the OS file cache is warmed by one unmeasured run first. Two figures,
+median of N runs: the wall time of the whole interpreter (start-up included, what a user
+waits for) and the cumulative time Python's own `-X importtime` gives the `conveyor` package
+(the import alone). Also reported: how many modules the import leaves in sys.modules.
+
+`python -m bench import` runs it with the others; `python -m bench.import_time [--reps N]` runs
+it alone (it needs no database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import ROOT, summarize
+
+#: Prints how many modules `import conveyor` left loaded, so the count comes from the same run.
+_PROGRAM = "import sys; import conveyor; print(len(sys.modules))"
+
+
+def _one_run(python: str, env: dict[str, str]) -> tuple[float, float, int]:
+    """(wall ms, conveyor's cumulative import ms, modules loaded) of one fresh interpreter."""
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [python, "-X", "importtime", "-c", _PROGRAM],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall_ms = (time.perf_counter() - t0) * 1000
+    return wall_ms, _cumulative_ms(done.stderr, "conveyor"), int(done.stdout.strip())
+
+
+def _cumulative_ms(importtime_log: str, package: str) -> float:
+    """The cumulative time of `package` in a -X importtime log ('import time: self | cumulative
+    | name', in microseconds; the name is indented by nesting depth)."""
+    for line in importtime_log.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[2].strip() == package:
+            return int(parts[1]) / 1000
+    raise RuntimeError(f"no {package!r} line in the -X importtime log")
+
+
+def run(reps: int = 20, python: str = sys.executable, src: str | None = None) -> dict[str, Any]:
+    """Median (and spread) of `reps` fresh imports of conveyor (from `src`, another checkout's
+    src/ directory, if given: so a before and an after can be timed back to back)."""
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src  # ahead of the editable install's path
+    _one_run(python, env)  # warm the file cache: the first import reads every .pyc from disk
+    runs = [_one_run(python, env) for _ in range(reps)]
+    return {
+        "reps": reps,
+        "src": src or str(ROOT / "src"),
+        "wall_ms": summarize([r[0] for r in runs], "ms"),
+        "import_ms": summarize([r[1] for r in runs], "ms"),
+        "modules": summarize([r[2] for r in runs], "modules"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.import_time", description=__doc__)
+    p.add_argument("--reps", type=int, default=20, help="fresh interpreters to time (20)")
+    p.add_argument("--src", help="time the conveyor in this src/ directory instead")
+    args = p.parse_args(argv)
+    result = run(args.reps, src=args.src)
+    for key in ("wall_ms", "import_ms", "modules"):
+        fig = result[key]
+        print(f"{key:10} median {fig['median']:>8} (min {fig['min']}, max {fig['max']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
