@@ -25,14 +25,18 @@ from conveyor.context import JobContext
 from conveyor.correlation import correlation_id, current_correlation_id
 from conveyor.cron import Schedule
 from conveyor.errors import (
+    BlockingCallError,
     ConfigError,
+    ConnectionTypeError,
     ConveyorError,
     DatabaseUnavailableError,
+    DeliveryError,
     JobNotFoundError,
     JobTimeout,
     PayloadError,
     QueueFullError,
     SchemaError,
+    UniqueKeyRaceError,
     UnknownTaskError,
 )
 from conveyor.http_auth import Credentials
@@ -48,13 +52,16 @@ if TYPE_CHECKING:
 __all__ = [
     "Alert",
     "AlertSettings",
+    "BlockingCallError",
     "CallbackChannel",
     "Clock",
     "ConfigError",
+    "ConnectionTypeError",
     "Conveyor",
     "ConveyorError",
     "Credentials",
     "DatabaseUnavailableError",
+    "DeliveryError",
     "FailNow",
     "Flow",
     "FrozenClock",
@@ -81,6 +88,7 @@ __all__ = [
     "SnoozeQueue",
     "SystemClock",
     "Task",
+    "UniqueKeyRaceError",
     "UnknownTaskError",
     "WebhookChannel",
     "Worker",
