@@ -44,7 +44,7 @@ from conveyor.job import Job, JobState
 from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.queues import QueueInfo, QueueLimits, RateLimit
 from conveyor.retry import RetryPolicy
-from conveyor.task import Task
+from conveyor.task import Enqueuer, Task
 
 if TYPE_CHECKING:
     from conveyor.worker import Worker, WorkerConfig
@@ -62,6 +62,7 @@ __all__ = [
     "Credentials",
     "DatabaseUnavailableError",
     "DeliveryError",
+    "Enqueuer",
     "FailNow",
     "Flow",
     "FrozenClock",
