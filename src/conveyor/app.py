@@ -23,6 +23,7 @@ from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from conveyor.cron import Schedule
 from conveyor.errors import ConfigError, DatabaseUnavailableError, PayloadError, UnknownTaskError
 from conveyor.migrate import Migration, Migrator
+from conveyor.queues import QueueLimits, declared_settings
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task
 
@@ -117,14 +118,14 @@ class Conveyor:
         """Apply pending schema migrations; safe to call from many processes at once."""
         return Migrator(self.database_url).migrate()
 
-    def queue(self, name: str, **settings: Any) -> None:
-        """Declare a queue's limits in code (see Client.configure_queue for the settings);
-        every worker of this app writes them to the database when it starts, so all
-        workers share them. Settings not named here can still be changed at run time."""
-        from conveyor.client import validate_queue_settings
+    def queue(self, name: str, limits: QueueLimits | None = None, **settings: Any) -> None:
+        """Declare a queue's limits in code: `app.queue("emails", QueueLimits(rate_limit=
+        "100/minute"))`. Every worker of this app writes them to the database when it starts,
+        so all workers share them. Limits left None here can still be set at run time.
 
-        validate_queue_settings(settings)
-        self.queue_settings[name] = dict(settings)
+        The keyword form, `app.queue(name, concurrency=4)`, is deprecated but still works.
+        """
+        self.queue_settings[name] = declared_settings(name, limits, settings)
 
     # -- tasks --------------------------------------------------------------------------------
 

@@ -11,13 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor._store.queries import sql
-from conveyor.client_ops import (
-    CRON_OVERDUE,
-    _Op,
-    _Ops,
-    configure_queue_params,
-    validate_queue_settings,
-)
+from conveyor.client_ops import CRON_OVERDUE, _Op, _Ops
 from conveyor.client_rows import afetch, fetch
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
@@ -32,7 +26,7 @@ from conveyor.client_types import (
     Throughput,
 )
 from conveyor.job import Job, JobState
-from conveyor.queues import QueueInfo
+from conveyor.queues import QueueInfo, configure_queue_params, validate_queue_settings
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
