@@ -21,6 +21,7 @@ from conveyor.alerts import AlertSettings, Channel, LogChannel, Rule, add_channe
 from conveyor.clock import Clock, SystemClock
 from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from conveyor.cron import Schedule
+from conveyor.durations import Duration, to_timedelta
 from conveyor.errors import ConfigError, DatabaseUnavailableError, PayloadError, UnknownTaskError
 from conveyor.migrate import Migration, Migrator
 from conveyor.queues import QueueLimits, declared_settings
@@ -36,14 +37,15 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class Retention:
-    """How long finished jobs are kept before the pruner deletes them."""
+    """How long finished jobs are kept before the pruner deletes them (each a timedelta or
+    float seconds; read back as a timedelta)."""
 
-    completed: timedelta = timedelta(hours=24)
-    cancelled: timedelta = timedelta(hours=24)
-    failed: timedelta = timedelta(days=14)
-    idempotency_keys: timedelta = timedelta(days=7)
+    completed: Duration = Duration(timedelta(hours=24))
+    cancelled: Duration = Duration(timedelta(hours=24))
+    failed: Duration = Duration(timedelta(days=14))
+    idempotency_keys: Duration = Duration(timedelta(days=7))
     #: Rows recording which cron slots were enqueued (each schedule's latest one is kept).
-    cron_slots: timedelta = timedelta(days=14)
+    cron_slots: Duration = Duration(timedelta(days=14))
 
 
 class Conveyor:
@@ -143,7 +145,7 @@ class Conveyor:
         max_attempts: int = 5,
         priority: int = 0,
         timeout: float | timedelta | None = None,
-        backoff: RetryPolicy | float | None = None,
+        backoff: RetryPolicy | float | timedelta | None = None,
         atomic: bool = False,
         fail_on: Sequence[type[BaseException]] = (),
     ) -> Callable[[Callable[..., Any]], Task[Any]]: ...
@@ -158,7 +160,7 @@ class Conveyor:
         max_attempts: int = 5,
         priority: int = 0,
         timeout: float | timedelta | None = None,
-        backoff: RetryPolicy | float | None = None,
+        backoff: RetryPolicy | float | timedelta | None = None,
         atomic: bool = False,
         fail_on: Sequence[type[BaseException]] = (),
     ) -> Task[Any] | Callable[[Callable[..., Any]], Task[Any]]:
@@ -270,7 +272,7 @@ class Conveyor:
             cron=cron,
             timezone=timezone,
             catch_up=catch_up,
-            grace=grace if isinstance(grace, timedelta) else timedelta(seconds=grace),
+            grace=to_timedelta(grace, "grace"),
             spec=spec,
         )
         existing = self.schedules.get(schedule.name)

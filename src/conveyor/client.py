@@ -8,6 +8,7 @@ loading rows so that no stored value can break a list or a page (client_rows.py)
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor._store.queries import sql
@@ -169,8 +170,10 @@ class Client:
         """Let a paused (or snoozed) queue's jobs start again; False if it had no controls."""
         return self._run(_Ops.resume_queue(name))
 
-    def snooze_queue(self, name: str, seconds: float, reason: str | None = None) -> None:
-        """Hold a queue's jobs back for `seconds` (its downstream is down)."""
+    def snooze_queue(
+        self, name: str, seconds: float | timedelta, reason: str | None = None
+    ) -> None:
+        """Hold a queue's jobs back for `seconds` (or a timedelta; its downstream is down)."""
         self._run(_Ops.snooze_queue(name, seconds, reason))
 
     def queues(self) -> list[QueueInfo]:
@@ -294,7 +297,9 @@ class AsyncClient:
         """Async twin of Client.resume_queue()."""
         return await self._run(_Ops.resume_queue(name))
 
-    async def snooze_queue(self, name: str, seconds: float, reason: str | None = None) -> None:
+    async def snooze_queue(
+        self, name: str, seconds: float | timedelta, reason: str | None = None
+    ) -> None:
         """Async twin of Client.snooze_queue()."""
         await self._run(_Ops.snooze_queue(name, seconds, reason))
 

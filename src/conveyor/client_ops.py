@@ -22,6 +22,7 @@ from conveyor.client_types import (
     TaskCount,
     Throughput,
 )
+from conveyor.durations import to_seconds
 from conveyor.errors import JobNotFoundError
 from conveyor.job import Job, JobState
 from conveyor.queues import QueueInfo, QueueLimits, RateLimit, configure_queue_params
@@ -210,8 +211,9 @@ class _Ops:
         return _Op([("queue_resume", {"name": name, "now": None})], lambda r: bool(r[0]))
 
     @staticmethod
-    def snooze_queue(name: str, seconds: float, reason: str | None) -> _Op[str]:
-        params = {"name": name, "seconds": seconds, "reason": reason, "now": None}
+    def snooze_queue(name: str, seconds: float | timedelta, reason: str | None) -> _Op[str]:
+        duration = to_seconds(seconds, "snooze_queue(seconds)")
+        params = {"name": name, "seconds": duration, "reason": reason, "now": None}
         return _Op([("queue_snooze", params)], lambda r: name)
 
     @staticmethod

@@ -152,7 +152,7 @@ class Task(Generic[R]):
         max_attempts: int,
         priority: int,
         timeout: float | timedelta | None,
-        backoff: RetryPolicy | float | None,
+        backoff: RetryPolicy | float | timedelta | None,
         atomic: bool,
         fail_on: tuple[type[BaseException], ...],
         options: EnqueueOptions | None = None,
