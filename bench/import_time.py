@@ -1,10 +1,11 @@
 """Import time of `conveyor`: what a web process that only enqueues pays at start-up.
 
 Each run is a fresh interpreter (`python -X importtime -c 'import conveyor'`), so nothing is
-cached in the process; the OS file cache is warmed by one unmeasured run first. Two figures,
+cached in the process; the OS file cache is warmed by one unmeasured run first. Three figures,
 median of N runs: the wall time of the whole interpreter (start-up included, what a user
-waits for) and the cumulative time Python's own `-X importtime` gives the `conveyor` package
-(the import alone). Also reported: how many modules the import leaves in sys.modules.
+waits for), its CPU time (user + system: the figure that moves least on a shared machine) and
+the cumulative time Python's own `-X importtime` gives the `conveyor` package (the import
+alone). Also reported: how many modules the import leaves in sys.modules.
 
 `python -m bench import` runs it with the others; `python -m bench.import_time [--reps N]` runs
 it alone (it needs no database).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -25,8 +27,10 @@ from bench.common import ROOT, summarize
 _PROGRAM = "import sys; import conveyor; print(len(sys.modules))"
 
 
-def _one_run(python: str, env: dict[str, str]) -> tuple[float, float, int]:
-    """(wall ms, conveyor's cumulative import ms, modules loaded) of one fresh interpreter."""
+def _one_run(python: str, env: dict[str, str]) -> tuple[float, float, int, float]:
+    """(wall ms, conveyor's cumulative import ms, modules loaded, CPU ms) of one fresh
+    interpreter. CPU time (user + system) moves least when other processes share the machine."""
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     done = subprocess.run(
         [python, "-X", "importtime", "-c", _PROGRAM],
@@ -37,7 +41,13 @@ def _one_run(python: str, env: dict[str, str]) -> tuple[float, float, int]:
         check=True,
     )
     wall_ms = (time.perf_counter() - t0) * 1000
-    return wall_ms, _cumulative_ms(done.stderr, "conveyor"), int(done.stdout.strip())
+    cpu_ms = (_children_cpu() - cpu0) * 1000
+    return wall_ms, _cumulative_ms(done.stderr, "conveyor"), int(done.stdout.strip()), cpu_ms
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cumulative_ms(importtime_log: str, package: str) -> float:
@@ -64,6 +74,7 @@ def run(reps: int = 20, python: str = sys.executable, src: str | None = None) ->
         "wall_ms": summarize([r[0] for r in runs], "ms"),
         "import_ms": summarize([r[1] for r in runs], "ms"),
         "modules": summarize([r[2] for r in runs], "modules"),
+        "cpu_ms": summarize([r[3] for r in runs], "ms"),
     }
 
 
@@ -73,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--src", help="time the conveyor in this src/ directory instead")
     args = p.parse_args(argv)
     result = run(args.reps, src=args.src)
-    for key in ("wall_ms", "import_ms", "modules"):
+    for key in ("wall_ms", "import_ms", "cpu_ms", "modules"):
         fig = result[key]
         print(f"{key:10} median {fig['median']:>8} (min {fig['min']}, max {fig['max']})")
     return 0
