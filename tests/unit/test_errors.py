@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import builtins
 import inspect
 from datetime import timedelta
 from pathlib import Path
@@ -41,15 +42,18 @@ def test_every_error_is_public_and_in_the_docstring_tree() -> None:
 
 
 def test_tree_in_the_docstring_matches_the_classes() -> None:
-    """Each `+`/`-` line names a class whose parent in the tree is its Conveyor base."""
+    """Each line names a class that subclasses its parent in the tree and the builtin named
+    beside it."""
     parents: list[str] = []
     for line in (errors.__doc__ or "").splitlines():
         stripped = line.lstrip()
         if stripped[:2] not in ("* ", "+ ", "- "):
             continue
         depth = (len(line) - len(stripped)) // 2
-        name = stripped[2:].split()[0]
+        name, *rest = stripped[2:].split()
         cls = getattr(errors, name)
+        if rest and rest[0].startswith("("):  # the builtin it is too
+            assert issubclass(cls, getattr(builtins, rest[0].strip("()"))), name
         del parents[depth:]
         if parents:
             assert issubclass(cls, getattr(errors, parents[-1])), name
