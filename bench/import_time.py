@@ -8,7 +8,8 @@ the cumulative time Python's own `-X importtime` gives the `conveyor` package (t
 alone). Also reported: how many modules the import leaves in sys.modules.
 
 `python -m bench import` runs it with the others; `python -m bench.import_time [--reps N]` runs
-it alone (it needs no database).
+it alone (it needs no database), and `--against OTHER/src` times another checkout in the same
+run, one interpreter of each in turn: the fair before-and-after on a machine whose load varies.
 """
 
 from __future__ import annotations
@@ -62,31 +63,52 @@ def _cumulative_ms(importtime_log: str, package: str) -> float:
 
 def run(reps: int = 20, python: str = sys.executable, src: str | None = None) -> dict[str, Any]:
     """Median (and spread) of `reps` fresh imports of conveyor (from `src`, another checkout's
-    src/ directory, if given: so a before and an after can be timed back to back)."""
-    env = dict(os.environ)
-    if src:
-        env["PYTHONPATH"] = src  # ahead of the editable install's path
-    _one_run(python, env)  # warm the file cache: the first import reads every .pyc from disk
-    runs = [_one_run(python, env) for _ in range(reps)]
-    return {
-        "reps": reps,
-        "src": src or str(ROOT / "src"),
-        "wall_ms": summarize([r[0] for r in runs], "ms"),
-        "import_ms": summarize([r[1] for r in runs], "ms"),
-        "modules": summarize([r[2] for r in runs], "modules"),
-        "cpu_ms": summarize([r[3] for r in runs], "ms"),
-    }
+    src/ directory, if given)."""
+    return compare(reps, python, [src])[0]
+
+
+def compare(
+    reps: int, python: str = sys.executable, sources: list[str | None] | None = None
+) -> list[dict[str, Any]]:
+    """run() for each of `sources` (None: this checkout), their runs interleaved one by one,
+    so a load that comes and goes on the machine falls on all of them alike."""
+    sources = sources or [None]
+    envs = [dict(os.environ) for _ in sources]
+    for env, src in zip(envs, sources, strict=True):
+        if src:
+            env["PYTHONPATH"] = src  # ahead of the editable install's path
+        _one_run(python, env)  # warm the file cache: the first import reads every .pyc
+    runs: list[list[tuple[float, float, int, float]]] = [[] for _ in sources]
+    for _ in range(reps):
+        for env, out in zip(envs, runs, strict=True):
+            out.append(_one_run(python, env))
+    return [
+        {
+            "reps": reps,
+            "src": src or str(ROOT / "src"),
+            "wall_ms": summarize([r[0] for r in out], "ms"),
+            "import_ms": summarize([r[1] for r in out], "ms"),
+            "cpu_ms": summarize([r[3] for r in out], "ms"),
+            "modules": summarize([r[2] for r in out], "modules"),
+        }
+        for src, out in zip(sources, runs, strict=True)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.import_time", description=__doc__)
     p.add_argument("--reps", type=int, default=20, help="fresh interpreters to time (20)")
     p.add_argument("--src", help="time the conveyor in this src/ directory instead")
+    p.add_argument(
+        "--against", help="also time this src/ directory (a before), runs interleaved with ours"
+    )
     args = p.parse_args(argv)
-    result = run(args.reps, src=args.src)
-    for key in ("wall_ms", "import_ms", "cpu_ms", "modules"):
-        fig = result[key]
-        print(f"{key:10} median {fig['median']:>8} (min {fig['min']}, max {fig['max']})")
+    sources = [args.src, args.against] if args.against else [args.src]
+    for result in compare(args.reps, sources=sources):
+        print(result["src"])
+        for key in ("wall_ms", "import_ms", "cpu_ms", "modules"):
+            fig = result[key]
+            print(f"  {key:10} median {fig['median']:>8} (min {fig['min']}, max {fig['max']})")
     return 0
 
 
