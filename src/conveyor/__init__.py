@@ -5,6 +5,7 @@
 the first time they are used.
 """
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from conveyor._store.enqueue import JobSpec
@@ -106,8 +107,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value
