@@ -8,13 +8,13 @@ operation on the caller's connection, inside the caller's open transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor._store import admin
 from conveyor._store.admin import CRON_OVERDUE
 from conveyor._store.ops import Op, Plan
 from conveyor._store.runner import arun, run
-from conveyor.client_ops import configure_queue_params, validate_queue_settings
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
     AlertEpisode,
@@ -28,7 +28,7 @@ from conveyor.client_types import (
     Throughput,
 )
 from conveyor.job import Job, JobState
-from conveyor.queues import QueueInfo
+from conveyor.queues import QueueInfo, configure_queue_params, validate_queue_settings
 
 if TYPE_CHECKING:
     from conveyor.clock import Clock
@@ -181,8 +181,10 @@ class Client(_Base):
         """Let a paused (or snoozed) queue's jobs start again; False if it had no controls."""
         return self._run(admin.resume_queue(name))
 
-    def snooze_queue(self, name: str, seconds: float, reason: str | None = None) -> None:
-        """Hold a queue's jobs back for `seconds` (its downstream is down)."""
+    def snooze_queue(
+        self, name: str, seconds: float | timedelta, reason: str | None = None
+    ) -> None:
+        """Hold a queue's jobs back for `seconds` (or a timedelta; its downstream is down)."""
         self._run(admin.snooze_queue(name, seconds, reason))
 
     def queues(self) -> list[QueueInfo]:
@@ -299,7 +301,9 @@ class AsyncClient(_Base):
         """Async twin of Client.resume_queue()."""
         return await self._run(admin.resume_queue(name))
 
-    async def snooze_queue(self, name: str, seconds: float, reason: str | None = None) -> None:
+    async def snooze_queue(
+        self, name: str, seconds: float | timedelta, reason: str | None = None
+    ) -> None:
         """Async twin of Client.snooze_queue()."""
         await self._run(admin.snooze_queue(name, seconds, reason))
 

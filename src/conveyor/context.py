@@ -16,6 +16,7 @@ from conveyor._store import idempotency
 from conveyor._store.ops import Call, Plan
 from conveyor._store.runner import arun, run
 from conveyor.cron import slot_of_key
+from conveyor.errors import BlockingCallError
 from conveyor.job import Job
 
 log = logging.getLogger("conveyor.job")
@@ -96,7 +97,9 @@ class JobContext:
     def progress(self, value: float, message: str | None = None) -> None:
         """Sync twin of aprogress(), for sync handlers (they run in a thread)."""
         if _on_loop(self._loop):
-            raise TypeError("progress() would block the event loop; use await ctx.aprogress()")
+            raise BlockingCallError(
+                "progress() would block the event loop; use await ctx.aprogress()"
+            )
         asyncio.run_coroutine_threadsafe(self.aprogress(value, message), self._loop).result()
 
     async def achildren(self) -> list[Job]:
@@ -108,7 +111,9 @@ class JobContext:
     def children(self) -> list[Job]:
         """Sync twin of achildren(), for sync handlers."""
         if _on_loop(self._loop):
-            raise TypeError("children() would block the event loop; use await ctx.achildren()")
+            raise BlockingCallError(
+                "children() would block the event loop; use await ctx.achildren()"
+            )
         return asyncio.run_coroutine_threadsafe(self.achildren(), self._loop).result()
 
     @property
@@ -125,9 +130,11 @@ class JobContext:
         """
         codec.check_key(key, "the idempotency key given to once()")
         if inspect.iscoroutinefunction(fn):
-            raise TypeError("once() runs sync functions; in an async handler use aonce()")
+            raise BlockingCallError("once() runs sync functions; in an async handler use aonce()")
         if _on_loop(self._loop):
-            raise TypeError("once() would block the event loop; in an async handler use aonce()")
+            raise BlockingCallError(
+                "once() would block the event loop; in an async handler use aonce()"
+            )
         lookup = Call(self._lookup_from_thread, (key,))
         return run(self.conn, self._once(key, Call(fn, args, kwargs), lookup))
 

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor._store.ops import Op, Plan, Row, Rows, sorted_ids
-from conveyor.client_ops import configure_queue_params
 from conveyor.client_rows import job_from_row
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
@@ -26,9 +25,10 @@ from conveyor.client_types import (
     TaskCount,
     Throughput,
 )
+from conveyor.durations import to_seconds
 from conveyor.errors import JobNotFoundError
 from conveyor.job import Job, JobState
-from conveyor.queues import QueueInfo, QueueLimits, RateLimit
+from conveyor.queues import QueueInfo, QueueLimits, RateLimit, configure_queue_params
 
 if TYPE_CHECKING:
     from conveyor.cron import Schedule
@@ -178,8 +178,9 @@ def resume_queue(name: str) -> Op[bool]:
     return _read("queue_resume", {"name": name, "now": None}, bool)
 
 
-def snooze_queue(name: str, seconds: float, reason: str | None) -> Op[str]:
-    params = {"name": name, "seconds": seconds, "reason": reason, "now": None}
+def snooze_queue(name: str, seconds: float | timedelta, reason: str | None) -> Op[str]:
+    duration = to_seconds(seconds, "snooze_queue(seconds)")
+    params = {"name": name, "seconds": duration, "reason": reason, "now": None}
     return _read("queue_snooze", params, lambda rows: name)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from conveyor._store.ops import Call, Claim, Copy, Op, Row, Rows, Savepoint, Step
 from conveyor._store.queries import sql
+from conveyor.errors import ConnectionTypeError
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s")
 
@@ -23,7 +24,7 @@ def execute(conn: Any, step: Step) -> Any:
     if isinstance(step, Call):
         return step.fn(*step.args, **step.kwargs)
     if isinstance(step, Claim):
-        raise TypeError("a claim runs on the worker's async connection, with arun()")
+        raise ConnectionTypeError("a claim runs on the worker's async connection, with arun()")
     kind = _kind(conn)
     if isinstance(step, Savepoint):
         with _psycopg(conn, kind, "a savepoint").transaction():
@@ -138,16 +139,16 @@ def _text(name: str) -> Any:
 
 def _psycopg(conn: Any, kind: str, what: str) -> Any:
     if kind != "psycopg":
-        raise TypeError(f"{what} needs a psycopg connection, not a {type(conn).__name__}")
+        raise ConnectionTypeError(f"{what} needs a psycopg connection, not a {type(conn).__name__}")
     return conn
 
 
-def _unsupported(conn: Any, *, async_: bool) -> TypeError:
+def _unsupported(conn: Any, *, async_: bool) -> ConnectionTypeError:
     kinds = (
         "psycopg.AsyncConnection, sqlalchemy AsyncSession or AsyncConnection"
         if async_
         else "psycopg.Connection, sqlalchemy Session or Connection, django.db.connection"
     )
-    return TypeError(
+    return ConnectionTypeError(
         f"cannot enqueue on a {type(conn).__module__}.{type(conn).__name__}; pass one of: {kinds}"
     )

@@ -17,7 +17,7 @@ from typing import Any
 from conveyor import tracing
 from conveyor._store.caller import can_copy
 from conveyor._store.ops import Copy, Op, Plan, Row, Rows, ignore
-from conveyor.errors import QueueFullError
+from conveyor.errors import QueueFullError, UniqueKeyRaceError
 from conveyor.migrate import schema_missing
 from conveyor.spec import JobSpec
 
@@ -191,4 +191,4 @@ def _insert_jobs(specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserte
             again, made = _parse((yield _insert([specs[n] for n in retry], now)))
             for n, job_id, was_made in zip(retry, again, made, strict=True):
                 ids[n], created[n] = job_id, was_made
-    raise RuntimeError(_RACE)
+    raise UniqueKeyRaceError(_RACE)

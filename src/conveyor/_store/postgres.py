@@ -32,8 +32,8 @@ from conveyor._store.protocol import (
     TableName,
 )
 from conveyor._store.runner import arun, run
-from conveyor.client_ops import configure_queue_params
 from conveyor.job import Job
+from conveyor.queues import configure_queue_params
 
 T = TypeVar("T")
 
