@@ -3,6 +3,10 @@ exit status 1; any other error is left to click (and to the person reading the t
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import click
 import psycopg
 import pytest
@@ -76,3 +80,18 @@ def test_any_other_error_is_not_hidden() -> None:
 def test_describe_is_none_for_an_error_not_about_the_database() -> None:
     assert database.describe(ValueError("no")) is None
     assert database.describe(psycopg.errors.UniqueViolation("dup")) is None
+
+
+def test_the_command_loads_no_worker_runtime_or_extra_until_a_command_needs_it() -> None:
+    # Relative to `import conveyor`, so this holds whatever the package itself loads.
+    program = (
+        "import json, sys, conveyor; before = set(sys.modules); import conveyor.cli;"
+        " print(json.dumps(sorted(set(sys.modules) - before)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    added = json.loads(done.stdout)
+    heavy = ("conveyor.worker", "conveyor.maintenance", "conveyor.demo", "prometheus_client")
+    extras = ("rich", "uvicorn", "starlette", "conveyor.dashboard")
+    assert [m for m in added if m.startswith(heavy + extras)] == []
