@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from conveyor.errors import ConfigError
+from conveyor.errors import DeliveryError as DeliveryError  # its old home: imports keep working
 
 AlertStatus = Literal["firing", "resolved"]
 
@@ -163,10 +164,6 @@ class Alert:
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
     episode: int = 0
-
-
-class DeliveryError(Exception):
-    """A channel could not deliver an alert; the evaluator retries it on its next pass."""
 
 
 class Channel(Protocol):

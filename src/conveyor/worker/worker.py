@@ -22,7 +22,7 @@ from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL
 from conveyor._store.postgres import PostgresStore
 from conveyor.backoff import Backoff
 from conveyor.client import configure_queue_params
-from conveyor.errors import ConfigError
+from conveyor.errors import ConfigError, JobTimeout
 from conveyor.job import Job
 from conveyor.maintenance.alerter import AlertEvaluator
 from conveyor.maintenance.cron import CronEnqueuer
@@ -36,7 +36,7 @@ from conveyor.metrics import MetricsServer, WorkerMetrics
 from conveyor.migrate import Migrator
 from conveyor.worker.completer import Completer
 from conveyor.worker.config import WorkerConfig
-from conveyor.worker.executor import Executor, JobTimeout
+from conveyor.worker.executor import Executor
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.loops import CLOSE_TIMEOUT, stop_loops
 from conveyor.worker.outcome import Abandoned, Outcome
