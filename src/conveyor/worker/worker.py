@@ -365,7 +365,7 @@ class Worker:
         """Refuse a wrong schema or a database that can never be reached as configured at
         once; wait for one that cannot be reached yet (down, starting, out of connections).
         Return False when stop() came first."""
-        backoff = Backoff()
+        backoff = Backoff(sleep=self._pause)
         while not self._stop.is_set():
             check = asyncio.ensure_future(Migrator(url).acheck())
             stop = asyncio.ensure_future(self._stop.wait())
@@ -385,7 +385,7 @@ class Worker:
                     raise ConfigError(f"cannot start the worker: {trouble}") from None
                 delay = backoff.next()
                 log.warning("cannot reach the database (%s); retrying in %.1fs", exc, delay)
-                await self._pause(delay)
+                await backoff.sleep(delay)
         return False
 
     async def _register_row(self, store: PostgresStore) -> None:
@@ -400,7 +400,7 @@ class Worker:
     async def _register(self, store: PostgresStore) -> bool:
         """Register this worker and the app's queue settings, waiting out connection trouble;
         return False when stop() came first."""
-        backoff = Backoff()
+        backoff = Backoff(sleep=self._pause)
         while not self._stop.is_set():
             try:
                 await self._register_row(store)
@@ -410,7 +410,7 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - any connection trouble: wait and retry
                 delay = backoff.next()
                 log.warning("cannot register worker (%s); retrying in %.1fs", exc, delay)
-                await self._pause(delay)
+                await backoff.sleep(delay)
         return False
 
     async def _pause(self, seconds: float) -> None:
