@@ -42,7 +42,7 @@ from conveyor.worker.loops import CLOSE_TIMEOUT, stop_loops
 from conveyor.worker.outcome import Abandoned, Outcome
 from conveyor.worker.producer import Producer
 from conveyor.worker.report import OutcomeReport
-from conveyor.worker.running import Attempt, RunningJob, RunningJobs
+from conveyor.worker.running import RunningJob, RunningJobs
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -131,9 +131,6 @@ class Worker:
         self._executor = Executor(
             self.app.tasks, store, threads, on_thread_free=self._on_thread_free
         )
-        self._jobs.use_threads(
-            lambda: self._executor.thread_jobs if self._executor else frozenset()
-        )
         self._completer = Completer(store, self._on_recorded)
         self._producer = Producer(
             store,
@@ -220,7 +217,7 @@ class Worker:
         started = time.monotonic()
         try:
             self.metrics.started(job)
-            outcome = await self._executor.execute(job, running.token, running.mark_started)
+            outcome = await self._executor.execute(running)
         except asyncio.CancelledError:
             pass  # cancelled before the executor took it: nothing ran
         except BaseException as exc:
@@ -236,21 +233,21 @@ class Worker:
     def _settle(self, running: RunningJob, outcome: Outcome) -> None:
         job = running.job
         assert self._executor is not None
-        if self._jobs.holds_thread(running.attempt):
+        if running.thread is not None:
             # a sync handler the timeout or a cancel could not interrupt (yet)
-            asyncio.get_running_loop().call_later(1.0, self._report_stuck, job)
+            asyncio.get_running_loop().call_later(1.0, self._report_stuck, running)
         if isinstance(outcome, Abandoned):
             reason = running.abandon_reason or outcome.reason
             self._report.stopped(running, reason)
             if running.abandon_reason != "shutdown":
-                self._jobs.pop(job.id)
+                self._jobs.take(job)
             return
         self._completer.submit(job, running.token, outcome)
 
-    def _report_stuck(self, job: Job) -> None:
-        attempt = (job.id, job.attempt)
-        if not self._jobs.holds_thread(attempt) or attempt in self._jobs.active():
+    def _report_stuck(self, running: RunningJob) -> None:
+        if not running.stuck:
             return
+        job = running.job
         log.warning(
             "job %d (%s): its sync handler is still running after its attempt ended and cannot"
             " be interrupted; %d of %d threads are stuck, and this worker runs that many fewer"
@@ -262,22 +259,24 @@ class Worker:
             extra={**logs.job_fields(job), "stuck_threads": self.stuck_threads},
         )
 
-    def _on_thread_free(self, attempt: Attempt) -> None:
+    def _on_thread_free(self, running: RunningJob) -> None:
         """A handler's thread returned; if its attempt had ended before, its slot is free
         only now."""
-        if attempt in self._jobs.active():
+        self._jobs.thread_returned(running)
+        if not running.ended:
             return
-        if attempt[0] not in self._jobs:
+        job = running.job
+        if job.id not in self._jobs:
             log.info(
                 "job %d: the thread of attempt %d returned; %d threads still stuck",
-                attempt[0],
-                attempt[1],
+                job.id,
+                job.attempt,
                 self.stuck_threads,
             )
         self._producer.slot_freed(None)
 
     def _on_recorded(self, job: Job, outcome: Outcome, recorded: bool) -> None:
-        running = self._jobs.pop(job.id) or RunningJob(job, uuid.UUID(int=0))
+        running = self._jobs.take(job) or RunningJob(job, uuid.UUID(int=0))
         self._report.attempt_ended(running, outcome, recorded)
 
     def _on_notify(self, channel: str, payload: str) -> None:
@@ -293,13 +292,13 @@ class Worker:
             self._abandon(job_id, "its lease was lost (rescued by another worker or cancelled)")
 
     def _abandon(self, job_id: int, reason: str) -> None:
-        running = self._jobs.get(job_id)
+        running = self._jobs.current(job_id)
         if running is None or running.task is None or running.ended:
             return
         running.abandon_reason = reason
         running.task.cancel()
         if self._executor is not None:
-            self._executor.interrupt(running.job, JobTimeout)
+            self._executor.interrupt(running, JobTimeout)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -457,7 +456,7 @@ class Worker:
             if item.task is not None:
                 item.task.cancel()
             if self._executor is not None:
-                self._executor.interrupt(item.job, JobTimeout)
+                self._executor.interrupt(item, JobTimeout)
         if leftover:
             await asyncio.wait([r.task for r in leftover if r.task is not None], timeout=5)
             held = [(r.job.id, r.token) for r in leftover]
@@ -466,8 +465,8 @@ class Worker:
                 log.info("put %d unfinished jobs back in their queues", released)
             except Exception as exc:  # noqa: BLE001 - their leases will expire instead
                 log.warning("could not put jobs back (%s); their leases will expire", exc)
-            for job_id, _ in held:
-                self._jobs.pop(job_id)
+            for item in leftover:
+                self._jobs.take(item.job)
 
     async def _close(
         self, store: PostgresStore, leader: LeaderLock, threads: ThreadPoolExecutor
