@@ -10,10 +10,9 @@ The rules are re-exported by conveyor.alerts, where they are documented for user
 
 from __future__ import annotations
 
-import types
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
     from conveyor._store.alerts import FailedArrivals
 
 AlertStatus = Literal["firing", "resolved"]
-
-_NO_DETAILS: Mapping[str, Any] = types.MappingProxyType({})
 
 
 class Measurements(Protocol):
@@ -53,6 +50,19 @@ class Measurements(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RuleEvent:
+    """A fire or a resolve of one subject's episode, as a rule's message() reads it: `value`
+    is what the rule observed, `lasted` how long the episode had lasted, `details` what the
+    rule's observation carried."""
+
+    subject: str
+    status: AlertStatus
+    value: float
+    lasted: timedelta
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
 class AlertRule(ABC):
     """A condition the elected worker evaluates on every alert pass."""
 
@@ -78,15 +88,8 @@ class AlertRule(ABC):
         name)."""
 
     @abstractmethod
-    def message(
-        self,
-        subject: str,
-        status: AlertStatus,
-        value: float,
-        lasted: timedelta,
-        details: Mapping[str, Any] = _NO_DETAILS,
-    ) -> str:
-        """Say what happened in one line."""
+    def message(self, event: RuleEvent) -> str:
+        """Say in one line what `event` (a fire or a resolve of this rule) means."""
 
 
 @dataclass(frozen=True)
@@ -125,16 +128,10 @@ class QueueDepthAbove(AlertRule):
         """Each queue's available jobs, in breach above the threshold."""
         return _thresholds(measure.queue_depths(), self.queue, float(self.threshold))
 
-    def message(
-        self,
-        subject: str,
-        status: AlertStatus,
-        value: float,
-        lasted: timedelta,
-        details: Mapping[str, Any] = _NO_DETAILS,
-    ) -> str:
+    def message(self, event: RuleEvent) -> str:
         """Say what happened in one line."""
-        if status == "firing":
+        subject, value, lasted = event.subject, event.value, event.lasted
+        if event.status == "firing":
             return (
                 f"queue {subject!r} has {value:g} available jobs, above {self.threshold}"
                 f" for {span(lasted)}"
@@ -171,24 +168,17 @@ class OldestAvailableOlderThan(AlertRule):
         """Each queue's oldest available job's wait, in breach past `age`."""
         return _thresholds(measure.oldest_available(), self.queue, self.age.total_seconds())
 
-    def message(
-        self,
-        subject: str,
-        status: AlertStatus,
-        value: float,
-        lasted: timedelta,
-        details: Mapping[str, Any] = _NO_DETAILS,
-    ) -> str:
+    def message(self, event: RuleEvent) -> str:
         """Say what happened in one line."""
-        waited = span(timedelta(seconds=value))
-        if status == "firing":
+        subject, waited = event.subject, span(timedelta(seconds=event.value))
+        if event.status == "firing":
             return (
                 f"queue {subject!r}: the oldest available job has waited {waited}, longer"
                 f" than {span(self.age)}"
             )
         return (
             f"queue {subject!r}: no available job has waited longer than {span(self.age)}"
-            f" any more (after {span(lasted)})"
+            f" any more (after {span(event.lasted)})"
         )
 
 
@@ -248,18 +238,14 @@ class JobFailed(AlertRule):
         ]
         return observations
 
-    def message(
-        self,
-        subject: str,
-        status: AlertStatus,
-        value: float,
-        lasted: timedelta,
-        details: Mapping[str, Any] = _NO_DETAILS,
-    ) -> str:
+    def message(self, event: RuleEvent) -> str:
         """Say what happened in one line."""
+        details = event.details
         where = f"{details.get('task')} on queue {details.get('queue')!r}"
-        if status == "resolved":
-            return f"no failed job of {where} is left (retried or deleted) after {span(lasted)}"
+        if event.status == "resolved":
+            return (
+                f"no failed job of {where} is left (retried or deleted) after {span(event.lasted)}"
+            )
         count = int(details.get("new", 0))
         errors = ", ".join(f"{k} x{v}" for k, v in sorted(dict(details.get("errors", {})).items()))
         ids = ", ".join(str(i) for i in details.get("job_ids", []))

@@ -3,7 +3,7 @@ to hold and what to say, and fires and resolves its episodes like the built-in r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +15,7 @@ import conveyor
 from conveyor import Alert, AlertSettings, CallbackChannel
 from conveyor._store.alerts import Observation
 from conveyor._store.postgres import PostgresStore
-from conveyor.alert_rules import AlertRule, AlertStatus, Measurements
+from conveyor.alert_rules import AlertRule, Measurements, RuleEvent
 from conveyor.maintenance.alerter import AlertEvaluator
 
 START = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -40,15 +40,9 @@ class QueueIdle(AlertRule):
         depth = measure.queue_depths().get(self.queue, 0.0)
         return [Observation(self.queue, depth, "fire" if depth == 0 else "clear")]
 
-    def message(
-        self,
-        subject: str,
-        status: AlertStatus,
-        value: float,
-        lasted: timedelta,
-        details: Mapping[str, Any] = {},
-    ) -> str:
-        return f"queue {subject!r} idle" if status == "firing" else f"queue {subject!r} busy again"
+    def message(self, event: RuleEvent) -> str:
+        busy = "idle" if event.status == "firing" else "busy again"
+        return f"queue {event.subject!r} {busy}"
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 import conveyor
 from conveyor import ConfigError, JobFailed, OldestAvailableOlderThan, QueueDepthAbove
 from conveyor._store.alerts import FailedArrivals, Observation
+from conveyor.alert_rules import RuleEvent
 
 
 class _Readings:
@@ -98,14 +99,15 @@ async def test_job_failed_fires_per_group_with_news_and_holds_the_rest() -> None
 
 def test_each_rule_words_its_own_message() -> None:
     lasted = timedelta(minutes=5)
-    assert QueueDepthAbove(10).message("emails", "firing", 11, lasted) == (
+    assert QueueDepthAbove(10).message(RuleEvent("emails", "firing", 11, lasted)) == (
         "queue 'emails' has 11 available jobs, above 10 for 5m"
     )
-    assert OldestAvailableOlderThan(timedelta(minutes=10)).message(
-        "emails", "resolved", 0, lasted
-    ) == ("queue 'emails': no available job has waited longer than 10m any more (after 5m)")
+    oldest = OldestAvailableOlderThan(timedelta(minutes=10))
+    assert oldest.message(RuleEvent("emails", "resolved", 0, lasted)) == (
+        "queue 'emails': no available job has waited longer than 10m any more (after 5m)"
+    )
     details = {"queue": "emails", "task": "send", "new": 3, "job_ids": [1, 2], "errors": {"E": 3}}
-    assert JobFailed().message("emails/send", "firing", 3, lasted, details) == (
+    assert JobFailed().message(RuleEvent("emails/send", "firing", 3, lasted, details)) == (
         "3 job(s) of send on queue 'emails' failed (E x3); jobs 1, 2, ..."
     )
 

@@ -23,6 +23,7 @@ from conveyor._store.alerts import (
     PendingNotification,
 )
 from conveyor._store.protocol import Store
+from conveyor.alert_rules import RuleEvent
 from conveyor.alerts import Alert, AlertSettings, AlertStatus, Channel, Rule
 from conveyor.clock import Clock, SystemClock
 from conveyor.maintenance.service import PeriodicService
@@ -253,7 +254,7 @@ class AlertEvaluator(PeriodicService):
         rule = self._rules.get(rule_name)
         lasted = at - since
         if rule is not None:
-            message = rule.message(subject, status, value, lasted, details)
+            message = rule.message(RuleEvent(subject, status, value, lasted, details))
         else:  # a notification queued before a deploy removed its rule
             message = f"{subject}: {status} (value {value:g})"
         return Alert(rule_name, subject, status, value, since, at, message, dict(details), episode)
