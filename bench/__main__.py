@@ -28,7 +28,7 @@ from bench.common import (
 )
 from bench.workers import LOG_DIR
 
-WORKLOADS = ("enqueue", "drain", "latency", "scale", "peers", "hotpath", "sustained")
+WORKLOADS = ("import", "enqueue", "drain", "latency", "scale", "peers", "hotpath", "sustained")
 ALIASES = {"w1": "enqueue", "w2": "drain", "w3": "latency", "w4": "scale", "w5": "sustained"}
 
 FULL = {
@@ -43,6 +43,7 @@ FULL = {
     "w5_rate": 200.0,
     "w5_minutes": 10.0,
     "hotpath_jobs": 20_000,
+    "import_reps": 20,
 }
 QUICK = {
     "reps": 1,
@@ -56,6 +57,7 @@ QUICK = {
     "w5_rate": 200.0,
     "w5_minutes": 1.0,
     "hotpath_jobs": 2_000,
+    "import_reps": 5,
 }
 
 
@@ -64,9 +66,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         prog="python -m bench",
         description=__doc__.splitlines()[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="workloads: enqueue (W1), drain (W2), latency (W3), scale (W4), peers,"
-        " hotpath (asyncpg vs psycopg), sustained (W5); 'table' reprints latest.json,"
-        " 'plot' redraws docs/img/w5.png from it",
+        epilog="workloads: import (time of `import conveyor`), enqueue (W1), drain (W2),"
+        " latency (W3), scale (W4), peers, hotpath (asyncpg vs psycopg), sustained (W5);"
+        " 'table' reprints latest.json, 'plot' redraws docs/img/w5.png from it",
     )
     p.add_argument("workloads", nargs="*", metavar="WORKLOAD", help="default: all of them")
     p.add_argument("--quick", action="store_true", help="small sizes, 1 repetition (~2 min)")
@@ -83,6 +85,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--w5-rate", type=float, help="W5 jobs/s (200)")
     p.add_argument("--w5-minutes", type=float, help="W5 minutes (10; quick: 1)")
     p.add_argument("--hotpath-jobs", type=int, help="hotpath jobs per run (20,000)")
+    p.add_argument("--import-reps", type=int, help="fresh interpreters timed by 'import' (20)")
     p.add_argument("--concurrency", type=int, default=100, help="worker --concurrency (100)")
     p.add_argument("--processes", default="1,2", help="W2 worker process counts (1,2)")
     p.add_argument("--handler", choices=("async", "sync"), default="async", help="W2 handler")
@@ -173,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
         work[section]["measured_at_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
         report.write(results, out_dir)
 
+    if "import" in args.workloads:
+        from bench import import_time
+
+        work["import"] = import_time.run(args.import_reps)
+        save("import")
     if "enqueue" in args.workloads:
         from bench import enqueue
 

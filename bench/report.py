@@ -27,6 +27,7 @@ def _get(d: dict[str, Any], *path: str) -> Any:
 
 # (label, Conveyor figure, peer figure, higher is better)
 COMPARISONS: list[tuple[str, tuple[str, ...], tuple[str, ...] | None, bool]] = [
+    ("import conveyor, fresh interpreter", ("import", "wall_ms"), None, False),
     ("W1 enqueue single, sync", ("W1", "sync_single"), ("enqueue_single", "-"), True),
     ("W1 enqueue single, async", ("W1", "async_single"), ("enqueue_single",), True),
     ("W1 enqueue bulk (1,000/batch)", ("W1", "bulk_copy"), ("enqueue_bulk",), True),
@@ -131,6 +132,9 @@ def _note(cpath: tuple[str, ...], work: dict[str, Any]) -> str:
     if cpath[0] == "W3":
         fig = _get(work, *cpath[:2]) or {}
         return f"at {fig.get('rate', 0):g}/s ({fig.get('load_vs_drain_1p')} of 1p drain)"
+    if cpath[0] == "import":
+        fig = _get(work, "import", "import_ms") or {}
+        return f"-X importtime: {fig.get('median')} ms; {work['import']['reps']} runs"
     if cpath[0] == "W2":
         fig = _get(work, *cpath) or {}
         return f"N={fig.get('jobs'):,}, concurrency {fig.get('concurrency')}"

@@ -12,12 +12,12 @@ import asyncio
 import time
 
 import conveyor
-from conveyor import JobContext, SnoozeQueue
+from conveyor import JobContext, QueueLimits, SnoozeQueue
 
 app = conveyor.Conveyor()
 # Declared in code; every worker writes these to the database when it starts.
-app.queue("reports", key="tenant_id", key_concurrency=2)  # 2 running jobs per tenant
-app.queue("emails", rate_limit="5/s", max_depth=100, on_full="reject")
+app.queue("reports", QueueLimits(key="tenant_id", key_concurrency=2))  # 2 running per tenant
+app.queue("emails", QueueLimits(rate_limit="5/s", max_depth=100, on_full="reject"))
 
 started: list[tuple[str, float]] = []
 smtp_up = asyncio.Event()

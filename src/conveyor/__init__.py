@@ -1,4 +1,12 @@
-"""Conveyor: durable background jobs on the PostgreSQL you already run."""
+"""Conveyor: durable background jobs on the PostgreSQL you already run.
+
+`import conveyor` is light: a web process that only enqueues does not load the worker runtime
+(prometheus_client, the alerter, cron maintenance). `Worker` and `WorkerConfig` are imported
+the first time they are used.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from conveyor._store.enqueue import JobSpec
 from conveyor._store.flow_insert import Flow
@@ -18,13 +26,18 @@ from conveyor.context import JobContext
 from conveyor.correlation import correlation_id, current_correlation_id
 from conveyor.cron import Schedule
 from conveyor.errors import (
+    BlockingCallError,
     ConfigError,
+    ConnectionTypeError,
     ConveyorError,
     DatabaseUnavailableError,
+    DeliveryError,
     JobNotFoundError,
+    JobTimeout,
     PayloadError,
     QueueFullError,
     SchemaError,
+    UniqueKeyRaceError,
     UnknownTaskError,
 )
 from conveyor.http_auth import Credentials
@@ -32,20 +45,25 @@ from conveyor.job import Job, JobState
 from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.queues import QueueInfo, QueueLimits, RateLimit
 from conveyor.retry import RetryPolicy
-from conveyor.task import Task
-from conveyor.worker import Worker, WorkerConfig
-from conveyor.worker.executor import JobTimeout
+from conveyor.task import Enqueuer, Task
+
+if TYPE_CHECKING:
+    from conveyor.worker import Worker, WorkerConfig
 
 __all__ = [
     "Alert",
     "AlertSettings",
+    "BlockingCallError",
     "CallbackChannel",
     "Clock",
     "ConfigError",
+    "ConnectionTypeError",
     "Conveyor",
     "ConveyorError",
     "Credentials",
     "DatabaseUnavailableError",
+    "DeliveryError",
+    "Enqueuer",
     "FailNow",
     "Flow",
     "FrozenClock",
@@ -72,6 +90,7 @@ __all__ = [
     "SnoozeQueue",
     "SystemClock",
     "Task",
+    "UniqueKeyRaceError",
     "UnknownTaskError",
     "WebhookChannel",
     "Worker",
@@ -79,3 +98,19 @@ __all__ = [
     "correlation_id",
     "current_correlation_id",
 ]
+
+#: Names whose modules load on first use, and where they live.
+_LAZY = {"Worker": "conveyor.worker", "WorkerConfig": "conveyor.worker"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

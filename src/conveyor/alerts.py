@@ -28,6 +28,7 @@ from conveyor.alert_rules import OldestAvailableOlderThan as OldestAvailableOlde
 from conveyor.alert_rules import QueueDepthAbove as QueueDepthAbove
 from conveyor.alert_rules import check_duration, rule_names
 from conveyor.errors import ConfigError
+from conveyor.errors import DeliveryError as DeliveryError  # its old home: imports keep working
 
 _NAME_LIMIT = 200
 #: The most characters of one Slack message section (Slack refuses longer ones).
@@ -56,10 +57,6 @@ class Alert:
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
     episode: int = 0
-
-
-class DeliveryError(Exception):
-    """A channel could not deliver an alert; the evaluator retries it on its next pass."""
 
 
 class Channel(Protocol):

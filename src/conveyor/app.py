@@ -21,8 +21,10 @@ from conveyor.alerts import AlertSettings, Channel, LogChannel, Rule, add_channe
 from conveyor.clock import Clock, SystemClock
 from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from conveyor.cron import Schedule
+from conveyor.durations import Duration, to_timedelta
 from conveyor.errors import ConfigError, DatabaseUnavailableError, PayloadError, UnknownTaskError
 from conveyor.migrate import Migration, Migrator
+from conveyor.queues import QueueLimits, declared_settings
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task
 
@@ -35,14 +37,15 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class Retention:
-    """How long finished jobs are kept before the pruner deletes them."""
+    """How long finished jobs are kept before the pruner deletes them (each a timedelta or
+    float seconds; read back as a timedelta)."""
 
-    completed: timedelta = timedelta(hours=24)
-    cancelled: timedelta = timedelta(hours=24)
-    failed: timedelta = timedelta(days=14)
-    idempotency_keys: timedelta = timedelta(days=7)
+    completed: Duration = Duration(timedelta(hours=24))
+    cancelled: Duration = Duration(timedelta(hours=24))
+    failed: Duration = Duration(timedelta(days=14))
+    idempotency_keys: Duration = Duration(timedelta(days=7))
     #: Rows recording which cron slots were enqueued (each schedule's latest one is kept).
-    cron_slots: timedelta = timedelta(days=14)
+    cron_slots: Duration = Duration(timedelta(days=14))
 
 
 class Conveyor:
@@ -117,14 +120,14 @@ class Conveyor:
         """Apply pending schema migrations; safe to call from many processes at once."""
         return Migrator(self.database_url).migrate()
 
-    def queue(self, name: str, **settings: Any) -> None:
-        """Declare a queue's limits in code (see Client.configure_queue for the settings);
-        every worker of this app writes them to the database when it starts, so all
-        workers share them. Settings not named here can still be changed at run time."""
-        from conveyor.client import validate_queue_settings
+    def queue(self, name: str, limits: QueueLimits | None = None, **settings: Any) -> None:
+        """Declare a queue's limits in code: `app.queue("emails", QueueLimits(rate_limit=
+        "100/minute"))`. Every worker of this app writes them to the database when it starts,
+        so all workers share them. Limits left None here can still be set at run time.
 
-        validate_queue_settings(settings)
-        self.queue_settings[name] = dict(settings)
+        The keyword form, `app.queue(name, concurrency=4)`, is deprecated but still works.
+        """
+        self.queue_settings[name] = declared_settings(name, limits, settings)
 
     # -- tasks --------------------------------------------------------------------------------
 
@@ -142,7 +145,7 @@ class Conveyor:
         max_attempts: int = 5,
         priority: int = 0,
         timeout: float | timedelta | None = None,
-        backoff: RetryPolicy | float | None = None,
+        backoff: RetryPolicy | float | timedelta | None = None,
         atomic: bool = False,
         fail_on: Sequence[type[BaseException]] = (),
     ) -> Callable[[Callable[..., Any]], Task[Any]]: ...
@@ -157,7 +160,7 @@ class Conveyor:
         max_attempts: int = 5,
         priority: int = 0,
         timeout: float | timedelta | None = None,
-        backoff: RetryPolicy | float | None = None,
+        backoff: RetryPolicy | float | timedelta | None = None,
         atomic: bool = False,
         fail_on: Sequence[type[BaseException]] = (),
     ) -> Task[Any] | Callable[[Callable[..., Any]], Task[Any]]:
@@ -269,7 +272,7 @@ class Conveyor:
             cron=cron,
             timezone=timezone,
             catch_up=catch_up,
-            grace=grace if isinstance(grace, timedelta) else timedelta(seconds=grace),
+            grace=to_timedelta(grace, "grace"),
             spec=spec,
         )
         existing = self.schedules.get(schedule.name)

@@ -8,16 +8,11 @@ loading rows so that no stored value can break a list or a page (client_rows.py)
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor._store.queries import sql
-from conveyor.client_ops import (
-    CRON_OVERDUE,
-    _Op,
-    _Ops,
-    configure_queue_params,
-    validate_queue_settings,
-)
+from conveyor.client_ops import CRON_OVERDUE, _Op, _Ops
 from conveyor.client_rows import afetch, fetch
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
@@ -32,7 +27,7 @@ from conveyor.client_types import (
     Throughput,
 )
 from conveyor.job import Job, JobState
-from conveyor.queues import QueueInfo
+from conveyor.queues import QueueInfo, configure_queue_params, validate_queue_settings
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -175,8 +170,10 @@ class Client:
         """Let a paused (or snoozed) queue's jobs start again; False if it had no controls."""
         return self._run(_Ops.resume_queue(name))
 
-    def snooze_queue(self, name: str, seconds: float, reason: str | None = None) -> None:
-        """Hold a queue's jobs back for `seconds` (its downstream is down)."""
+    def snooze_queue(
+        self, name: str, seconds: float | timedelta, reason: str | None = None
+    ) -> None:
+        """Hold a queue's jobs back for `seconds` (or a timedelta; its downstream is down)."""
         self._run(_Ops.snooze_queue(name, seconds, reason))
 
     def queues(self) -> list[QueueInfo]:
@@ -300,7 +297,9 @@ class AsyncClient:
         """Async twin of Client.resume_queue()."""
         return await self._run(_Ops.resume_queue(name))
 
-    async def snooze_queue(self, name: str, seconds: float, reason: str | None = None) -> None:
+    async def snooze_queue(
+        self, name: str, seconds: float | timedelta, reason: str | None = None
+    ) -> None:
         """Async twin of Client.snooze_queue()."""
         await self._run(_Ops.snooze_queue(name, seconds, reason))
 

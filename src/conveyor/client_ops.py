@@ -3,7 +3,6 @@ and how to read the rows. Client runs them on a sync connection, AsyncClient on 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,9 +22,10 @@ from conveyor.client_types import (
     TaskCount,
     Throughput,
 )
-from conveyor.errors import ConfigError, JobNotFoundError
+from conveyor.durations import to_seconds
+from conveyor.errors import JobNotFoundError
 from conveyor.job import Job, JobState
-from conveyor.queues import FIELDS, QueueInfo, QueueLimits, RateLimit, configure_params, limits
+from conveyor.queues import QueueInfo, QueueLimits, RateLimit, configure_queue_params
 
 if TYPE_CHECKING:
     from conveyor.cron import Schedule
@@ -211,8 +211,9 @@ class _Ops:
         return _Op([("queue_resume", {"name": name, "now": None})], lambda r: bool(r[0]))
 
     @staticmethod
-    def snooze_queue(name: str, seconds: float, reason: str | None) -> _Op[str]:
-        params = {"name": name, "seconds": seconds, "reason": reason, "now": None}
+    def snooze_queue(name: str, seconds: float | timedelta, reason: str | None) -> _Op[str]:
+        duration = to_seconds(seconds, "snooze_queue(seconds)")
+        params = {"name": name, "seconds": duration, "reason": reason, "now": None}
         return _Op([("queue_snooze", params)], lambda r: name)
 
     @staticmethod
@@ -280,34 +281,6 @@ def _job_ids(ids: Sequence[int]) -> list[int]:
 def _clamped(before_id: int) -> int:
     """A page boundary within the ids: every job is older than an id past the largest."""
     return min(max(before_id, JOB_IDS.start), JOB_IDS.stop - 1)
-
-
-_GROUPS = {"key_concurrency": "key", "on_full": "max_depth"}
-
-
-def validate_queue_settings(changes: dict[str, Any]) -> QueueLimits:
-    """Check queue settings by name and value; raise ConfigError naming the fix."""
-    unknown = sorted(set(changes) - set(FIELDS) - set(_GROUPS))
-    if unknown:
-        known = [*FIELDS, *_GROUPS]
-        hints = [difflib.get_close_matches(u, known, 1) for u in unknown]
-        hint = (
-            "; did you mean " + ", ".join(repr(h[0]) for h in hints if h) + "?"
-            if any(hints)
-            else ""
-        )
-        raise ConfigError(
-            f"unknown queue setting(s) {', '.join(map(repr, unknown))}{hint} (settings:"
-            f" {', '.join(known)})"
-        )
-    return limits(**changes)
-
-
-def configure_queue_params(name: str, changes: dict[str, Any]) -> dict[str, Any]:
-    """Parameters of queue_configure for the named settings only."""
-    values = validate_queue_settings(changes)
-    fields = tuple(sorted({_GROUPS.get(k, k) for k in changes}))
-    return configure_params(name, values, fields, None)
 
 
 def _queue_info(row: Row) -> QueueInfo:

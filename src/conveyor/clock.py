@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from conveyor.durations import to_timedelta
+
 
 class Clock(Protocol):
     """Source of the `now` passed to time-dependent queries."""
@@ -36,9 +38,16 @@ class FrozenClock:
     def now(self) -> datetime:
         return self.current
 
-    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
-        """Move forward by `delta` or by timedelta keyword arguments (minutes=10)."""
-        self.current += delta if delta is not None else timedelta(**kwargs)
+    def advance(self, delta: float | timedelta | None = None, **kwargs: float) -> datetime:
+        """Move forward by `delta` (seconds or a timedelta) or by timedelta keyword arguments
+        (minutes=10). A negative timedelta moves back."""
+        if delta is None:
+            step = timedelta(**kwargs)
+        elif isinstance(delta, timedelta):
+            step = delta  # unchecked, so a test can move the clock back
+        else:
+            step = to_timedelta(delta, "advance(delta)")
+        self.current += step
         return self.current
 
     def set(self, instant: datetime) -> None:

@@ -15,6 +15,7 @@ from conveyor import codec, logs
 from conveyor._store.caller import run_async, run_sync
 from conveyor._store.queries import sql
 from conveyor.cron import slot_of_key
+from conveyor.errors import BlockingCallError
 from conveyor.job import Job
 
 log = logging.getLogger("conveyor.job")
@@ -95,7 +96,9 @@ class JobContext:
     def progress(self, value: float, message: str | None = None) -> None:
         """Sync twin of aprogress(), for sync handlers (they run in a thread)."""
         if _on_loop(self._loop):
-            raise TypeError("progress() would block the event loop; use await ctx.aprogress()")
+            raise BlockingCallError(
+                "progress() would block the event loop; use await ctx.aprogress()"
+            )
         asyncio.run_coroutine_threadsafe(self.aprogress(value, message), self._loop).result()
 
     async def achildren(self) -> list[Job]:
@@ -107,7 +110,9 @@ class JobContext:
     def children(self) -> list[Job]:
         """Sync twin of achildren(), for sync handlers."""
         if _on_loop(self._loop):
-            raise TypeError("children() would block the event loop; use await ctx.achildren()")
+            raise BlockingCallError(
+                "children() would block the event loop; use await ctx.achildren()"
+            )
         return asyncio.run_coroutine_threadsafe(self.achildren(), self._loop).result()
 
     @property
@@ -124,9 +129,11 @@ class JobContext:
         """
         codec.check_key(key, "the idempotency key given to once()")
         if inspect.iscoroutinefunction(fn):
-            raise TypeError("once() runs sync functions; in an async handler use aonce()")
+            raise BlockingCallError("once() runs sync functions; in an async handler use aonce()")
         if _on_loop(self._loop):
-            raise TypeError("once() would block the event loop; in an async handler use aonce()")
+            raise BlockingCallError(
+                "once() would block the event loop; in an async handler use aonce()"
+            )
         if key in self._keys:
             return _decoded(self._keys[key])
         if self.conn is not None:

@@ -67,3 +67,79 @@ def check_run_at(run_at: datetime, name: str = "run_at") -> datetime:
             f" {EARLIEST.date()} and {LATEST.date()}"
         )
     return run_at
+
+
+def to_timedelta(value: float | timedelta, name: str, *, positive: bool = False) -> timedelta:
+    """to_seconds(), as a timedelta (a timedelta given is returned as it is, once checked)."""
+    seconds = to_seconds(value, name, positive=positive)
+    return value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+
+
+class _Missing:
+    """No default: the field must be given."""
+
+
+_MISSING = _Missing()
+
+
+class _DurationField:
+    """A duration field of a frozen dataclass: given as float seconds or a timedelta, checked
+    by to_seconds() when the object is built. A descriptor, so the dataclass's __init__ (and a
+    type checker) accepts both forms while the attribute reads as one type."""
+
+    def __init__(
+        self,
+        default: float | timedelta | _Missing = _MISSING,
+        *,
+        positive: bool = False,
+        label: str | None = None,
+    ) -> None:
+        self._default = default
+        self._positive = positive
+        self._label = label
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+        self._label = self._label or f"{owner.__name__}({name}=...)"
+
+    def _check(self, value: float | timedelta) -> float:
+        return to_seconds(value, self._label or self._name, positive=self._positive)
+
+    def _default_seconds(self) -> float:
+        if isinstance(self._default, _Missing):
+            # the dataclass reads the class attribute for a default: none, so it is required
+            raise AttributeError(self._name)
+        return self._check(self._default)
+
+
+class Duration(_DurationField):
+    """A dataclass field that takes float seconds or a timedelta and holds a timedelta:
+    `completed: Duration = Duration(timedelta(hours=24))`."""
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> timedelta:
+        if obj is None:
+            return timedelta(seconds=self._default_seconds())
+        value: timedelta = obj.__dict__[self._name]
+        return value
+
+    def __set__(self, obj: object, value: float | timedelta) -> None:
+        # frozen dataclasses refuse assignment before it gets here; their __init__ does not
+        seconds = self._check(value)
+        obj.__dict__[self._name] = (
+            value if isinstance(value, timedelta) else timedelta(seconds=seconds)
+        )
+
+
+class Seconds(_DurationField):
+    """A dataclass field that takes float seconds or a timedelta and holds float seconds:
+    `base: Seconds = Seconds(1.0)`."""
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> float:
+        if obj is None:
+            return self._default_seconds()
+        value: float = obj.__dict__[self._name]
+        return value
+
+    def __set__(self, obj: object, value: float | timedelta) -> None:
+        obj.__dict__[self._name] = self._check(value)

@@ -1,4 +1,27 @@
-"""Public exceptions. Each message names the problem and the fix."""
+"""Every exception Conveyor raises on purpose, in one tree. Each message names the problem and
+the fix.
+
+Catch `ConveyorError` for all of them, or a branch for one kind. Where a builtin already
+names the kind (a bad value, a missing key, a lost connection), the error is that builtin too,
+so code written against the builtin keeps working.
+
+* ConveyorError
+  + ConfigError (ValueError) - an argument or setting is missing, unknown or out of range
+    - ConnectionTypeError (TypeError) - enqueue_tx was given something that is not a connection
+  + PayloadError (ValueError) - job arguments or a result cannot be stored
+  + UnknownTaskError (LookupError) - no task of this name is registered
+  + JobNotFoundError (LookupError) - no job has this id
+  + SchemaError - the database schema is missing, older or newer than this Conveyor
+  + DatabaseUnavailableError (ConnectionError) - the database cannot be reached
+  + QueueFullError - a full queue with on_full='reject' refused the job
+  + UniqueKeyRaceError (RuntimeError) - a unique enqueue kept racing the key's holder
+  + BlockingCallError (TypeError) - a sync call made on the event loop; use its `a` twin
+  + JobTimeout - raised inside a handler that ran past its timeout
+  + DeliveryError - an alert channel could not deliver (retried on the next pass)
+
+Not in the tree, on purpose: `Retry`, `FailNow` and `SnoozeQueue` (conveyor.outcome) are
+instructions a handler raises to Conveyor, not errors Conveyor raises.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +32,10 @@ class ConveyorError(Exception):
 
 class ConfigError(ConveyorError, ValueError):
     """A configuration value is missing, unknown or out of range."""
+
+
+class ConnectionTypeError(ConfigError, TypeError):
+    """enqueue_tx / aenqueue_tx was given an object that is not a supported connection."""
 
 
 class PayloadError(ConveyorError, ValueError):
@@ -29,6 +56,31 @@ class JobNotFoundError(ConveyorError, LookupError):
 
 class DatabaseUnavailableError(ConveyorError, ConnectionError):
     """The database cannot be reached; nothing was written."""
+
+
+class UniqueKeyRaceError(ConveyorError, RuntimeError):
+    """A unique-key enqueue kept racing with the key's holder finishing; nothing was enqueued.
+
+    Rare and safe to retry: the holder finished between the insert and the lookup each time.
+    """
+
+
+class BlockingCallError(ConveyorError, TypeError):
+    """A sync method was called on the event loop (in an async handler), where it would block
+    every other job; call its `a`-prefixed twin with await instead."""
+
+
+class DeliveryError(ConveyorError):
+    """A channel could not deliver an alert; the evaluator retries it on its next pass."""
+
+
+class JobTimeout(ConveyorError):  # noqa: N818 - the name reads as what happened
+    """The job ran past its timeout and was stopped."""
+
+
+# Job errors record the exception's import path; JobTimeout's stays the one it had when it
+# lived in the worker, so stored histories, logs and alert filters keep matching it.
+JobTimeout.__module__ = "conveyor.worker.executor"
 
 
 class QueueFullError(ConveyorError):

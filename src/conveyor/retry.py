@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
-from conveyor.durations import to_seconds
+from conveyor.durations import Seconds, to_seconds
 from conveyor.errors import ConfigError
 
 
@@ -20,22 +20,21 @@ class RetryPolicy:
     together do not hit the recovering service at the same instant.
     """
 
-    base: float = 1.0
+    #: The first delay and the cap: float seconds or a timedelta, read back as float seconds.
+    base: Seconds = Seconds(1.0, label="backoff base")
     factor: float = 2.0
-    max_delay: float = 3600.0
+    max_delay: Seconds = Seconds(3600.0, label="backoff max_delay")
     jitter: float = 0.5
 
     def __post_init__(self) -> None:
-        to_seconds(self.base, "backoff base")
-        to_seconds(self.max_delay, "backoff max_delay")
         if not math.isfinite(self.factor) or not math.isfinite(self.jitter):
             raise ConfigError("backoff factor and jitter must be finite numbers")
-        if self.base < 0:
-            raise ConfigError(f"backoff base must be >= 0 seconds, got {self.base}")
         if self.factor < 1:
             raise ConfigError(f"backoff factor must be >= 1, got {self.factor}")
         if self.max_delay < self.base:
-            raise ConfigError(f"backoff max_delay ({self.max_delay}) must be >= base ({self.base})")
+            raise ConfigError(
+                f"backoff max_delay ({self.max_delay:g}) must be >= base ({self.base:g})"
+            )
         if not 0 <= self.jitter <= 1:
             raise ConfigError(f"backoff jitter must be between 0 and 1, got {self.jitter}")
 
@@ -53,14 +52,16 @@ class RetryPolicy:
         return timedelta(seconds=capped - spread)
 
 
-def as_policy(backoff: RetryPolicy | float | None) -> RetryPolicy:
-    """Accept a RetryPolicy, a base delay in seconds, or None for the default."""
+def as_policy(backoff: RetryPolicy | float | timedelta | None) -> RetryPolicy:
+    """Accept a RetryPolicy, a base delay (seconds or a timedelta), or None for the default."""
     if backoff is None:
         return RetryPolicy()
     if isinstance(backoff, RetryPolicy):
         return backoff
-    if isinstance(backoff, int | float):
-        return RetryPolicy(base=float(backoff), max_delay=max(3600.0, float(backoff)))
+    if isinstance(backoff, int | float | timedelta) and not isinstance(backoff, bool):
+        base = to_seconds(backoff, "backoff")
+        return RetryPolicy(base=base, max_delay=max(3600.0, base))
     raise ConfigError(
-        f"backoff must be a RetryPolicy or a number of seconds, got {type(backoff).__name__}"
+        "backoff must be a RetryPolicy or a number of seconds (or a timedelta), got"
+        f" {type(backoff).__name__}"
     )

@@ -34,6 +34,109 @@ class EnqueueOptions:
     unique_key: str | None = None
     correlation_id: str | None = None
 
+    def merged(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> EnqueueOptions:
+        """These options with the given ones checked and laid over them (None: keep)."""
+        if run_at is not None:
+            check_run_at(run_at)
+        if run_at is not None and delay is not None:
+            raise ConfigError("give either delay or run_at, not both")
+        if max_attempts is not None and max_attempts < 1:
+            raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
+        changes: dict[str, Any] = {
+            "queue": queue,
+            "priority": priority,
+            "max_attempts": max_attempts,
+            "timeout": optional_seconds(timeout, "timeout", positive=True),
+            "delay": optional_seconds(delay, "delay"),
+            "run_at": run_at,
+            "unique_key": None if unique_key is None else codec.check_key(unique_key, "unique_key"),
+            "correlation_id": correlation.validate(correlation_id),
+        }
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Enqueuer(Generic[R]):
+    """A task with per-job options fixed, returned by Task.with_options(). Frozen: it can be
+    kept, shared between threads and reused; with_options() returns a new one."""
+
+    task: Task[R]
+    options: EnqueueOptions
+
+    def with_options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        timeout: float | timedelta | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Enqueuer[R]:
+        """Return an enqueuer with these options laid over this one's."""
+        options = self.options.merged(
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            delay=delay,
+            run_at=run_at,
+            unique_key=unique_key,
+            correlation_id=correlation_id,
+        )
+        return Enqueuer(self.task, options)
+
+    def spec(self, **args: Any) -> JobSpec:
+        """Validate arguments and return the job to insert (for app.enqueue_many)."""
+        task = self.task
+        task._check_arguments(args)
+        o = self.options
+        return JobSpec(
+            task=task.name,
+            args_json=codec.encode_args(args, max_bytes=task.app.max_payload_bytes),
+            queue=o.queue or task.queue,
+            priority=o.priority if o.priority is not None else task.priority,
+            max_attempts=o.max_attempts or task.max_attempts,
+            run_at=o.run_at,
+            delay=o.delay,
+            unique_key=o.unique_key,
+            timeout_seconds=o.timeout or task.timeout,
+            correlation_id=o.correlation_id or correlation.current_correlation_id(),
+        )
+
+    def enqueue(self, **args: Any) -> int:
+        """Enqueue a job on the app's own connection; committed when this returns."""
+        return self.task.app.enqueue_many([self.spec(**args)])[0]
+
+    def enqueue_tx(self, conn: Any, /, **args: Any) -> int:
+        """Enqueue inside the caller's open transaction (psycopg, SQLAlchemy or Django).
+
+        The job is invisible to workers until the transaction commits, and gone if it rolls
+        back.
+        """
+        return insert_jobs(conn, [self.spec(**args)], self.task.app.clock.now()).ids[0]
+
+    async def aenqueue(self, **args: Any) -> int:
+        """Async twin of enqueue()."""
+        return (await self.task.app.aenqueue_many([self.spec(**args)]))[0]
+
+    async def aenqueue_tx(self, conn: Any, /, **args: Any) -> int:
+        """Async twin of enqueue_tx(): psycopg AsyncConnection or SQLAlchemy AsyncSession."""
+        return (await ainsert_jobs(conn, [self.spec(**args)], self.task.app.clock.now())).ids[0]
+
 
 class Task(Generic[R]):
     """A function registered with @app.task. Calling it runs it here and now; enqueue() runs it
@@ -49,7 +152,7 @@ class Task(Generic[R]):
         max_attempts: int,
         priority: int,
         timeout: float | timedelta | None,
-        backoff: RetryPolicy | float | None,
+        backoff: RetryPolicy | float | timedelta | None,
         atomic: bool,
         fail_on: tuple[type[BaseException], ...],
         options: EnqueueOptions | None = None,
@@ -72,7 +175,8 @@ class Task(Generic[R]):
         self._accepted, self._required, self._any_keyword = _keyword_parameters(
             self.signature, self.context_param
         )
-        self._options = options or EnqueueOptions()
+        #: Every enqueue goes through an Enqueuer; the task's own has no per-job options.
+        self._enqueuer = Enqueuer(self, options or EnqueueOptions())
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
 
@@ -93,52 +197,31 @@ class Task(Generic[R]):
         run_at: datetime | None = None,
         unique_key: str | None = None,
         correlation_id: str | None = None,
-    ) -> Task[R]:
-        """Return this task with per-job options for the next enqueue calls."""
-        if run_at is not None:
-            check_run_at(run_at)
-        if run_at is not None and delay is not None:
-            raise ConfigError("give either delay or run_at, not both")
-        if max_attempts is not None and max_attempts < 1:
-            raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
-        changes: dict[str, Any] = {
-            "queue": queue,
-            "priority": priority,
-            "max_attempts": max_attempts,
-            "timeout": optional_seconds(timeout, "timeout", positive=True),
-            "delay": optional_seconds(delay, "delay"),
-            "run_at": run_at,
-            "unique_key": None if unique_key is None else codec.check_key(unique_key, "unique_key"),
-            "correlation_id": correlation.validate(correlation_id),
-        }
-        options = dataclasses.replace(
-            self._options, **{k: v for k, v in changes.items() if v is not None}
+    ) -> Enqueuer[R]:
+        """Return a frozen enqueuer of this task with per-job options (the task is unchanged).
+
+        `task.with_options(queue="urgent", delay=30).enqueue(order_id=7)`; options not given
+        keep the task's defaults. The enqueuer can be kept and reused, and refined with its
+        own with_options().
+        """
+        return self._enqueuer.with_options(
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            delay=delay,
+            run_at=run_at,
+            unique_key=unique_key,
+            correlation_id=correlation_id,
         )
-        clone = object.__new__(Task)
-        clone.__dict__.update(self.__dict__)
-        clone._options = options
-        return clone
 
     def spec(self, **args: Any) -> JobSpec:
         """Validate arguments and return the job to insert (for app.enqueue_many)."""
-        self._check_arguments(args)
-        o = self._options
-        return JobSpec(
-            task=self.name,
-            args_json=codec.encode_args(args, max_bytes=self.app.max_payload_bytes),
-            queue=o.queue or self.queue,
-            priority=o.priority if o.priority is not None else self.priority,
-            max_attempts=o.max_attempts or self.max_attempts,
-            run_at=o.run_at,
-            delay=o.delay,
-            unique_key=o.unique_key,
-            timeout_seconds=o.timeout or self.timeout,
-            correlation_id=o.correlation_id or correlation.current_correlation_id(),
-        )
+        return self._enqueuer.spec(**args)
 
     def enqueue(self, **args: Any) -> int:
         """Enqueue a job on the app's own connection; committed when this returns."""
-        return self.app.enqueue_many([self.spec(**args)])[0]
+        return self._enqueuer.enqueue(**args)
 
     def enqueue_tx(self, conn: Any, /, **args: Any) -> int:
         """Enqueue inside the caller's open transaction (psycopg, SQLAlchemy or Django).
@@ -146,15 +229,15 @@ class Task(Generic[R]):
         The job is invisible to workers until the transaction commits, and gone if it rolls
         back.
         """
-        return insert_jobs(conn, [self.spec(**args)], self.app.clock.now()).ids[0]
+        return self._enqueuer.enqueue_tx(conn, **args)
 
     async def aenqueue(self, **args: Any) -> int:
         """Async twin of enqueue()."""
-        return (await self.app.aenqueue_many([self.spec(**args)]))[0]
+        return await self._enqueuer.aenqueue(**args)
 
     async def aenqueue_tx(self, conn: Any, /, **args: Any) -> int:
         """Async twin of enqueue_tx(): psycopg AsyncConnection or SQLAlchemy AsyncSession."""
-        return (await ainsert_jobs(conn, [self.spec(**args)], self.app.clock.now())).ids[0]
+        return await self._enqueuer.aenqueue_tx(conn, **args)
 
     def argument_error(self, args: dict[str, Any]) -> str | None:
         """Say why `args` cannot be passed to the handler, or None when they fit."""

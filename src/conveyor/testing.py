@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from conveyor.durations import to_seconds
 from conveyor.job import Job, JobState
 from conveyor.worker import Worker, WorkerConfig
 
@@ -43,14 +45,16 @@ async def drain(
     app: Conveyor,
     *,
     queues: tuple[str, ...] = ("default",),
-    timeout: float = 30.0,
+    timeout: float | timedelta = 30.0,
     concurrency: int = 4,
 ) -> Drained:
     """Run a worker in this event loop until no job of `queues` is available or running.
 
     Jobs scheduled for later, and retries whose backoff has not passed, stay waiting and are
-    counted in `left_waiting`. Raises TimeoutError when jobs are still running at `timeout`.
+    counted in `left_waiting`. Raises TimeoutError when jobs are still running at `timeout`
+    (seconds or a timedelta).
     """
+    timeout = to_seconds(timeout, "timeout", positive=True)
     worker = Worker(
         app,
         WorkerConfig(

@@ -60,7 +60,7 @@ def test_settings_are_checked_with_a_fix_in_the_message(app: conveyor.Conveyor) 
     with pytest.raises(conveyor.ConfigError, match="key_concurrency"):
         client.configure_queue("q", key="tenant_id")
     with pytest.raises(conveyor.ConfigError, match="positive"):
-        app.queue("q", max_depth=0)
+        app.queue("q", conveyor.QueueLimits(max_depth=0))
 
 
 def test_rate_limits_read_as_text() -> None:
@@ -237,7 +237,7 @@ async def test_snooze_from_a_handler_holds_the_queue_and_spends_no_attempt(
 async def test_rate_limited_worker_waits_for_the_next_window_without_polling(
     app: conveyor.Conveyor, t: conveyor.Task[Any], conn: psycopg.Connection[Any]
 ) -> None:
-    app.queue("default", rate_limit="3/2s")
+    app.queue("default", conveyor.QueueLimits(rate_limit="3/2s"))
     for n in range(6):
         t.enqueue(n=n)
     async with running_worker(app):

@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from conveyor.errors import ConnectionTypeError
+
 Row = dict[str, Any]
 Params = Mapping[str, Any]
 
@@ -80,12 +82,12 @@ def _to_named(sql: str) -> str:
     return _PYFORMAT.sub(r":\1", sql.replace("::", r"\:\:"))
 
 
-def _unsupported(conn: Any, *, async_: bool) -> TypeError:
+def _unsupported(conn: Any, *, async_: bool) -> ConnectionTypeError:
     kinds = (
         "psycopg.AsyncConnection, sqlalchemy AsyncSession or AsyncConnection"
         if async_
         else "psycopg.Connection, sqlalchemy Session or Connection, django.db.connection"
     )
-    return TypeError(
+    return ConnectionTypeError(
         f"cannot enqueue on a {type(conn).__module__}.{type(conn).__name__}; pass one of: {kinds}"
     )

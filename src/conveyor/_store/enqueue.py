@@ -13,7 +13,7 @@ from conveyor import tracing
 from conveyor._store.caller import Row, is_psycopg, run_async, run_sync
 from conveyor._store.queries import sql
 from conveyor.durations import check_run_at, to_seconds
-from conveyor.errors import QueueFullError
+from conveyor.errors import QueueFullError, UniqueKeyRaceError
 from conveyor.migrate import schema_missing
 
 #: From this many jobs on, a psycopg connection enqueues with COPY instead of one INSERT.
@@ -271,7 +271,7 @@ def _insert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None) -> I
             again, made = _parse(run_sync(conn, *_statement([specs[n] for n in retry], now)))
             for n, job_id, was_made in zip(retry, again, made, strict=True):
                 ids[n], created[n] = job_id, was_made
-    raise RuntimeError(_RACE)
+    raise UniqueKeyRaceError(_RACE)
 
 
 async def _ainsert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | None) -> Inserted:
@@ -294,4 +294,4 @@ async def _ainsert_jobs(conn: Any, specs: Sequence[JobSpec], now: datetime | Non
             again, made = _parse(await run_async(conn, *_statement([specs[n] for n in retry], now)))
             for n, job_id, was_made in zip(retry, again, made, strict=True):
                 ids[n], created[n] = job_id, was_made
-    raise RuntimeError(_RACE)
+    raise UniqueKeyRaceError(_RACE)

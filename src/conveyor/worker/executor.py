@@ -19,6 +19,7 @@ from uuid import UUID
 from conveyor import codec, correlation, logs, tracing
 from conveyor._store.protocol import Completion, Store
 from conveyor.context import JobContext
+from conveyor.errors import JobTimeout as JobTimeout  # its old home: keep imports working
 from conveyor.errors import PayloadError, UnknownTaskError
 from conveyor.job import Job
 from conveyor.outcome import FailNow, Retry, SnoozeQueue
@@ -27,10 +28,6 @@ from conveyor.worker.outcome import Abandoned, Failed, Outcome, Snoozed, Succeed
 from conveyor.worker.running import RunningJob
 
 log = logging.getLogger("conveyor.worker")
-
-
-class JobTimeout(Exception):  # noqa: N818 - the name reads as what happened
-    """The job ran past its timeout and was stopped."""
 
 
 class LeaseLost(Exception):  # noqa: N818

@@ -18,12 +18,13 @@ from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL
 from conveyor._store.postgres import PostgresStore
 from conveyor._store.protocol import Store
 from conveyor.client import configure_queue_params
+from conveyor.errors import JobTimeout
 from conveyor.job import Job
 from conveyor.maintenance.service import PeriodicService
 from conveyor.metrics import MetricsServer, WorkerMetrics
 from conveyor.worker.completer import Completer
 from conveyor.worker.config import WorkerConfig
-from conveyor.worker.executor import Executor, JobTimeout
+from conveyor.worker.executor import Executor
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.loops import stop_loops
 from conveyor.worker.outcome import Abandoned, Outcome
