@@ -25,7 +25,7 @@ _AREAS = (
 
 
 # Frames every sample passes through (start-up and the loop itself): left out of the tables.
-_ENTRY = ("click/", "runpy", "asyncio/runners.py", "conveyor/__main__.py", "conveyor/cli.py")
+_ENTRY = ("click/", "runpy", "asyncio/runners.py", "conveyor/__main__.py", "conveyor/cli/")
 _ENTRY_FUNCS = (
     "BaseEventLoop.run_forever",
     "BaseEventLoop.run_until_complete",

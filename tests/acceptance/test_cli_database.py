@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from conveyor.cli import cli
-from conveyor.cli_database import trouble_of
+from conveyor.database import trouble_of
 from tests.acceptance.conftest import ROOT
 from tests.conftest import _with_dbname
 

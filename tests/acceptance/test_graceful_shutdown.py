@@ -104,10 +104,14 @@ def test_worker_survives_losing_its_database_connections(
 
     with psycopg.connect(db, autocommit=True) as conn:
         cut = conn.execute(
-            "SELECT pg_terminate_backend(pid), application_name FROM pg_stat_activity"
+            "SELECT pg_terminate_backend(pid), application_name, pid FROM pg_stat_activity"
             " WHERE application_name LIKE 'conveyor%' AND datname = current_database()"
         ).fetchall()
-    assert own <= {name for terminated, name in cut if terminated}
+    assert own <= {name for terminated, name, _ in cut if terminated}
+    # pg_terminate_backend only signals: wait until the backends are gone, as after a restart.
+    # (The cut takes this process's enqueue pool too; its check sees the closed sockets only
+    # once the backends have said goodbye. Enqueuing sooner raced them: seen once, AdminShutdown.)
+    wait_until(lambda: not {pid for _, _, pid in cut} & _backend_pids(db))
 
     after = record.enqueue(n=2)
     wait_for_state(db, after, "completed")
@@ -123,3 +127,9 @@ def _connected_applications(db: str) -> set[str]:
             "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
         ).fetchall()
     return {name for (name,) in rows}
+
+
+def _backend_pids(db: str) -> set[int]:
+    with psycopg.connect(db, autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity").fetchall()
+    return {pid for (pid,) in rows}

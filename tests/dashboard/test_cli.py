@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from conveyor.cli import cli
-from conveyor.cli_dashboard import is_loopback
+from conveyor.http_auth import is_loopback
 from tests.helpers import wait_until
 
 
@@ -94,7 +94,7 @@ def test_served_with_a_token_it_refuses_requests_without_it(served: str) -> None
 
 
 def test_without_credentials_only_loopback_host_headers_are_answered() -> None:
-    from conveyor.cli_dashboard import loopback_hosts
+    from conveyor.cli.dashboard import loopback_hosts
 
     assert loopback_hosts("127.0.0.1") == ["127.0.0.1", "::1", "localhost"]
     assert "::1" in loopback_hosts("[::1]")

@@ -110,11 +110,96 @@ def test_worker_and_maintenance_see_the_store_protocol_not_postgres() -> None:
 
 def test_dashboard_and_cli_act_only_through_the_public_client() -> None:
     forbidden = ("conveyor._store", "conveyor.worker", "conveyor.maintenance", "psycopg")
-    paths = [*sorted((SRC / "dashboard").rglob("*.py")), SRC / "cli_dashboard.py"]
-    offenders = {
-        path.name: sorted(m for m in _imports(path) if _inside(m, forbidden)) for path in paths
+    # `conveyor worker` runs a worker: the one command that loads the runtime (when it runs).
+    allowed = {
+        "cli/worker.py": {"conveyor.worker", "conveyor.worker.WorkerConfig", SUPERVISOR},
     }
-    assert {name: bad for name, bad in offenders.items() if bad} == {}
+    paths = [*sorted((SRC / "dashboard").rglob("*.py")), *sorted((SRC / "cli").rglob("*.py"))]
+    assert len(paths) > 10, "no CLI or dashboard modules found"
+    offenders = {
+        _where(path): sorted(
+            m for m in _imports(path) - allowed.get(_where(path), set()) if _inside(m, forbidden)
+        )
+        for path in paths
+    }
+    assert {where: bad for where, bad in offenders.items() if bad} == {}
+
+
+def _where(path: Path) -> str:
+    return str(path.relative_to(SRC))
+
+
+SUPERVISOR = "conveyor.worker.supervisor"
+#: The Store protocol is the seam's face for the worker and the maintenance services.
+STORE_PROTOCOL = "conveyor._store.protocol"
+
+#: Private names a layer still imports from another, each with why; shrink it, never grow it.
+#: Keyed by layer, not file, so that moving code within a layer does not touch the list.
+PRIVATE_IMPORT_EXCEPTIONS = {
+    ("worker", "conveyor._store.postgres"): "the worker's composition root builds the Store",
+    ("worker", "conveyor._store.leader"): "the worker builds the leader lock on its own connection",
+    ("worker", "conveyor._store.listener"): "the worker opens its LISTEN connection",
+    ("worker", "conveyor._store.diagnose"): "start-up check (conveyor.database is its public face)",
+    ("maintenance", "conveyor._store.alerts"): "the alert statements are not on the Store yet",
+    ("maintenance", "conveyor._store.cron"): "row types of the Store's cron methods",
+    ("maintenance", "conveyor._store.flows"): "row type of Store.flow_advance",
+}
+
+
+def private_names(source: str, module: str, *, is_package: bool = False) -> set[str]:
+    """The names `source` (the text of `module`) imports from another layer (another package
+    or top-level module of conveyor) that are private there: some part starts with `_`."""
+    layer = module.split(".")[1]
+    private = {
+        name
+        for name in imported_modules(source, module, is_package=is_package)
+        if name.startswith("conveyor.")
+        and name.split(".")[1] != layer
+        and any(part.startswith("_") and not part.endswith("__") for part in name.split("."))
+    }
+    # `from m import X` reads as m and m.X: name m alone when m itself is private
+    return {name for name in private if name.rpartition(".")[0] not in private}
+
+
+def test_private_names_of_another_layer_are_found_in_every_spelling() -> None:
+    source = "\n".join(
+        [
+            "from conveyor._store.protocol import Store, Completion",
+            "from conveyor.app import Conveyor, _Guard",
+            "from conveyor import _secret, __version__",
+            "from conveyor.cli._own import helper",
+            "from ._own import other",
+            "from conveyor.client import Client",
+            "def later():",
+            "    import conveyor._store.queries",
+        ]
+    )
+    assert private_names(source, "conveyor.cli.jobs") == {
+        "conveyor._store.protocol",
+        "conveyor._store.queries",
+        "conveyor.app._Guard",
+        "conveyor._secret",
+    }
+
+
+def test_layers_import_no_private_name_of_another_layer() -> None:
+    found = {
+        (folder, name, _where(path))
+        for folder in ("cli", "dashboard", "worker", "maintenance")
+        for path in sorted((SRC / folder).rglob("*.py"))
+        for name in private_names(
+            path.read_text(), _module_of(path), is_package=path.name == "__init__.py"
+        )
+    }
+    offenders = [
+        (where, name)
+        for folder, name, where in sorted(found)
+        if (folder, name) not in PRIVATE_IMPORT_EXCEPTIONS
+        and not (folder in ("worker", "maintenance") and _inside(name, (STORE_PROTOCOL,)))
+    ]
+    assert offenders == []
+    stale = sorted(PRIVATE_IMPORT_EXCEPTIONS.keys() - {(folder, name) for folder, name, _ in found})
+    assert stale == [], "no longer imported: remove them from PRIVATE_IMPORT_EXCEPTIONS"
 
 
 def test_no_module_imports_pickle() -> None:

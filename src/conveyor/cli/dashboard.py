@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from conveyor.cli_context import _app_from, load_app
-from conveyor.cli_database import check_database
-from conveyor.errors import ConfigError, SchemaError
+from conveyor.cli.context import app_from, check_database, load_app
+from conveyor.errors import ConfigError
 from conveyor.http_auth import is_loopback
 from conveyor.migrate import Migrator
 
@@ -59,7 +58,7 @@ def dashboard(
         raise click.ClickException(
             f"the dashboard needs its extra dependencies ({exc.name} is missing): {INSTALL_HINT}"
         ) from None
-    app = load_app(target) if target else _app_from(ctx)
+    app = load_app(target) if target else app_from(ctx)
     if target:
         app.set_default_database_url(ctx.obj.get("database_url"))
         check_database(app.database_url)
@@ -71,12 +70,9 @@ def dashboard(
             password=password,
             allowed_hosts=None if credentials else loopback_hosts(host),
         )
-    except ConfigError as exc:
+    except ConfigError as exc:  # credentials that do not go together: a usage error, status 2
         raise click.UsageError(str(exc)) from None
-    try:
-        Migrator(app.database_url).check()
-    except SchemaError as exc:
-        raise click.ClickException(str(exc)) from None
+    Migrator(app.database_url).check()  # a SchemaError stops here, before the server starts
     auth = "token" if token else "basic auth" if username else "no credentials: loopback only"
     click.echo(f"Conveyor dashboard on http://{_url_host(host)}:{port}/ ({auth})", err=True)
     uvicorn.run(web, host=host, port=port, log_level="warning", proxy_headers=False)

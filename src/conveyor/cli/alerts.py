@@ -7,7 +7,7 @@ from datetime import UTC
 
 import click
 
-from conveyor.cli_context import _app_from
+from conveyor.cli.context import app_from
 
 
 @click.group()
@@ -24,7 +24,7 @@ def alerts() -> None:
 @click.pass_context
 def alerts_list(ctx: click.Context, open_only: bool, limit: int, as_json: bool) -> None:
     """Open episodes first (pending, firing), then the latest resolved."""
-    found = _app_from(ctx).client().alert_episodes(open_only=open_only, limit=limit)
+    found = app_from(ctx).client().alert_episodes(open_only=open_only, limit=limit)
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in found], indent=2, default=str))
         return

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from conveyor.cli_context import _app_from
+from conveyor.cli.context import app_from
 from conveyor.errors import ConfigError
 from conveyor.queues import ON_FULL
 
@@ -21,7 +21,7 @@ def queue() -> None:
 @click.pass_context
 def queue_list(ctx: click.Context, as_json: bool) -> None:
     """Every queue with controls or jobs."""
-    found = _app_from(ctx).client().queues()
+    found = app_from(ctx).client().queues()
     if as_json:
         click.echo(json.dumps([q.to_dict() for q in found], indent=2))
         return
@@ -52,7 +52,7 @@ def queue_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def queue_pause(ctx: click.Context, name: str) -> None:
     """Start no new job of NAME (running ones finish; enqueue goes on)."""
-    _app_from(ctx).client().pause_queue(name)
+    app_from(ctx).client().pause_queue(name)
     click.echo(f"paused queue {name}")
 
 
@@ -61,7 +61,7 @@ def queue_pause(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def queue_resume(ctx: click.Context, name: str) -> None:
     """Let NAME's jobs start again (ends a pause or a snooze)."""
-    _app_from(ctx).client().resume_queue(name)
+    app_from(ctx).client().resume_queue(name)
     click.echo(f"resumed queue {name}")
 
 
@@ -82,7 +82,7 @@ def queue_resume(ctx: click.Context, name: str) -> None:
 @click.pass_context
 def queue_snooze(ctx: click.Context, name: str, seconds: float, reason: str) -> None:
     """Hold NAME's jobs back for a while (its downstream is down)."""
-    _app_from(ctx).client().snooze_queue(name, seconds, reason)
+    app_from(ctx).client().snooze_queue(name, seconds, reason)
     click.echo(f"snoozed queue {name} for {seconds:g}s")
 
 
@@ -110,8 +110,8 @@ def queue_set(ctx: click.Context, /, name: str, **options: str | None) -> None:
     if not changes:
         raise click.UsageError("give at least one limit to set")
     try:
-        _app_from(ctx).client().configure_queue(name, **changes)
-    except ConfigError as exc:
+        app_from(ctx).client().configure_queue(name, **changes)
+    except ConfigError as exc:  # a value the options let through: a usage error, status 2
         raise click.UsageError(str(exc)) from None
     click.echo(f"queue {name}: " + ", ".join(f"{k}={v}" for k, v in changes.items()))
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import click
 
-from conveyor.cli_context import _app_from
+from conveyor.cli.context import app_from
 from conveyor.client import Client
 from conveyor.errors import JobNotFoundError
 from conveyor.job import Job, JobState
@@ -45,7 +45,7 @@ def jobs_list(
 ) -> None:
     """Newest first, filtered by state, queue and task."""
     found = (
-        _app_from(ctx)
+        app_from(ctx)
         .client()
         .list_jobs(state=state, queue=queue, task=task, before_id=before_id, limit=limit)
     )
@@ -70,11 +70,8 @@ def jobs_list(
 @click.pass_context
 def jobs_show(ctx: click.Context, job_id: int, as_json: bool) -> None:
     """One job with its arguments and every attempt's error."""
-    client = _app_from(ctx).client()
-    try:
-        job = client.get_job(job_id)
-    except JobNotFoundError as exc:
-        raise click.ClickException(str(exc)) from None
+    client = app_from(ctx).client()
+    job = client.get_job(job_id)
     if as_json:
         click.echo(json.dumps(job.to_dict(), indent=2, default=str))
         return
@@ -142,7 +139,7 @@ def retry(
         raise click.UsageError("give job ids or --all-failed, not both")
     if not job_ids and not all_failed:
         raise click.UsageError("give job ids, or --all-failed with optional --task/--queue")
-    client = _app_from(ctx).client()
+    client = app_from(ctx).client()
     if all_failed:
         _echo_done("retried", client.retry_failed(task=task, queue=queue))
         return
@@ -161,7 +158,7 @@ def cancel(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
     """Cancel jobs that have not finished yet.
 
     Exits with status 1 when none of the ids given could be cancelled."""
-    client = _app_from(ctx).client()
+    client = app_from(ctx).client()
     done = client.cancel(*job_ids)
     if done:
         _echo_done("cancelled", done)

@@ -1,0 +1,120 @@
+"""`conveyor worker`: run jobs in this process, or in N processes under a supervisor
+(conveyor.worker.supervisor); this module parses and checks the options."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from conveyor import database
+from conveyor.cli.context import load_app
+from conveyor.http_auth import Credentials
+
+
+@click.command()
+@click.argument("target", metavar="MODULE:APP")
+@click.option("--queues", default="default", show_default=True, help="Comma-separated queues.")
+@click.option(
+    "--concurrency",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Jobs one process runs at once.",
+)
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes to start under a supervisor.",
+)
+@click.option(
+    "--shutdown-grace",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds running jobs get to finish after SIGTERM or SIGINT.",
+)
+@click.option(
+    "--lease",
+    "lease_seconds",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds a claimed job's lease lasts; renewed every third of it.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics at /metrics on this port (with --processes N, process i"
+    " uses this port + i).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where metrics listen; other than loopback only with a token or basic auth.",
+)
+@click.option("--metrics-token", envvar="CONVEYOR_METRICS_TOKEN", help="Bearer token to require.")
+@click.option("--metrics-username", envvar="CONVEYOR_METRICS_USERNAME", help="Basic auth user.")
+@click.option("--metrics-password", envvar="CONVEYOR_METRICS_PASSWORD", help="Basic auth password.")
+@click.pass_context
+@click.option(
+    "--cron-interval",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Seconds between looks for due cron slots.",
+)
+def worker(
+    ctx: click.Context,
+    target: str,
+    queues: str,
+    concurrency: int,
+    processes: int,
+    shutdown_grace: float,
+    lease_seconds: float,
+    cron_interval: float,
+    metrics_port: int | None,
+    metrics_host: str,
+    metrics_token: str | None,
+    metrics_username: str | None,
+    metrics_password: str | None,
+) -> None:
+    """Run jobs of the app's tasks. SIGTERM/SIGINT: finish running jobs within the grace period
+    and put the rest back; a second signal exits at once."""
+    # The worker runtime (prometheus, alerter, cron) loads only when a worker is to run.
+    from conveyor.worker import WorkerConfig, supervisor
+
+    app = load_app(target)
+    app.set_default_database_url(ctx.obj.get("database_url"))
+    trouble = database.diagnose(app.database_url)
+    if trouble is not None and trouble.lasting:
+        # waiting cannot fix a wrong URL; a server that is down or full may come back, and the
+        # worker waits for it with backoff
+        raise click.ClickException(str(trouble))
+    credentials = Credentials(metrics_token, metrics_username, metrics_password)
+    if metrics_port is not None and metrics_port > 0:
+        metrics_port += supervisor.process_index()
+    config = WorkerConfig.from_options(
+        queues=queues,
+        concurrency=concurrency,
+        shutdown_grace=shutdown_grace,
+        lease_seconds=lease_seconds,
+        cron_interval=cron_interval,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        metrics_credentials=credentials if credentials.required else None,
+    )
+    # The app, the options and the URL are checked before the supervisor starts any process:
+    # a child that refused to start would be restarted, and refuse again, forever.
+    sys.exit(
+        supervisor.run(
+            app,
+            config,
+            processes=processes,
+            argv=sys.argv[1:],
+            database_ready=trouble is None,
+        )
+    )
