@@ -99,8 +99,14 @@ async def running_worker(
         task.result()
 
 
+#: How long a poll waits before it fails. A bound on failure, not a timing assertion: a
+#: passing test returns as soon as its condition holds. 10 s ran out once for a worker's first
+#: leader gauges while five suites shared the two cores (test_exposition_passes_promtool).
+POLL_TIMEOUT = 30.0
+
+
 async def eventually(
-    condition: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.02
+    condition: Callable[[], Any], *, timeout: float = POLL_TIMEOUT, interval: float = 0.02
 ) -> Any:
     """Poll `condition` (sync or async) until it returns something truthy, or fail."""
     deadline = time.monotonic() + timeout
@@ -116,7 +122,7 @@ async def eventually(
 
 
 def wait_until(
-    condition: Callable[[], Any], *, timeout: float = 10.0, interval: float = 0.05
+    condition: Callable[[], Any], *, timeout: float = POLL_TIMEOUT, interval: float = 0.05
 ) -> Any:
     """Sync twin of eventually()."""
     deadline = time.monotonic() + timeout

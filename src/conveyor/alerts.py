@@ -18,132 +18,25 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+# The rules live in alert_rules.py; they are imported from here as well, as they always were.
+from conveyor.alert_rules import AlertRule as AlertRule
+from conveyor.alert_rules import AlertStatus as AlertStatus
+from conveyor.alert_rules import JobFailed as JobFailed
+from conveyor.alert_rules import OldestAvailableOlderThan as OldestAvailableOlderThan
+from conveyor.alert_rules import QueueDepthAbove as QueueDepthAbove
+from conveyor.alert_rules import check_duration, rule_names
 from conveyor.errors import ConfigError
 from conveyor.errors import DeliveryError as DeliveryError  # its old home: imports keep working
-
-AlertStatus = Literal["firing", "resolved"]
 
 _NAME_LIMIT = 200
 #: The most characters of one Slack message section (Slack refuses longer ones).
 _SLACK_TEXT_LIMIT = 3000
 
 
-@dataclass(frozen=True)
-class QueueDepthAbove:
-    """Fire when a queue holds more than `threshold` available jobs for at least `for_`.
-
-    With `queue=None` every queue is watched on its own. An episode resolves when the depth is
-    back at or below the threshold; a dip below it before `for_` has passed starts over.
-    """
-
-    threshold: int
-    for_: timedelta = timedelta(0)
-    queue: str | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, int):
-            raise ConfigError(
-                f"QueueDepthAbove: threshold must be an int number of jobs, got {self.threshold!r}"
-            )
-        if self.threshold < 0:
-            raise ConfigError(f"QueueDepthAbove: threshold must be 0 or more, got {self.threshold}")
-        _check_duration("QueueDepthAbove", "for_", self.for_, "for_=timedelta(minutes=5)")
-        _check_queue("QueueDepthAbove", self.queue)
-
-    @property
-    def default_name(self) -> str:
-        """The name used when app.alert() is given none."""
-        return _scoped(f"queue_depth_above_{self.threshold}", self.queue)
-
-    def message(self, subject: str, status: AlertStatus, value: float, lasted: timedelta) -> str:
-        """Say what happened in one line."""
-        if status == "firing":
-            return (
-                f"queue {subject!r} has {value:g} available jobs, above {self.threshold}"
-                f" for {_span(lasted)}"
-            )
-        return (
-            f"queue {subject!r} is back to {value:g} available jobs (at or below"
-            f" {self.threshold}) after {_span(lasted)}"
-        )
-
-
-@dataclass(frozen=True)
-class OldestAvailableOlderThan:
-    """Fire when the oldest available job of a queue has waited longer than `age`.
-
-    With `queue=None` every queue is watched on its own. Resolves when no available job of
-    the queue has waited that long.
-    """
-
-    age: timedelta
-    queue: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_duration("OldestAvailableOlderThan", "age", self.age, "age=timedelta(minutes=10)")
-        if self.age <= timedelta(0):
-            raise ConfigError("OldestAvailableOlderThan: age must be more than zero")
-        _check_queue("OldestAvailableOlderThan", self.queue)
-
-    @property
-    def default_name(self) -> str:
-        """The name used when app.alert() is given none."""
-        return _scoped(f"oldest_available_older_than_{int(self.age.total_seconds())}s", self.queue)
-
-    def message(self, subject: str, status: AlertStatus, value: float, lasted: timedelta) -> str:
-        """Say what happened in one line."""
-        waited = _span(timedelta(seconds=value))
-        if status == "firing":
-            return (
-                f"queue {subject!r}: the oldest available job has waited {waited}, longer"
-                f" than {_span(self.age)}"
-            )
-        return (
-            f"queue {subject!r}: no available job has waited longer than {_span(self.age)}"
-            f" any more (after {_span(lasted)})"
-        )
-
-
-@dataclass(frozen=True)
-class JobFailed:
-    """Fire when jobs arrive in `failed` (their attempts used up, or FailNow).
-
-    Failures are grouped per queue and task: each evaluation that finds new ones sends one
-    alert per group with the count, a few job ids and the error types, however many failed.
-    The episode resolves when no failed job of that queue and task is left (all retried or
-    deleted). Filter with `queue` and `task`.
-    """
-
-    queue: str | None = None
-    task: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_queue("JobFailed", self.queue)
-        if self.task is not None and (not isinstance(self.task, str) or not self.task):
-            raise ConfigError(f"JobFailed: task must be a task name or None, got {self.task!r}")
-
-    @property
-    def default_name(self) -> str:
-        """The name used when app.alert() is given none."""
-        name = _scoped("job_failed", self.queue)
-        return f"{name}:{self.task}" if self.task else name
-
-    def message(self, status: AlertStatus, details: Mapping[str, Any], lasted: timedelta) -> str:
-        """Say what happened in one line."""
-        where = f"{details.get('task')} on queue {details.get('queue')!r}"
-        if status == "resolved":
-            return f"no failed job of {where} is left (retried or deleted) after {_span(lasted)}"
-        count = int(details.get("new", 0))
-        errors = ", ".join(f"{k} x{v}" for k, v in sorted(dict(details.get("errors", {})).items()))
-        ids = ", ".join(str(i) for i in details.get("job_ids", []))
-        more = ", ..." if count > len(details.get("job_ids", [])) else ""
-        return f"{count} job(s) of {where} failed ({errors}); jobs {ids}{more}"
-
-
-#: The rules app.alert() takes.
-Rule = QueueDepthAbove | OldestAvailableOlderThan | JobFailed
+#: The rules app.alert() takes: any AlertRule (conveyor.alert_rules holds them).
+Rule = AlertRule
 
 
 @dataclass(frozen=True)
@@ -288,7 +181,7 @@ class AlertSettings:
     def __post_init__(self) -> None:
         for name in ("interval", "keep_resolved", "failed_settle"):
             value = getattr(self, name)
-            _check_duration("AlertSettings", name, value, f"{name}=timedelta(seconds=15)")
+            check_duration("AlertSettings", name, value, f"{name}=timedelta(seconds=15)")
         if self.interval <= timedelta(0):
             raise ConfigError("AlertSettings: interval must be more than zero")
         if isinstance(self.delivery_attempts, bool) or not isinstance(self.delivery_attempts, int):
@@ -357,10 +250,9 @@ _HIDE_URLS = _HideWebhookUrls()
 
 def add_rule(rules: dict[str, Rule], rule: Rule, name: str | None) -> str:
     """Register `rule` under `name` (default: the rule's own) in `rules`; return the name."""
-    if not isinstance(rule, QueueDepthAbove | OldestAvailableOlderThan | JobFailed):
+    if not isinstance(rule, AlertRule):
         raise ConfigError(
-            f"app.alert() takes a rule (QueueDepthAbove, OldestAvailableOlderThan or"
-            f" JobFailed from conveyor.alerts), got {rule!r}"
+            f"app.alert() takes a rule ({rule_names()} from conveyor.alerts), got {rule!r}"
         )
     chosen = rule.default_name if name is None else name
     if not isinstance(chosen, str) or not chosen.strip() or len(chosen) > _NAME_LIMIT:
@@ -392,28 +284,3 @@ def add_channel(channels: dict[str, Channel], channel: Channel) -> None:
             f" name= (each channel's deliveries are recorded under its name)"
         )
     channels[channel.name] = channel
-
-
-def _check_duration(owner: str, name: str, value: object, example: str) -> None:
-    if not isinstance(value, timedelta):
-        raise ConfigError(f"{owner}: {name} must be a timedelta, like {example}; got {value!r}")
-    if value < timedelta(0):
-        raise ConfigError(f"{owner}: {name} must not be negative, got {value}")
-
-
-def _check_queue(owner: str, queue: object) -> None:
-    if queue is not None and (not isinstance(queue, str) or not queue):
-        raise ConfigError(f"{owner}: queue must be a queue name, or None for every queue")
-
-
-def _scoped(name: str, queue: str | None) -> str:
-    return f"{name}[{queue}]" if queue else name
-
-
-def _span(delta: timedelta) -> str:
-    seconds = int(max(delta.total_seconds(), 0))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

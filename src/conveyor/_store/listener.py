@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import psycopg
 
+from conveyor.backoff import Backoff
+
 log = logging.getLogger("conveyor.listener")
 
 JOBS_CHANNEL = "conveyor_jobs"
@@ -39,7 +41,7 @@ class Listener:
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting with backoff whenever the connection drops."""
-        delay = 0.1
+        backoff = Backoff(first=0.1, most=self._max_backoff)
         first = True
         while True:
             try:
@@ -47,9 +49,9 @@ class Listener:
                     self._url, autocommit=True, application_name="conveyor-listener"
                 )
             except psycopg.OperationalError as exc:
+                delay = backoff.next()
                 log.warning("listener cannot connect (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
+                await backoff.sleep(delay)
                 continue
             try:
                 async with conn:
@@ -62,12 +64,11 @@ class Listener:
                         log.info("listener reconnected")
                         self._on_reconnect()
                     first = False
-                    delay = 0.1
+                    backoff.reset()
                     async for note in conn.notifies():
                         self._on_notify(note.channel, note.payload)
             except psycopg.Error as exc:
                 self.connected.clear()
                 log.warning("listener lost its connection (%s); reconnecting", exc)
                 self._on_reconnect()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
+                await backoff.sleep(backoff.next())

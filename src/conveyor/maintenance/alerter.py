@@ -19,19 +19,12 @@ from typing import TYPE_CHECKING, Any
 from conveyor._store.alerts import (
     AlertStatements,
     DeliveryResult,
-    Observation,
+    FailedArrivals,
     PendingNotification,
 )
 from conveyor._store.protocol import Store
-from conveyor.alerts import (
-    Alert,
-    AlertSettings,
-    AlertStatus,
-    Channel,
-    JobFailed,
-    QueueDepthAbove,
-    Rule,
-)
+from conveyor.alert_rules import RuleEvent
+from conveyor.alerts import Alert, AlertSettings, AlertStatus, Channel, Rule
 from conveyor.clock import Clock, SystemClock
 from conveyor.maintenance.service import PeriodicService
 
@@ -64,6 +57,38 @@ class _Readings:
 
     depth: dict[str, float]
     oldest: dict[str, float]
+
+
+@dataclass
+class _Measurements:
+    """What one rule measures with, in its evaluation's transaction."""
+
+    tx: AlertStatements
+    readings: _Readings | None
+    settle: timedelta
+    clock: Clock
+
+    def queue_depths(self) -> Mapping[str, float]:
+        return self._queues().depth
+
+    def oldest_available(self) -> Mapping[str, float]:
+        return self._queues().oldest
+
+    def _queues(self) -> _Readings:
+        assert self.readings is not None, "read before the first rule that reads_queues"
+        return self.readings
+
+    async def failed_arrivals(
+        self, rule: str, queue: str | None, task: str | None
+    ) -> Sequence[FailedArrivals]:
+        return await self.tx.alert_failed_arrivals(
+            rule=rule, queue=queue, task=task, settle=self.settle, now=self.clock.now()
+        )
+
+    async def failed_remaining(
+        self, queue: str | None, task: str | None
+    ) -> Mapping[tuple[str, str], int]:
+        return await self.tx.alert_failed_remaining(queue=queue, task=task)
 
 
 class AlertEvaluator(PeriodicService):
@@ -103,7 +128,7 @@ class AlertEvaluator(PeriodicService):
         resolved: list[Alert] = []
         readings: _Readings | None = None
         for name, rule in self._rules.items():
-            if readings is None and not isinstance(rule, JobFailed):
+            if readings is None and rule.reads_queues:
                 readings = await self._read_queues()
             for alert in await self._evaluate(name, rule, readings):
                 (fired if alert.status == "firing" else resolved).append(alert)
@@ -124,16 +149,16 @@ class AlertEvaluator(PeriodicService):
         return readings
 
     async def _evaluate(self, name: str, rule: Rule, readings: _Readings | None) -> list[Alert]:
-        hold = rule.for_ if isinstance(rule, QueueDepthAbove) else timedelta(0)
         # One transaction: failures seen (the watermark moved) are also recorded, or neither,
         # and a second evaluator waits for the watermark instead of reading the same window.
         async with self._store.alert_transaction() as tx:
-            observations = await self._observe(tx, name, rule, readings)
+            measure = _Measurements(tx, readings, self._settings.failed_settle, self._clock)
+            observations = await rule.observe(name, measure)
             events = await tx.alert_episode_observe(
                 rule=name,
                 observations=observations,
-                hold=hold,
-                refire=isinstance(rule, JobFailed),
+                hold=rule.hold,
+                refire=rule.refire,
                 channels=list(self._channels),
                 now=self._clock.now(),
             )
@@ -141,51 +166,6 @@ class AlertEvaluator(PeriodicService):
             self._alert(name, e.subject, e.status, e.value, e.since, e.at, e.details, e.episode_id)
             for e in events
         ]
-
-    async def _observe(
-        self, tx: AlertStatements, name: str, rule: Rule, readings: _Readings | None
-    ) -> list[Observation]:
-        if isinstance(rule, JobFailed):
-            return await self._observe_failures(tx, name, rule)
-        assert readings is not None  # read before the first queue rule
-        if isinstance(rule, QueueDepthAbove):
-            return _thresholds(readings.depth, rule.queue, float(rule.threshold))
-        return _thresholds(readings.oldest, rule.queue, rule.age.total_seconds())
-
-    async def _observe_failures(
-        self, tx: AlertStatements, name: str, rule: JobFailed
-    ) -> list[Observation]:
-        arrivals = await tx.alert_failed_arrivals(
-            rule=name,
-            queue=rule.queue,
-            task=rule.task,
-            settle=self._settings.failed_settle,
-            now=self._clock.now(),
-        )
-        remaining = await tx.alert_failed_remaining(queue=rule.queue, task=rule.task)
-        observations = [
-            Observation(
-                subject=f"{a.queue}/{a.task}",
-                value=float(a.count),
-                state="fire",
-                details={
-                    "queue": a.queue,
-                    "task": a.task,
-                    "new": a.count,
-                    "job_ids": list(a.job_ids),
-                    "errors": a.errors,
-                    "failed_now": remaining.get((a.queue, a.task), 0),
-                },
-            )
-            for a in arrivals
-        ]
-        new = {o.subject for o in observations}
-        observations += [
-            Observation(subject=f"{queue}/{task}", value=float(count), state="hold")
-            for (queue, task), count in remaining.items()
-            if f"{queue}/{task}" not in new
-        ]
-        return observations
 
     # -- delivering ---------------------------------------------------------------------------
 
@@ -273,20 +253,8 @@ class AlertEvaluator(PeriodicService):
     ) -> Alert:
         rule = self._rules.get(rule_name)
         lasted = at - since
-        if isinstance(rule, JobFailed):
-            message = rule.message(status, details, lasted)
-        elif rule is not None:
-            message = rule.message(subject, status, value, lasted)
+        if rule is not None:
+            message = rule.message(RuleEvent(subject, status, value, lasted, details))
         else:  # a notification queued before a deploy removed its rule
             message = f"{subject}: {status} (value {value:g})"
         return Alert(rule_name, subject, status, value, since, at, message, dict(details), episode)
-
-
-def _thresholds(values: Mapping[str, float], queue: str | None, limit: float) -> list[Observation]:
-    """Observations of "value above limit" for every queue measured, or for one queue (whose
-    absence means zero)."""
-    measured = dict(values) if queue is None else {queue: values.get(queue, 0.0)}
-    return [
-        Observation(subject=q, value=float(v), state="fire" if v > limit else "clear")
-        for q, v in sorted(measured.items())
-    ]

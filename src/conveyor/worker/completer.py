@@ -13,6 +13,7 @@ import psycopg_pool
 
 from conveyor import codec
 from conveyor._store.protocol import Completion, Failure, Store
+from conveyor.backoff import Backoff
 from conveyor.job import Job
 from conveyor.worker.outcome import Failed, Outcome, Snoozed, Succeeded
 
@@ -96,7 +97,7 @@ class Completer:
             self._idle.set()
 
     async def _flush_with_retry(self, batch: list[_Item]) -> None:
-        delay = 0.1
+        backoff = Backoff(first=0.1)
         while True:
             try:
                 await self._flush(batch)
@@ -105,11 +106,11 @@ class Completer:
                 if not is_transient(exc):
                     await self._isolate(batch, exc)
                     return
+                delay = backoff.next()
                 log.warning(
                     "cannot record %d job outcomes (%s); retrying in %.1fs", len(batch), exc, delay
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await backoff.sleep(delay)
 
     async def _isolate(self, batch: list[_Item], exc: Exception) -> None:
         """A batch that the database refuses for good (a result Postgres JSON cannot hold,

@@ -25,7 +25,7 @@ from conveyor.job import Job
 from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.task import Task
 from conveyor.worker.outcome import Abandoned, Failed, Outcome, Snoozed, Succeeded
-from conveyor.worker.running import Attempt
+from conveyor.worker.running import RunningJob
 
 log = logging.getLogger("conveyor.worker")
 
@@ -44,43 +44,43 @@ class Executor:
         threads: ThreadPoolExecutor,
         *,
         rng: random.Random | None = None,
-        on_thread_free: Callable[[Attempt], None] | None = None,
+        on_thread_free: Callable[[RunningJob], None] | None = None,
     ) -> None:
         self._tasks = tasks
         self._on_thread_free = on_thread_free
         self._store = store
         self._threads = threads
         self._rng = rng or random.Random()
-        #: The thread running each sync attempt, by (job id, attempt): a job retried while
-        #: an earlier attempt's thread is stuck has two.
-        self._thread_of: dict[Attempt, int] = {}
+        # Guards each RunningJob.thread against a thread's exit racing an interrupt(), so a
+        # JobTimeout is never raised into a thread that has moved on.
         self._thread_lock = threading.Lock()
 
-    async def execute(
-        self, job: Job, token: UUID, on_start: Callable[[], None] | None = None
-    ) -> Outcome:
-        """Run `job` once and report what happened. `on_start` is called once the handler
-        really starts (for a sync handler: once a thread has taken it)."""
+    async def execute(self, running: RunningJob) -> Outcome:
+        """Run the claimed job once and report what happened. `running` is told once the
+        handler really starts (for a sync handler: once a thread has taken it) and which
+        thread runs it."""
+        job = running.job
         # each job runs in its own asyncio task, so these stay with this job
         correlation._set(job.correlation_id)
         with logs.job_scope(job), tracing.job_span(job) as span:
-            outcome = await self._attempt(job, token, on_start)
+            outcome = await self._attempt(running)
             if isinstance(outcome, Failed):
                 tracing.record_outcome(span, "failed", outcome.error)
             else:
                 tracing.record_outcome(span, type(outcome).__name__.lower())
             return outcome
 
-    async def _attempt(self, job: Job, token: UUID, on_start: Callable[[], None] | None) -> Outcome:
+    async def _attempt(self, running: RunningJob) -> Outcome:
+        job = running.job
         try:
             task = self._resolve_task(job)
             kwargs = self._bind_arguments(task, job)
-            return await self._run_with_timeout(task, job, token, kwargs, on_start)
+            return await self._run_with_timeout(task, running, kwargs)
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 # the worker cancelled us: shutdown, a cancel or a lost lease
-                self.interrupt(job, JobTimeout)
+                self.interrupt(running, JobTimeout)
                 return Abandoned("cancelled")
             return self.outcome_of_error(job, exc)  # the handler raised it itself
         except BaseException as exc:  # noqa: BLE001
@@ -89,11 +89,11 @@ class Executor:
             # the worker handles SIGINT and SIGTERM itself and stops by cancelling tasks.
             return self.outcome_of_error(job, exc)
 
-    def interrupt(self, job: Job, exc_type: type[BaseException]) -> bool:
+    def interrupt(self, running: RunningJob, exc_type: type[BaseException]) -> bool:
         """Raise `exc_type` inside the thread running a sync job (best effort: it lands at the
         thread's next Python bytecode, not inside a blocking C call)."""
         with self._thread_lock:
-            thread_id = self._thread_of.get((job.id, job.attempt))
+            thread_id = running.thread
             if thread_id is None:
                 return False
             done = ctypes.pythonapi.PyThreadState_SetAsyncExc(
@@ -114,18 +114,13 @@ class Executor:
         return job.args
 
     async def _run_with_timeout(
-        self,
-        task: Task[Any],
-        job: Job,
-        token: UUID,
-        kwargs: dict[str, Any],
-        on_start: Callable[[], None] | None,
+        self, task: Task[Any], running: RunningJob, kwargs: dict[str, Any]
     ) -> Outcome:
+        job, token = running.job, running.token
         timeout = job.timeout_seconds or task.timeout
         if not task.is_async:
-            return await self._run_sync(task, job, token, kwargs, timeout, on_start)
-        if on_start is not None:
-            on_start()
+            return await self._run_sync(task, running, kwargs, timeout)
+        running.mark_started()
         # asyncio.timeout runs the handler in this task: wait_for would wrap it in a task of
         # its own, whose SystemExit or KeyboardInterrupt asyncio re-raises out of the loop
         deadline = asyncio.timeout(timeout)
@@ -157,13 +152,7 @@ class Executor:
         return Succeeded(result_json, recorded=True)
 
     async def _run_sync(
-        self,
-        task: Task[Any],
-        job: Job,
-        token: UUID,
-        kwargs: dict[str, Any],
-        timeout: float | None,
-        on_start: Callable[[], None] | None,
+        self, task: Task[Any], running: RunningJob, kwargs: dict[str, Any], timeout: float | None
     ) -> Outcome:
         """Run a sync handler in a thread. The timeout counts from the moment a thread takes
         the job, not from the claim; a job that no thread took is never started late."""
@@ -174,12 +163,11 @@ class Executor:
         def begin() -> bool:
             if not gate.open():
                 return False  # the worker gave up on the job before a thread was free
-            if on_start is not None:
-                on_start()
+            running.mark_started()
             loop.call_soon_threadsafe(started.set)
             return True
 
-        call = functools.partial(self._in_thread, task, job, token, kwargs, loop, begin)
+        call = functools.partial(self._in_thread, task, running, kwargs, loop, begin)
         # the thread sees this job's context: its correlation id, its trace span
         future = loop.run_in_executor(self._threads, contextvars.copy_context().run, call)
         taken: asyncio.Future[Any] = asyncio.ensure_future(started.wait())
@@ -197,7 +185,7 @@ class Executor:
         except TimeoutError:
             if not deadline.expired():
                 raise
-            self.interrupt(job, JobTimeout)
+            self.interrupt(running, JobTimeout)
             raise JobTimeout(f"job ran longer than its {timeout:g}s timeout") from None
         except asyncio.CancelledError:
             gate.close()
@@ -206,16 +194,16 @@ class Executor:
     def _in_thread(
         self,
         task: Task[Any],
-        job: Job,
-        token: UUID,
+        running: RunningJob,
         kwargs: dict[str, Any],
         loop: asyncio.AbstractEventLoop,
         begin: Callable[[], bool],
     ) -> Outcome:
+        job, token = running.job, running.token
         # registered before the timeout can start, so interrupt() always finds this thread
-        self._enter_thread((job.id, job.attempt))
+        self._enter_thread(running)
         if not begin():
-            self._leave_thread((job.id, job.attempt), loop)
+            self._leave_thread(running, loop)
             return Abandoned("not started: the worker gave up on it before a thread was free")
         try:
             if not task.atomic:
@@ -235,27 +223,22 @@ class Executor:
                     )
             return Succeeded(result_json, recorded=True)
         finally:
-            self._leave_thread((job.id, job.attempt), loop)
+            self._leave_thread(running, loop)
 
     # -- threads ------------------------------------------------------------------------------
 
-    @property
-    def thread_jobs(self) -> frozenset[Attempt]:
-        """The attempts whose handler holds a thread now (stuck ones included)."""
+    def _enter_thread(self, running: RunningJob) -> None:
         with self._thread_lock:
-            return frozenset(self._thread_of)
+            running.thread = threading.get_ident()
 
-    def _enter_thread(self, attempt: Attempt) -> None:
-        with self._thread_lock:
-            self._thread_of[attempt] = threading.get_ident()
-
-    def _leave_thread(self, attempt: Attempt, loop: asyncio.AbstractEventLoop) -> None:
+    def _leave_thread(self, running: RunningJob, loop: asyncio.AbstractEventLoop) -> None:
         """Forget this thread's job and cancel any JobTimeout still pending for it, so the
         exception cannot land in the pool's own code or in the thread's next job."""
         while True:
             try:
                 with self._thread_lock:
-                    if self._thread_of.pop(attempt, None) is not None:
+                    if running.thread is not None:
+                        running.thread = None
                         ctypes.pythonapi.PyThreadState_SetAsyncExc(
                             ctypes.c_ulong(threading.get_ident()), None
                         )
@@ -264,7 +247,7 @@ class Executor:
                 continue  # delivered on the way out: the entry is still there, go again
         if self._on_thread_free is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(self._on_thread_free, attempt)
+                loop.call_soon_threadsafe(self._on_thread_free, running)
 
     def _context(
         self, job: Job, token: UUID, loop: asyncio.AbstractEventLoop, conn: Any = None

@@ -14,6 +14,7 @@ import psycopg
 import psycopg_pool
 
 from conveyor._store.protocol import QueueControl, Store
+from conveyor.backoff import Backoff
 from conveyor.job import Job
 
 log = logging.getLogger("conveyor.worker")
@@ -119,15 +120,15 @@ class Producer:
 
     async def run(self) -> None:
         """Claim until cancelled; database errors back off and are logged, never fatal."""
-        delay = 0.1
+        backoff = Backoff(first=0.1)
         while True:
             try:
                 await self.fetch_once()
-                delay = 0.1
+                backoff.reset()
             except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+                delay = backoff.next()
                 log.warning("cannot claim jobs (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                await backoff.sleep(delay)
                 self.notify()
                 continue
             if self._maybe_more and self._free_slots() >= self._refill_at:

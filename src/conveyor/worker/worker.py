@@ -3,45 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-import psycopg
-
 from conveyor import logs
-from conveyor._store.diagnose import trouble_of
 from conveyor._store.leader import LeaderLock
 from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
-from conveyor.backoff import Backoff
-from conveyor.errors import ConfigError, JobTimeout
+from conveyor._store.protocol import Store
+from conveyor.errors import JobTimeout
 from conveyor.job import Job
-from conveyor.maintenance.alerter import AlertEvaluator
-from conveyor.maintenance.cron import CronEnqueuer
-from conveyor.maintenance.flows import FlowAdvancer
-from conveyor.maintenance.gauges import QueueGauges
-from conveyor.maintenance.pruner import JobPruner
-from conveyor.maintenance.rescuer import JobRescuer
-from conveyor.maintenance.scheduler import JobScheduler
-from conveyor.maintenance.vacuumer import TableVacuumer
+from conveyor.maintenance.service import PeriodicService
 from conveyor.metrics import MetricsServer, WorkerMetrics
-from conveyor.migrate import Migrator
 from conveyor.worker.completer import Completer
 from conveyor.worker.config import WorkerConfig
 from conveyor.worker.executor import Executor
 from conveyor.worker.heartbeat import Heartbeat
-from conveyor.worker.loops import CLOSE_TIMEOUT, stop_loops
+from conveyor.worker.loops import stop_loops
 from conveyor.worker.outcome import Abandoned, Outcome
 from conveyor.worker.producer import Producer
 from conveyor.worker.report import OutcomeReport
-from conveyor.worker.running import Attempt, RunningJob, RunningJobs
+from conveyor.worker.running import RunningJob, RunningJobs
+from conveyor.worker.runtime import Runtime
+from conveyor.worker.services import maintenance_services
+from conveyor.worker.startup import Startup
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -66,7 +57,8 @@ class Worker:
         self.broken = False
         #: Every claimed job whose outcome is not recorded yet.
         self._jobs = RunningJobs(self.config.concurrency)
-        self._executor: Executor | None = None
+        #: What this run holds open; built by run() once the database is reachable.
+        self._runtime: Runtime | None = None
         #: This worker's Prometheus metrics (served when config.metrics_port is set).
         self.metrics = WorkerMetrics(
             lambda: self.running_count, stuck_threads=lambda: self.stuck_threads
@@ -110,13 +102,31 @@ class Worker:
 
     async def run(self) -> None:
         """Run until stop() (or cancellation), then shut down gracefully."""
-        url = self.app.database_url
-        if not await self._check_schema(url):
+        startup = Startup(self.app.database_url, self._stop)
+        if not await startup.check_schema():
             log.info("worker %s stopped before it started", self.id)
             return
+        runtime = await self._open_runtime()
+        if not await startup.register(runtime.register):
+            await runtime.abandon()
+            log.info("worker %s stopped before it started", self.id)
+            return
+        self._serve_metrics()
+        background = runtime.start_background(self._services(runtime.store))
+        await runtime.wait_for_listen()
+        producer = runtime.start_producer()
+        self._announce_started()
+        try:
+            await self._until_stopped_or_broken([producer, *background])
+        finally:
+            await self._shutdown(runtime, producer, background)
+
+    async def _open_runtime(self) -> Runtime:
+        """Open the store and build the collaborators of this run, wired to this worker."""
         tasks = sorted(self.app.tasks)
         if not tasks:
             log.warning("worker %s has no tasks registered; it will claim nothing", self.id)
+        url = self.app.database_url
         # each running atomic job holds a connection for its transaction
         atomic = any(t.atomic for t in self.app.tasks.values())
         store = PostgresStore(
@@ -126,15 +136,7 @@ class Worker:
         )
         await store.open()
         threads = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="conveyor-job")
-        self._store = store
-        self._executor = Executor(
-            self.app.tasks, store, threads, on_thread_free=self._on_thread_free
-        )
-        self._jobs.use_threads(
-            lambda: self._executor.thread_jobs if self._executor else frozenset()
-        )
-        self._completer = Completer(store, self._on_recorded)
-        self._producer = Producer(
+        producer = Producer(
             store,
             worker_id=self.id,
             queues=self.config.queues,
@@ -147,50 +149,41 @@ class Worker:
             free_slots=self._jobs.free_slots,
             dispatch=self._dispatch,
         )
-        leader = LeaderLock(url)
-        listener = Listener(url, self._on_notify, lambda: self._producer.notify())
-        heartbeat = Heartbeat(
-            store,
-            self.id,
-            self._jobs.held,
-            self._on_lost,
-            interval=self.config.heartbeat_interval,
-            lease_seconds=self.config.lease_seconds,
-            register=lambda: self._register_row(store),
+        self._runtime = Runtime(
+            store=store,
+            threads=threads,
+            executor=Executor(self.app.tasks, store, threads, on_thread_free=self._on_thread_free),
+            completer=Completer(store, self._on_recorded),
+            producer=producer,
+            leader=LeaderLock(url),
+            listener=Listener(url, self._on_notify, lambda: producer.notify()),
+            heartbeat=Heartbeat(
+                store,
+                self.id,
+                self._jobs.held,
+                self._on_lost,
+                interval=self.config.heartbeat_interval,
+                lease_seconds=self.config.lease_seconds,
+                register=lambda: self._register_row(store),
+            ),
+            register=lambda: self._register(store),
         )
-        if not await self._register(store):
-            await store.close()
-            threads.shutdown(wait=False)
-            log.info("worker %s stopped before it started", self.id)
-            return
-        self._serve_metrics()
-        background = [
-            asyncio.create_task(listener.run(), name="conveyor-listener"),
-            asyncio.create_task(self._completer.run(), name="conveyor-completer"),
-            asyncio.create_task(heartbeat.run(), name="conveyor-heartbeat"),
-        ]
-        if self.config.maintenance:
-            for service in self._services(store):
-                background.append(asyncio.create_task(service.run(leader.attempt_elect)))
-        # Wait briefly for LISTEN so a job enqueued right after start wakes us at once.
-        try:
-            async with asyncio.timeout(5):
-                await listener.connected.wait()
-        except TimeoutError:
-            log.warning("LISTEN not ready; relying on polling until it connects")
-        producer = asyncio.create_task(self._producer.run(), name="conveyor-producer")
+        return self._runtime
+
+    def _services(self, store: Store) -> list[PeriodicService]:
+        if not self.config.maintenance:
+            return []
+        return maintenance_services(self.app, self.config, store, self.metrics)
+
+    def _announce_started(self) -> None:
         log.info(
             "worker %s started: queues=%s concurrency=%d tasks=%d",
             self.id,
             ",".join(self.config.queues),
             self.config.concurrency,
-            len(tasks),
+            len(self.app.tasks),
         )
         self._started.set()
-        try:
-            await self._until_stopped_or_broken([producer, *background])
-        finally:
-            await self._shutdown(producer, background, store, leader, threads)
 
     async def _until_stopped_or_broken(self, loops: list[asyncio.Task[None]]) -> None:
         stop = asyncio.create_task(self._stop.wait())
@@ -213,43 +206,41 @@ class Worker:
         running.task = asyncio.create_task(self._run_job(running), name=f"conveyor-job-{job.id}")
 
     async def _run_job(self, running: RunningJob) -> None:
-        job = running.job
-        assert self._executor is not None
+        job, executor = running.job, self._rt.executor
         outcome: Outcome = Abandoned("cancelled before it started")
         started = time.monotonic()
         try:
             self.metrics.started(job)
-            outcome = await self._executor.execute(job, running.token, running.mark_started)
+            outcome = await executor.execute(running)
         except asyncio.CancelledError:
             pass  # cancelled before the executor took it: nothing ran
         except BaseException as exc:
             log.exception("job %d (%s): the worker failed to run it", job.id, job.task)
-            outcome = self._executor.outcome_of_error(job, exc)
+            outcome = executor.outcome_of_error(job, exc)
         finally:
             # whatever happened above, the slot is given back and the outcome goes on
             running.duration = time.monotonic() - started
             running.ended = True
-            self._producer.slot_freed(job.queue)
+            self._rt.producer.slot_freed(job.queue)
             self._settle(running, outcome)
 
     def _settle(self, running: RunningJob, outcome: Outcome) -> None:
         job = running.job
-        assert self._executor is not None
-        if self._jobs.holds_thread(running.attempt):
+        if running.thread is not None:
             # a sync handler the timeout or a cancel could not interrupt (yet)
-            asyncio.get_running_loop().call_later(1.0, self._report_stuck, job)
+            asyncio.get_running_loop().call_later(1.0, self._report_stuck, running)
         if isinstance(outcome, Abandoned):
             reason = running.abandon_reason or outcome.reason
             self._report.stopped(running, reason)
             if running.abandon_reason != "shutdown":
-                self._jobs.pop(job.id)
+                self._jobs.take(job)
             return
-        self._completer.submit(job, running.token, outcome)
+        self._rt.completer.submit(job, running.token, outcome)
 
-    def _report_stuck(self, job: Job) -> None:
-        attempt = (job.id, job.attempt)
-        if not self._jobs.holds_thread(attempt) or attempt in self._jobs.active():
+    def _report_stuck(self, running: RunningJob) -> None:
+        if not running.stuck:
             return
+        job = running.job
         log.warning(
             "job %d (%s): its sync handler is still running after its attempt ended and cannot"
             " be interrupted; %d of %d threads are stuck, and this worker runs that many fewer"
@@ -261,81 +252,48 @@ class Worker:
             extra={**logs.job_fields(job), "stuck_threads": self.stuck_threads},
         )
 
-    def _on_thread_free(self, attempt: Attempt) -> None:
+    def _on_thread_free(self, running: RunningJob) -> None:
         """A handler's thread returned; if its attempt had ended before, its slot is free
         only now."""
-        if attempt in self._jobs.active():
+        self._jobs.thread_returned(running)
+        if not running.ended:
             return
-        if attempt[0] not in self._jobs:
+        job = running.job
+        if job.id not in self._jobs:
             log.info(
                 "job %d: the thread of attempt %d returned; %d threads still stuck",
-                attempt[0],
-                attempt[1],
+                job.id,
+                job.attempt,
                 self.stuck_threads,
             )
-        self._producer.slot_freed(None)
+        self._rt.producer.slot_freed(None)
 
     def _on_recorded(self, job: Job, outcome: Outcome, recorded: bool) -> None:
-        running = self._jobs.pop(job.id) or RunningJob(job, uuid.UUID(int=0))
+        running = self._jobs.take(job) or RunningJob(job, uuid.UUID(int=0))
         self._report.attempt_ended(running, outcome, recorded)
 
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == JOBS_CHANNEL:
-            self._producer.notify(payload)
+            self._rt.producer.notify(payload)
         elif channel == CANCEL_CHANNEL and payload.isdigit():
             self._abandon(int(payload), "cancelled")
         elif channel == QUEUE_CHANNEL:
-            self._producer.controls_changed(payload)
+            self._rt.producer.controls_changed(payload)
 
     def _on_lost(self, job_ids: set[int]) -> None:
         for job_id in job_ids:
             self._abandon(job_id, "its lease was lost (rescued by another worker or cancelled)")
 
     def _abandon(self, job_id: int, reason: str) -> None:
-        running = self._jobs.get(job_id)
+        running = self._jobs.current(job_id)
         if running is None or running.task is None or running.ended:
             return
         running.abandon_reason = reason
         running.task.cancel()
-        if self._executor is not None:
-            self._executor.interrupt(running.job, JobTimeout)
+        if self._runtime is not None:
+            self._runtime.executor.interrupt(running, JobTimeout)
 
     # -- lifecycle ----------------------------------------------------------------------------
-
-    def _services(self, store: PostgresStore) -> list[Any]:
-        retention = self.app.retention
-        services: list[Any] = [
-            JobScheduler(store, interval=self.config.promote_interval, clock=self.app.clock),
-            JobRescuer(store, interval=self.config.rescue_interval, clock=self.app.clock),
-            TableVacuumer(store),
-            FlowAdvancer(store, interval=self.config.promote_interval, clock=self.app.clock),
-            JobPruner(
-                store,
-                completed=retention.completed,
-                cancelled=retention.cancelled,
-                failed=retention.failed,
-                idempotency_keys=retention.idempotency_keys,
-                cron_slots=retention.cron_slots,
-                interval=self.config.prune_interval,
-                clock=self.app.clock,
-            ),
-        ]
-        if self.config.metrics_port is not None:
-            gauges = QueueGauges(store, interval=self.config.gauge_interval, clock=self.app.clock)
-            self.metrics.registry.register(gauges)
-            services.append(gauges)
-        if self.app.schedules:
-            services.append(
-                CronEnqueuer(
-                    store,
-                    list(self.app.schedules.values()),
-                    interval=self.config.cron_interval,
-                    clock=self.app.clock,
-                )
-            )
-        if self.app.alert_rules:
-            services.append(AlertEvaluator.for_app(self.app, store))
-        return services
 
     def _serve_metrics(self) -> None:
         if self.config.metrics_port is None:
@@ -360,33 +318,6 @@ class Worker:
         """The port the metrics endpoint listens on, once started (None when not serving)."""
         return None if self._metrics_server is None else self._metrics_server.port
 
-    async def _check_schema(self, url: str) -> bool:
-        """Refuse a wrong schema or a database that can never be reached as configured at
-        once; wait for one that cannot be reached yet (down, starting, out of connections).
-        Return False when stop() came first."""
-        backoff = Backoff()
-        while not self._stop.is_set():
-            check = asyncio.ensure_future(Migrator(url).acheck())
-            stop = asyncio.ensure_future(self._stop.wait())
-            try:
-                await asyncio.wait([check, stop], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop.cancel()
-            if not check.done():
-                check.cancel()  # stop() came first: abandon the connection attempt
-                return False
-            try:
-                check.result()
-                return True
-            except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
-                trouble = trouble_of(exc)
-                if trouble.lasting:
-                    raise ConfigError(f"cannot start the worker: {trouble}") from None
-                delay = backoff.next()
-                log.warning("cannot reach the database (%s); retrying in %.1fs", exc, delay)
-                await self._pause(delay)
-        return False
-
     async def _register_row(self, store: PostgresStore) -> None:
         await store.worker_register(
             worker_id=self.id,
@@ -396,52 +327,34 @@ class Worker:
             tasks=sorted(self.app.tasks),
         )
 
-    async def _register(self, store: PostgresStore) -> bool:
-        """Register this worker and the app's queue settings, waiting out connection trouble;
-        return False when stop() came first."""
-        backoff = Backoff()
-        while not self._stop.is_set():
-            try:
-                await self._register_row(store)
-                for name, settings in self.app.queue_settings.items():
-                    await store.queue_configure(name, settings)
-                return True
-            except Exception as exc:  # noqa: BLE001 - any connection trouble: wait and retry
-                delay = backoff.next()
-                log.warning("cannot register worker (%s); retrying in %.1fs", exc, delay)
-                await self._pause(delay)
-        return False
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, but wake at once on stop()."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
+    async def _register(self, store: PostgresStore) -> None:
+        """This worker's row, and the app's queue settings."""
+        await self._register_row(store)
+        for name, settings in self.app.queue_settings.items():
+            await store.queue_configure(name, settings)
 
     async def _shutdown(
         self,
+        runtime: Runtime,
         producer: asyncio.Task[None],
         background: list[asyncio.Task[None]],
-        store: PostgresStore,
-        leader: LeaderLock,
-        threads: ThreadPoolExecutor,
     ) -> None:
         """Stop claiming, give running jobs the grace period, put the rest back, record the
         outcomes, stop the loops and close. Every wait is bounded, so shutdown always ends."""
         try:
             # The producer ends before the running jobs are listed, so none starts after.
             await stop_loops([producer])
-            await self._finish_running_jobs(store)
-            try:
-                async with asyncio.timeout(10):
-                    await self._completer.drain()
-            except TimeoutError:
-                log.warning("some job outcomes were not recorded; those jobs will be rescued")
+            await self._finish_running_jobs(runtime)
+            await self._drain_outcomes(runtime.completer)
             await stop_loops(background)
         finally:
-            await self._close(store, leader, threads)
+            await runtime.close(self.id)
+            await self._close_metrics()
+            log.info(
+                "worker %s stopped (completed=%d failed=%d)", self.id, self.completed, self.failed
+            )
 
-    async def _finish_running_jobs(self, store: PostgresStore) -> None:
+    async def _finish_running_jobs(self, runtime: Runtime) -> None:
         running = [r.task for r in self._jobs if r.task is not None and not r.ended]
         if running:
             log.info(
@@ -455,29 +368,31 @@ class Worker:
             item.abandon_reason = "shutdown"
             if item.task is not None:
                 item.task.cancel()
-            if self._executor is not None:
-                self._executor.interrupt(item.job, JobTimeout)
+            runtime.executor.interrupt(item, JobTimeout)
         if leftover:
             await asyncio.wait([r.task for r in leftover if r.task is not None], timeout=5)
             held = [(r.job.id, r.token) for r in leftover]
             try:
-                released = await store.job_release_many(held)
+                released = await runtime.store.job_release_many(held)
                 log.info("put %d unfinished jobs back in their queues", released)
             except Exception as exc:  # noqa: BLE001 - their leases will expire instead
                 log.warning("could not put jobs back (%s); their leases will expire", exc)
-            for job_id, _ in held:
-                self._jobs.pop(job_id)
+            for item in leftover:
+                self._jobs.take(item.job)
 
-    async def _close(
-        self, store: PostgresStore, leader: LeaderLock, threads: ThreadPoolExecutor
-    ) -> None:
-        # The pruner forgets dead workers anyway.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(CLOSE_TIMEOUT):
-                await store.worker_deregister(self.id)
-        await leader.close(timeout=CLOSE_TIMEOUT)
-        await store.close()
-        threads.shutdown(wait=False, cancel_futures=True)
+    @staticmethod
+    async def _drain_outcomes(completer: Completer) -> None:
+        try:
+            async with asyncio.timeout(10):
+                await completer.drain()
+        except TimeoutError:
+            log.warning("some job outcomes were not recorded; those jobs will be rescued")
+
+    async def _close_metrics(self) -> None:
         if self._metrics_server is not None:
             await asyncio.to_thread(self._metrics_server.close)
-        log.info("worker %s stopped (completed=%d failed=%d)", self.id, self.completed, self.failed)
+
+    @property
+    def _rt(self) -> Runtime:
+        assert self._runtime is not None, "the worker's runtime is built by run()"
+        return self._runtime
