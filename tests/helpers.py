@@ -59,7 +59,8 @@ def clean_tables(url: str) -> None:
         conn.execute(
             "TRUNCATE conveyor.job, conveyor.job_done, conveyor.worker, conveyor.idempotency_key,"
             " conveyor.queue, conveyor.cron_schedule, conveyor.cron_slot, conveyor.flow_child,"
-            " conveyor.alert_episode, conveyor.alert_notification, conveyor.alert_watermark"
+            " conveyor.alert_episode, conveyor.alert_notification, conveyor.alert_watermark,"
+            " conveyor.endpoint"
         )
 
 

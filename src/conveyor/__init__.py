@@ -23,6 +23,7 @@ from conveyor.clock import Clock, FrozenClock, SystemClock
 from conveyor.context import JobContext
 from conveyor.correlation import correlation_id, current_correlation_id
 from conveyor.cron import Schedule
+from conveyor.endpoints import Endpoint
 from conveyor.errors import (
     BlockingCallError,
     ConfigError,
@@ -30,10 +31,13 @@ from conveyor.errors import (
     ConveyorError,
     DatabaseUnavailableError,
     DeliveryError,
+    EndpointNotFoundError,
+    EndpointSecretError,
     JobNotFoundError,
     JobTimeout,
     PayloadError,
     QueueFullError,
+    RefusedAddressError,
     SchemaError,
     UniqueKeyRaceError,
     UnknownTaskError,
@@ -63,6 +67,9 @@ __all__ = [
     "Credentials",
     "DatabaseUnavailableError",
     "DeliveryError",
+    "Endpoint",
+    "EndpointNotFoundError",
+    "EndpointSecretError",
     "Enqueuer",
     "FailNow",
     "Flow",
@@ -82,6 +89,7 @@ __all__ = [
     "QueueInfo",
     "QueueLimits",
     "RateLimit",
+    "RefusedAddressError",
     "Retention",
     "Retry",
     "RetryPolicy",

@@ -20,6 +20,7 @@ from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from conveyor.connections import Connections
 from conveyor.cron import Schedule
 from conveyor.durations import Duration, to_timedelta
+from conveyor.endpoints import DEFAULT_TIMEOUT, Endpoint, check_timeout
 from conveyor.errors import ConfigError, PayloadError, UnknownTaskError
 from conveyor.flow import Flow, OnChildFailure
 from conveyor.migrate import Migration, Migrator
@@ -79,6 +80,8 @@ class Conveyor:
         self.tasks: dict[str, Task[Any]] = {}
         #: Queue limits declared in code, written to the database when a worker starts.
         self.queue_settings: dict[str, dict[str, Any]] = {}
+        #: HTTP endpoints declared in code, written by every worker at start.
+        self.endpoints: dict[str, Endpoint] = {}
         self.schedules: dict[str, Schedule] = {}
         #: Alert rules by name, the channels alerts go to, and how the evaluator runs.
         self.alert_rules: dict[str, Rule] = {}
@@ -126,6 +129,28 @@ class Conveyor:
         The keyword form, `app.queue(name, concurrency=4)`, is deprecated but still works.
         """
         self.queue_settings[name] = declared_settings(name, limits, settings)
+
+    def endpoint(
+        self,
+        name: str,
+        *,
+        url: str,
+        secret: str | tuple[str, ...],
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        queue: str = "default",
+        retry_4xx: bool = False,
+    ) -> Endpoint:
+        """Declare an HTTP endpoint in code: jobs whose task is `name` are POSTed, signed, to
+        `url` (docs/delivery.md). Like queues, every worker of this app writes the declaration
+        to the database when it starts (replacing what `conveyor endpoint set` changed), and
+        delivers the endpoint's jobs in the queues it serves. Give the secret as `env:NAME`
+        to keep it out of the code and the database."""
+        secrets = (secret,) if isinstance(secret, str) else tuple(secret)
+        declared = Endpoint(name, url, secrets, check_timeout(timeout), queue, retry_4xx)
+        if name in self.tasks:
+            raise ConfigError(f"{name!r} is a task of this app; an endpoint needs another name")
+        self.endpoints[name] = declared
+        return declared
 
     # -- tasks --------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor._store import admin
+from conveyor._store import endpoints as endpoint_ops
 from conveyor._store.admin import CRON_OVERDUE
 from conveyor._store.ops import Op, Plan
 from conveyor._store.runner import arun, run
@@ -27,6 +28,7 @@ from conveyor.client_types import (
     TaskCount,
     Throughput,
 )
+from conveyor.endpoints import DEFAULT_TIMEOUT, Endpoint, check_timeout, endpoint_changes
 from conveyor.job import Job, JobState
 from conveyor.queues import QueueInfo, configure_queue_params, validate_queue_settings
 
@@ -196,6 +198,39 @@ class Client(_Base):
         last enqueued time and job and its next time."""
         return self._run(admin.cron_schedules(self._clock.now(), self._schedules))
 
+    def add_endpoint(
+        self,
+        name: str,
+        url: str,
+        secret: str | tuple[str, ...],
+        *,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        queue: str = "default",
+        retry_4xx: bool = False,
+    ) -> Endpoint:
+        """Add an HTTP endpoint: jobs whose task is `name` are POSTed, signed with `secret`
+        (a literal, a `whsec_` secret or `env:NAME`), to `url`; ConfigError if it exists."""
+        endpoint = Endpoint(name, url, _secrets(secret), check_timeout(timeout), queue, retry_4xx)
+        self._run(endpoint_ops.insert(endpoint))
+        return endpoint
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every HTTP endpoint, by name."""
+        return self._run(endpoint_ops.list_all())
+
+    def get_endpoint(self, name: str) -> Endpoint:
+        """One endpoint; raise EndpointNotFoundError when there is none."""
+        return self._run(endpoint_ops.get(name))
+
+    def set_endpoint(self, name: str, **changes: Any) -> None:
+        """Change an endpoint's url, secret (replaces both), add_secret (a second one, for
+        rotation), timeout, queue or retry_4xx; settings not named stay."""
+        self._run(endpoint_ops.update(name, endpoint_changes(**changes)))
+
+    def remove_endpoint(self, name: str) -> None:
+        """Remove an endpoint; raise EndpointNotFoundError when there is none."""
+        self._run(endpoint_ops.remove(name))
+
 
 class AsyncClient(_Base):
     """Async twin of Client, for async apps and the dashboard (from app.async_client())."""
@@ -314,3 +349,38 @@ class AsyncClient(_Base):
     async def cron_schedules(self) -> list[ScheduleStatus]:
         """Async twin of Client.cron_schedules()."""
         return await self._run(admin.cron_schedules(self._clock.now(), self._schedules))
+
+    async def add_endpoint(
+        self,
+        name: str,
+        url: str,
+        secret: str | tuple[str, ...],
+        *,
+        timeout: float | timedelta = DEFAULT_TIMEOUT,
+        queue: str = "default",
+        retry_4xx: bool = False,
+    ) -> Endpoint:
+        """Async twin of Client.add_endpoint()."""
+        endpoint = Endpoint(name, url, _secrets(secret), check_timeout(timeout), queue, retry_4xx)
+        await self._run(endpoint_ops.insert(endpoint))
+        return endpoint
+
+    async def endpoints(self) -> list[Endpoint]:
+        """Async twin of Client.endpoints()."""
+        return await self._run(endpoint_ops.list_all())
+
+    async def get_endpoint(self, name: str) -> Endpoint:
+        """Async twin of Client.get_endpoint()."""
+        return await self._run(endpoint_ops.get(name))
+
+    async def set_endpoint(self, name: str, **changes: Any) -> None:
+        """Async twin of Client.set_endpoint()."""
+        await self._run(endpoint_ops.update(name, endpoint_changes(**changes)))
+
+    async def remove_endpoint(self, name: str) -> None:
+        """Async twin of Client.remove_endpoint()."""
+        await self._run(endpoint_ops.remove(name))
+
+
+def _secrets(secret: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (secret,) if isinstance(secret, str) else tuple(secret)

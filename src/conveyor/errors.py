@@ -11,6 +11,9 @@ so code written against the builtin keeps working.
   + PayloadError (ValueError) - job arguments or a result cannot be stored
   + UnknownTaskError (LookupError) - no task of this name is registered
   + JobNotFoundError (LookupError) - no job has this id
+  + EndpointNotFoundError (LookupError) - no HTTP endpoint has this name
+  + EndpointSecretError - an endpoint's secret names an environment variable that is not set
+  + RefusedAddressError (ConnectionError) - a delivery's address is private and not allowed
   + SchemaError - the database schema is missing, older or newer than this Conveyor
   + DatabaseUnavailableError (ConnectionError) - the database cannot be reached
   + QueueFullError - a full queue with on_full='reject' refused the job
@@ -52,6 +55,19 @@ class SchemaError(ConveyorError):
 
 class JobNotFoundError(ConveyorError, LookupError):
     """No job has the given id (it may have been pruned by retention)."""
+
+
+class EndpointNotFoundError(ConveyorError, LookupError):
+    """No HTTP endpoint has the given name (`conveyor endpoint list` shows them)."""
+
+
+class EndpointSecretError(ConveyorError):
+    """An endpoint's secret is `env:NAME` and the delivering worker has no such variable."""
+
+
+class RefusedAddressError(ConveyorError, ConnectionError):
+    """A delivery's host resolved to a loopback, private, link-local, reserved or metadata
+    address that the worker's network allow-list does not name (SSRF protection)."""
 
 
 class DatabaseUnavailableError(ConveyorError, ConnectionError):

@@ -8,7 +8,17 @@ import pytest
 
 from conveyor._store.queries import load, names, sql
 
-ENTITIES = ["alert", "cron", "dashboard", "flow", "idempotency", "job", "queue", "worker"]
+ENTITIES = [
+    "alert",
+    "cron",
+    "dashboard",
+    "endpoint",
+    "flow",
+    "idempotency",
+    "job",
+    "queue",
+    "worker",
+]
 
 
 def test_the_queries_are_grouped_one_file_per_entity() -> None:

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import AsyncConnection, Connection
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from conveyor._store import idempotency
+from conveyor._store import endpoints, idempotency
 from conveyor._store.alerts import AlertStatements
 from conveyor._store.claimed import failures
 from conveyor._store.cron import CronStatements
@@ -32,6 +32,7 @@ from conveyor._store.protocol import (
     TableName,
 )
 from conveyor._store.runner import arun, run
+from conveyor.endpoints import Endpoint
 from conveyor.job import Job
 from conveyor.queues import configure_queue_params
 
@@ -269,6 +270,14 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         return await self._run(idempotency.get(key))
 
     # -- queues -------------------------------------------------------------------------------
+
+    async def endpoint_list(self) -> list[Endpoint]:
+        """Every HTTP endpoint (the delivery executor's registry)."""
+        return await self._run(endpoints.list_all())
+
+    async def endpoint_upsert(self, endpoint: Endpoint) -> None:
+        """Write an endpoint an app declares in code (app.endpoint())."""
+        await self._run(endpoints.upsert(endpoint))
 
     async def queue_configure(self, name: str, settings: dict[str, Any]) -> None:
         """Write the queue settings an app declares in code (app.queue())."""

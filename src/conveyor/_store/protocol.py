@@ -24,6 +24,7 @@ from conveyor._store.alerts import (
 )
 from conveyor._store.cron import CronProgress, CronRegistration
 from conveyor._store.flows import Advanced
+from conveyor.endpoints import Endpoint
 from conveyor.job import Job
 from conveyor.spec import JobSpec
 
@@ -121,6 +122,8 @@ class Store(Protocol):
     async def queue_controls(
         self, names: Sequence[str], now: datetime | None = None
     ) -> dict[str, QueueControl]: ...
+
+    async def endpoint_list(self) -> list[Endpoint]: ...
 
     async def job_snooze_queue(
         self, job_id: int, token: UUID, seconds: float, reason: str, now: datetime | None = None
