@@ -12,6 +12,7 @@ from conveyor.cli.alerts import alerts
 from conveyor.cli.cron import cron
 from conveyor.cli.dashboard import dashboard
 from conveyor.cli.demo import demo
+from conveyor.cli.endpoint import endpoint
 from conveyor.cli.enqueue import enqueue
 from conveyor.cli.jobs import cancel, jobs, retry
 from conveyor.cli.migrate import migrate
@@ -50,6 +51,7 @@ class ConveyorGroup(click.Group):
         cron,
         dashboard,
         demo,
+        endpoint,
         enqueue,
         jobs,
         migrate,
