@@ -46,8 +46,13 @@ class Endpoint:
     retry_4xx: bool = False
     created_at: datetime | None = field(default=None, compare=False)
     updated_at: datetime | None = field(default=None, compare=False)
+    #: Why a stored endpoint is unusable (a row written by hand that fails the checks); its
+    #: deliveries fail with this message. None for every endpoint built in Python.
+    problem: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        if self.problem is not None:
+            return
         check_name(self.name)
         check_url(self.url)
         object.__setattr__(self, "secrets", check_secrets(self.secrets))
@@ -75,8 +80,12 @@ def check_name(name: str) -> str:
 
 def check_url(url: str) -> str:
     """An absolute http(s) URL with a host and no credentials in it."""
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts is not None else None
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ConfigError(f"bad endpoint URL {url!r}: {exc}") from None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
         raise ConfigError(
             f"an endpoint URL must be absolute http:// or https://, got {url!r}"
             " (e.g. https://example.com/api/jobs/send-receipt)"

@@ -65,6 +65,20 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self._deliveries = Counter(
+            "conveyor_deliveries",
+            "HTTP deliveries to endpoints, by the class of the answer (2xx, 3xx, 4xx, 5xx) or"
+            " 'error' when none came (timeout, connection, refused address).",
+            ("endpoint", "status_class"),
+            registry=r,
+        )
+        self._delivery_duration = Histogram(
+            "conveyor_delivery_duration_seconds",
+            "Time from sending a delivery to its answer (or its failure), per endpoint.",
+            ("endpoint",),
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
         running_gauge = Gauge("conveyor_jobs_running", "Jobs running on this worker.", registry=r)
         running_gauge.set_function(lambda: float(running()))
         stuck_gauge = Gauge(
@@ -93,6 +107,12 @@ class WorkerMetrics:
             counter.labels(job.queue, job.task).inc()
         if duration is not None:
             self._duration.labels(job.queue, job.task).observe(duration)
+
+    def delivered(self, endpoint: str, status: int | None, duration: float) -> None:
+        """Record one delivery attempt: the HTTP status of its answer, None when none came."""
+        status_class = "error" if status is None else f"{status // 100}xx"
+        self._deliveries.labels(endpoint, status_class).inc()
+        self._delivery_duration.labels(endpoint).observe(duration)
 
 
 class _Server(ThreadingMixIn, WSGIServer):

@@ -129,5 +129,6 @@ def failures(bad: list[Unreadable], token: UUID) -> dict[str, Any]:
         "tokens": [token] * len(bad),
         "errors": [json.dumps(b.error()) for b in bad],
         "retry_in": [None] * len(bad),
+        "cancel": [False] * len(bad),
         "now": None,
     }

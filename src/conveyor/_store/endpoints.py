@@ -21,16 +21,22 @@ def _params(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def endpoint_from_row(row: Row) -> Endpoint:
-    return Endpoint(
-        name=row["name"],
-        url=row["url"],
-        secrets=tuple(row["secrets"]),
-        timeout=row["timeout_seconds"],
-        queue=row["queue"],
-        retry_4xx=row["retry_4xx"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    """The stored endpoint; one that fails the checks (written by hand) comes back with its
+    `problem`, so listing still works and its deliveries fail saying why."""
+    fields = {
+        "name": row["name"],
+        "url": row["url"],
+        "secrets": tuple(row["secrets"]),
+        "timeout": row["timeout_seconds"],
+        "queue": row["queue"],
+        "retry_4xx": row["retry_4xx"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
+    try:
+        return Endpoint(**fields)
+    except ConfigError as exc:
+        return Endpoint(**fields, problem=str(exc))
 
 
 def insert(endpoint: Endpoint) -> Op[None]:

@@ -197,6 +197,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
             "tokens": [f.token for f in failures],
             "errors": [json.dumps(f.error, default=str) for f in failures],
             "retry_in": [f.retry_in for f in failures],
+            "cancel": [f.cancel for f in failures],
             "now": now,
         }
         return await self._run(Op("job_fail_many", params, ids))

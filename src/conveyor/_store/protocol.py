@@ -51,6 +51,8 @@ class Failure:
     token: UUID
     error: dict[str, Any]
     retry_in: float | None
+    #: Fail for good as cancelled instead of failed (an endpoint answered 410 Gone).
+    cancel: bool = False
 
 
 @dataclass(frozen=True)

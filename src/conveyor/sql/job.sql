@@ -199,16 +199,19 @@ RETURNING id;
 
 -- name: job_fail_many
 -- Record a failed attempt of jobs still held by their lease tokens: retryable again after
--- retry_in seconds (available at once when 0), or to job_done as failed when retry_in is NULL.
+-- retry_in seconds (available at once when 0), or to job_done as failed when retry_in is NULL
+-- (as cancelled when cancel: an endpoint answered 410 Gone).
 -- Times come from the database clock, so skewed worker hosts agree.
 WITH n AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS t
 ), input AS (
     SELECT f.id, f.token,
            f.error::jsonb || jsonb_build_object('at', n.t) AS error,
-           n.t + make_interval(secs => f.retry_in) AS retry_at
+           n.t + make_interval(secs => f.retry_in) AS retry_at,
+           coalesce(f.cancel, false) AS cancel
       FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(errors)s::text[],
-                  %(retry_in)s::float8[]) AS f(id, token, error, retry_in), n
+                  %(retry_in)s::float8[], %(cancel)s::bool[])
+           AS f(id, token, error, retry_in, cancel), n
 ), retried AS (
     UPDATE conveyor.job j
        SET state = CASE WHEN f.retry_at <= n.t THEN 'available' ELSE 'retryable' END,
@@ -226,13 +229,14 @@ WITH n AS (
      USING input f
      WHERE j.id = ANY(%(ids)s::bigint[])  -- primary key lookups
        AND j.id = f.id AND j.lease_token = f.token AND f.retry_at IS NULL
-    RETURNING j.*, f.error AS new_error
+    RETURNING j.*, f.error AS new_error, f.cancel AS new_cancel
 ), moved AS (
     INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
                                    errors, unique_key, timeout_seconds, created_at, run_at,
                                    attempted_at, finished_at, result, worker_id, progress,
                                correlation_id, trace_context)
-    SELECT d.id, d.task, d.queue, 'failed', d.priority, d.attempt, d.max_attempts, d.args,
+    SELECT d.id, d.task, d.queue, CASE WHEN d.new_cancel THEN 'cancelled' ELSE 'failed' END,
+           d.priority, d.attempt, d.max_attempts, d.args,
            d.errors || jsonb_build_array(d.new_error), d.unique_key, d.timeout_seconds,
            d.created_at, d.run_at, d.attempted_at, n.t, NULL, d.worker_id, d.progress,
            d.correlation_id, d.trace_context

@@ -148,7 +148,7 @@ class Completer:
             if isinstance(i.outcome, Succeeded) and not i.outcome.recorded
         ]
         failures = [
-            Failure(i.job.id, i.token, i.outcome.error, i.outcome.retry_in)
+            Failure(i.job.id, i.token, i.outcome.error, i.outcome.retry_in, i.outcome.cancel)
             for i in batch
             if isinstance(i.outcome, Failed)
         ]

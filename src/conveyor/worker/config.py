@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,9 @@ class WorkerConfig:
     metrics_credentials: Credentials | None = None
     #: How often the leader reads queue depths for the metrics.
     gauge_interval: float = 10.0
+    #: Networks (CIDRs) deliveries may reach although they are not public: loopback, private,
+    #: link-local (SSRF allow-list; CONVEYOR_ALLOW_NETWORKS adds more). docs/delivery.md.
+    allow_networks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.queues or any(not q for q in self.queues):
@@ -65,6 +69,13 @@ class WorkerConfig:
                 raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}")
         if self.shutdown_grace < 0:
             raise ConfigError(f"shutdown_grace must be >= 0, got {self.shutdown_grace}")
+        for cidr in self.allow_networks:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"allow_networks: {cidr!r} is not a network; give a CIDR such as 10.0.0.0/8"
+                ) from None
         if self.metrics_port is not None:
             if not 0 <= self.metrics_port <= 65535:
                 raise ConfigError(f"metrics_port must be 0..65535, got {self.metrics_port}")
@@ -84,6 +95,8 @@ class WorkerConfig:
                 close = difflib.get_close_matches(name, known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ConfigError(f"unknown worker option {name!r}{hint}")
+        if isinstance(options.get("allow_networks"), str):
+            options["allow_networks"] = (options["allow_networks"],)
         if "queues" in options and isinstance(options["queues"], str):
             options["queues"] = tuple(q.strip() for q in options["queues"].split(",") if q)
         return cls(**options)

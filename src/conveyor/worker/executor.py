@@ -19,6 +19,7 @@ from uuid import UUID
 from conveyor import codec, correlation, logs, tracing
 from conveyor._store.protocol import Completion, Store
 from conveyor.context import JobContext
+from conveyor.delivery import Deliverer
 from conveyor.errors import JobTimeout as JobTimeout  # its old home: keep imports working
 from conveyor.errors import PayloadError, UnknownTaskError
 from conveyor.job import Job
@@ -45,8 +46,10 @@ class Executor:
         *,
         rng: random.Random | None = None,
         on_thread_free: Callable[[RunningJob], None] | None = None,
+        deliverer: Deliverer | None = None,
     ) -> None:
         self._tasks = tasks
+        self._deliverer = deliverer
         self._on_thread_free = on_thread_free
         self._store = store
         self._threads = threads
@@ -73,6 +76,10 @@ class Executor:
     async def _attempt(self, running: RunningJob) -> Outcome:
         job = running.job
         try:
+            if self._is_delivery(job):
+                assert self._deliverer is not None
+                running.mark_started()
+                return await self._deliverer.deliver(job)
             task = self._resolve_task(job)
             kwargs = self._bind_arguments(task, job)
             return await self._run_with_timeout(task, running, kwargs)
@@ -100,6 +107,14 @@ class Executor:
                 ctypes.c_ulong(thread_id), ctypes.py_object(exc_type)
             )
             return bool(done)
+
+    def _is_delivery(self, job: Job) -> bool:
+        """A job whose task is an endpoint (and not a Python task) is POSTed to it."""
+        return (
+            self._deliverer is not None
+            and job.task not in self._tasks
+            and self._deliverer.serves(job.task)
+        )
 
     def _resolve_task(self, job: Job) -> Task[Any]:
         task = self._tasks.get(job.task)

@@ -22,6 +22,8 @@ class Failed:
 
     error: dict[str, Any]
     retry_in: float | None
+    #: End the job as cancelled rather than failed (an endpoint answered 410 Gone).
+    cancel: bool = False
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -43,6 +43,7 @@ class Producer:
         concurrency: int,
         free_slots: Callable[[], int],
         dispatch: Callable[[Job, UUID], None],
+        refresh_tasks: Callable[[], Awaitable[tuple[list[str], list[int]]]] | None = None,
     ) -> None:
         self._store = store
         self._worker_id = worker_id
@@ -54,6 +55,7 @@ class Producer:
         self._poll_interval = poll_interval
         self._free_slots = free_slots
         self._dispatch = dispatch
+        self._refresh_tasks = refresh_tasks
         self._wake = asyncio.Event()
         # Queues that may hold claimable jobs; all of them at start and after every poll.
         self._maybe_more: set[str] = set(self._queues)
@@ -75,7 +77,10 @@ class Producer:
             self.notify(queue)
 
     async def refresh_controls(self) -> None:
-        """Re-read the controls of this worker's queues."""
+        """Re-read the controls of this worker's queues (and the tasks it claims, when they
+        can change: endpoints are added and removed at run time)."""
+        if self._refresh_tasks is not None:
+            self._tasks, self._task_max_attempts = await self._refresh_tasks()
         self._controls = await self._store.queue_controls(self._queues)
         self._controls_stale = False
         now = time.monotonic()

@@ -54,10 +54,16 @@ class OutcomeReport:
         elif isinstance(outcome, Failed):
             self.failed += 1
             retrying = outcome.retry_in is not None
-            when = f"will retry in {outcome.retry_in:.1f}s" if retrying else "failed for good"
+            when = (
+                f"will retry in {outcome.retry_in:.1f}s"
+                if retrying
+                else "cancelled"
+                if outcome.cancel
+                else "failed for good"
+            )
             self._line(
                 running,
-                "retrying" if retrying else "failed",
+                "retrying" if retrying else "cancelled" if outcome.cancel else "failed",
                 logging.WARNING,
                 "job %d (%s) attempt %d raised %s: %s; %s",
                 job.attempt,

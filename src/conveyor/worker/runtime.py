@@ -18,6 +18,7 @@ from typing import Protocol
 from conveyor._store.leader import LeaderLock
 from conveyor._store.listener import Listener
 from conveyor._store.protocol import Store
+from conveyor.delivery import Deliverer
 from conveyor.maintenance.service import PeriodicService
 from conveyor.worker.completer import Completer
 from conveyor.worker.executor import Executor
@@ -49,6 +50,8 @@ class Runtime:
     leader: LeaderLock
     listener: Listener
     heartbeat: Heartbeat
+    #: POSTs the jobs of endpoints; its pooled connections close with the run.
+    deliverer: Deliverer
     #: Registers the worker (its row, the app's queue settings); retried by Startup.
     register: Callable[[], Awaitable[None]]
 
@@ -80,6 +83,7 @@ class Runtime:
     async def abandon(self) -> None:
         """Close what was opened, for a run that stopped before it started."""
         await self.store.close()
+        await self.deliverer.aclose()
         self.threads.shutdown(wait=False)
 
     async def close(self, worker_id: str) -> None:
@@ -90,4 +94,6 @@ class Runtime:
                 await self.store.worker_deregister(worker_id)
         await self.leader.close(timeout=CLOSE_TIMEOUT)
         await self.store.close()
+        with contextlib.suppress(Exception):
+            await self.deliverer.aclose()
         self.threads.shutdown(wait=False, cancel_futures=True)

@@ -17,6 +17,8 @@ from conveyor._store.leader import LeaderLock
 from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
 from conveyor._store.protocol import Store
+from conveyor.delivery import AllowList, Deliverer
+from conveyor.delivery.answer import DELIVERY_MAX_ATTEMPTS
 from conveyor.errors import JobTimeout
 from conveyor.job import Job
 from conveyor.maintenance.service import PeriodicService
@@ -67,6 +69,8 @@ class Worker:
         self._report = OutcomeReport(self.metrics)
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
+        #: POSTs endpoint jobs; built with the runtime.
+        self._deliverer: Deliverer
 
     # -- public -------------------------------------------------------------------------------
 
@@ -124,8 +128,6 @@ class Worker:
     async def _open_runtime(self) -> Runtime:
         """Open the store and build the collaborators of this run, wired to this worker."""
         tasks = sorted(self.app.tasks)
-        if not tasks:
-            log.warning("worker %s has no tasks registered; it will claim nothing", self.id)
         url = self.app.database_url
         # each running atomic job holds a connection for its transaction
         atomic = any(t.atomic for t in self.app.tasks.values())
@@ -136,6 +138,12 @@ class Worker:
         )
         await store.open()
         threads = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="conveyor-job")
+        deliverer = Deliverer(
+            allow=AllowList.parse(self.config.allow_networks),
+            metrics=self.metrics,
+            max_connections=self.config.concurrency,
+        )
+        self._deliverer = deliverer
         producer = Producer(
             store,
             worker_id=self.id,
@@ -148,11 +156,18 @@ class Worker:
             concurrency=self.config.concurrency,
             free_slots=self._jobs.free_slots,
             dispatch=self._dispatch,
+            refresh_tasks=lambda: self._refresh_endpoints(store),
         )
         self._runtime = Runtime(
             store=store,
             threads=threads,
-            executor=Executor(self.app.tasks, store, threads, on_thread_free=self._on_thread_free),
+            executor=Executor(
+                self.app.tasks,
+                store,
+                threads,
+                on_thread_free=self._on_thread_free,
+                deliverer=deliverer,
+            ),
             completer=Completer(store, self._on_recorded),
             producer=producer,
             leader=LeaderLock(url),
@@ -167,8 +182,24 @@ class Worker:
                 register=lambda: self._register_row(store),
             ),
             register=lambda: self._register(store),
+            deliverer=deliverer,
         )
         return self._runtime
+
+    async def _refresh_endpoints(self, store: PostgresStore) -> tuple[list[str], list[int]]:
+        """Re-read the endpoints; return the tasks to claim (the app's, then the endpoints')
+        and their attempts."""
+        endpoints = [e for e in await store.endpoint_list() if e.name not in self.app.tasks]
+        if self._deliverer.update(endpoints):
+            log.info(
+                "worker %s delivers to endpoints: %s",
+                self.id,
+                ", ".join(self._deliverer.names) or "none",
+            )
+        tasks = sorted(self.app.tasks)
+        attempts = [self.app.tasks[name].max_attempts for name in tasks]
+        names = self._deliverer.names
+        return tasks + names, attempts + [DELIVERY_MAX_ATTEMPTS] * len(names)
 
     def _services(self, store: Store) -> list[PeriodicService]:
         if not self.config.maintenance:
@@ -324,11 +355,20 @@ class Worker:
             hostname=socket.gethostname(),
             pid=os.getpid(),
             queues=self.config.queues,
-            tasks=sorted(self.app.tasks),
+            tasks=sorted(self.app.tasks) + self._deliverer.names,
         )
 
     async def _register(self, store: PostgresStore) -> None:
-        """This worker's row, and the app's queue settings."""
+        """This worker's row, the app's queue settings and endpoints."""
+        for endpoint in self.app.endpoints.values():
+            await store.endpoint_upsert(endpoint)
+        await self._refresh_endpoints(store)
+        if not self.app.tasks and not self._deliverer.names:
+            log.warning(
+                "worker %s has no tasks and no endpoints; it claims nothing until an endpoint"
+                " is added (conveyor endpoint add)",
+                self.id,
+            )
         await self._register_row(store)
         for name, settings in self.app.queue_settings.items():
             await store.queue_configure(name, settings)
