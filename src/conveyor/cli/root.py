@@ -18,7 +18,7 @@ from conveyor.cli.jobs import cancel, jobs, retry
 from conveyor.cli.migrate import migrate
 from conveyor.cli.queues import queue
 from conveyor.cli.status import status
-from conveyor.cli.worker import worker
+from conveyor.cli.worker import deliver, worker
 from conveyor.errors import ConveyorError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -50,6 +50,7 @@ class ConveyorGroup(click.Group):
         cancel,
         cron,
         dashboard,
+        deliver,
         demo,
         endpoint,
         enqueue,

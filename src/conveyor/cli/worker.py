@@ -1,80 +1,125 @@
-"""`conveyor worker`: run jobs in this process, or in N processes under a supervisor
-(conveyor.worker.supervisor); this module parses and checks the options."""
+"""`conveyor worker` and `conveyor deliver`: run jobs (or only deliveries to HTTP endpoints) in
+this process, or in N processes under a supervisor (conveyor.worker.supervisor); this module
+parses and checks the options."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from conveyor import database
+from conveyor.app import Conveyor
 from conveyor.cli.context import load_app
 from conveyor.http_auth import Credentials
+
+_OPTIONS = [
+    click.option("--queues", default="default", show_default=True, help="Comma-separated queues."),
+    click.option(
+        "--concurrency",
+        default=10,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Jobs one process runs at once.",
+    ),
+    click.option(
+        "--processes",
+        default=1,
+        show_default=True,
+        type=click.IntRange(min=1),
+        help="Worker processes to start under a supervisor.",
+    ),
+    click.option(
+        "--shutdown-grace",
+        default=30.0,
+        show_default=True,
+        type=float,
+        help="Seconds running jobs get to finish after SIGTERM or SIGINT.",
+    ),
+    click.option(
+        "--lease",
+        "lease_seconds",
+        default=30.0,
+        show_default=True,
+        type=float,
+        help="Seconds a claimed job's lease lasts; renewed every third of it.",
+    ),
+    click.option(
+        "--allow-network",
+        "allow_networks",
+        multiple=True,
+        metavar="CIDR",
+        help="Let deliveries reach this non-public network (e.g. 10.0.0.0/8); repeat for more."
+        " CONVEYOR_ALLOW_NETWORKS (comma-separated) adds more.",
+    ),
+    click.option(
+        "--metrics-port",
+        type=click.IntRange(0, 65535),
+        help="Serve Prometheus metrics at /metrics on this port (with --processes N, process i"
+        " uses this port + i).",
+    ),
+    click.option(
+        "--metrics-host",
+        default="127.0.0.1",
+        show_default=True,
+        help="Where metrics listen; other than loopback only with a token or basic auth.",
+    ),
+    click.option(
+        "--metrics-token", envvar="CONVEYOR_METRICS_TOKEN", help="Bearer token to require."
+    ),
+    click.option("--metrics-username", envvar="CONVEYOR_METRICS_USERNAME", help="Basic auth user."),
+    click.option(
+        "--metrics-password", envvar="CONVEYOR_METRICS_PASSWORD", help="Basic auth password."
+    ),
+    click.option(
+        "--cron-interval",
+        default=1.0,
+        show_default=True,
+        type=float,
+        help="Seconds between looks for due cron slots.",
+    ),
+]
+
+
+def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
 
 
 @click.command()
 @click.argument("target", metavar="MODULE:APP")
-@click.option("--queues", default="default", show_default=True, help="Comma-separated queues.")
-@click.option(
-    "--concurrency",
-    default=10,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Jobs one process runs at once.",
-)
-@click.option(
-    "--processes",
-    default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Worker processes to start under a supervisor.",
-)
-@click.option(
-    "--shutdown-grace",
-    default=30.0,
-    show_default=True,
-    type=float,
-    help="Seconds running jobs get to finish after SIGTERM or SIGINT.",
-)
-@click.option(
-    "--lease",
-    "lease_seconds",
-    default=30.0,
-    show_default=True,
-    type=float,
-    help="Seconds a claimed job's lease lasts; renewed every third of it.",
-)
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    help="Serve Prometheus metrics at /metrics on this port (with --processes N, process i"
-    " uses this port + i).",
-)
-@click.option(
-    "--metrics-host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Where metrics listen; other than loopback only with a token or basic auth.",
-)
-@click.option("--metrics-token", envvar="CONVEYOR_METRICS_TOKEN", help="Bearer token to require.")
-@click.option("--metrics-username", envvar="CONVEYOR_METRICS_USERNAME", help="Basic auth user.")
-@click.option("--metrics-password", envvar="CONVEYOR_METRICS_PASSWORD", help="Basic auth password.")
+@_worker_options
 @click.pass_context
-@click.option(
-    "--cron-interval",
-    default=1.0,
-    show_default=True,
-    type=float,
-    help="Seconds between looks for due cron slots.",
-)
-def worker(
+def worker(ctx: click.Context, /, target: str, **options: Any) -> None:
+    """Run jobs of the app's tasks, and deliver the jobs of HTTP endpoints in its queues.
+    SIGTERM/SIGINT: finish running jobs within the grace period and put the rest back; a
+    second signal exits at once."""
+    _run(ctx, load_app(target), **options)
+
+
+@click.command()
+@_worker_options
+@click.pass_context
+def deliver(ctx: click.Context, /, **options: Any) -> None:
+    """Deliver the jobs of HTTP endpoints (conveyor endpoint add) in these queues: a worker
+    that needs no application module. Private addresses are refused unless --allow-network
+    names them. Signals as for `conveyor worker`."""
+    _run(ctx, Conveyor(), **options)
+
+
+def _run(
     ctx: click.Context,
-    target: str,
+    app: Conveyor,
+    *,
     queues: str,
     concurrency: int,
     processes: int,
     shutdown_grace: float,
     lease_seconds: float,
+    allow_networks: tuple[str, ...],
     cron_interval: float,
     metrics_port: int | None,
     metrics_host: str,
@@ -82,12 +127,10 @@ def worker(
     metrics_username: str | None,
     metrics_password: str | None,
 ) -> None:
-    """Run jobs of the app's tasks. SIGTERM/SIGINT: finish running jobs within the grace period
-    and put the rest back; a second signal exits at once."""
-    # The worker runtime (prometheus, alerter, cron) loads only when a worker is to run.
+    # The worker runtime (prometheus, alerter, cron, the HTTP client) loads only when a worker
+    # is to run.
     from conveyor.worker import WorkerConfig, supervisor
 
-    app = load_app(target)
     app.set_default_database_url(ctx.obj.get("database_url"))
     trouble = database.diagnose(app.database_url)
     if trouble is not None and trouble.lasting:
@@ -103,6 +146,7 @@ def worker(
         shutdown_grace=shutdown_grace,
         lease_seconds=lease_seconds,
         cron_interval=cron_interval,
+        allow_networks=allow_networks,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         metrics_credentials=credentials if credentials.required else None,

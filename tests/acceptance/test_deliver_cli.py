@@ -1,0 +1,150 @@
+"""`conveyor endpoint …` and `conveyor deliver`: endpoints managed from the command line, and a
+delivery worker with no application module, in two processes, draining a queue to a local
+HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner, Result
+from standardwebhooks import Webhook
+
+from conveyor.cli import cli
+from tests.acceptance.conftest import ROOT, _descendants
+from tests.delivery_server import DeliveryServer, delivery_server
+from tests.helpers import wait_until
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture
+def server() -> Iterator[DeliveryServer]:
+    """The local HTTP server, on its own event loop in a thread."""
+    ready = threading.Event()
+    stop = threading.Event()
+    holder: list[DeliveryServer] = []
+
+    async def serve() -> None:
+        async with delivery_server() as running:
+            holder.append(running)
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield holder[0]
+    stop.set()
+    thread.join(10)
+
+
+def _run(db: str, *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env={"CONVEYOR_DATABASE_URL": db})
+
+
+def test_endpoint_commands_add_show_rotate_and_remove_without_printing_secrets(db: str) -> None:
+    result = _run(
+        db,
+        "endpoint",
+        "add",
+        "receipt",
+        "--url",
+        "http://127.0.0.1:1/r",
+        "--secret",
+        SECRET,
+        "--timeout",
+        "5",
+        "--queue",
+        "hooks",
+    )
+    assert result.exit_code == 0, result.output
+    assert "added endpoint receipt" in result.stdout
+    assert "loopback" in result.stderr and "--allow-network" in result.stderr
+    assert _run(db, "endpoint", "set", "receipt", "--add-secret", "env:NEXT").exit_code == 0
+    shown = _run(db, "endpoint", "show", "receipt").stdout
+    listed = _run(db, "endpoint", "list", "--json").stdout
+    for text in (shown, listed):
+        assert SECRET not in text and SECRET[:10] in text and "env:NEXT" in text
+    assert "hooks" in shown and "5.0" in shown
+    again = _run(db, "endpoint", "add", "receipt", "--url", "https://example.com/", "--secret", "x")
+    assert again.exit_code == 1 and "endpoint set receipt" in again.output
+    assert _run(db, "endpoint", "remove", "receipt").exit_code == 0
+    gone = _run(db, "endpoint", "show", "receipt")
+    assert gone.exit_code == 1 and "no endpoint named 'receipt'" in gone.output
+
+
+def test_conveyor_deliver_in_two_processes_delivers_each_job_once(
+    db: str, server: DeliveryServer, tmp_path: Path
+) -> None:
+    result = _run(
+        db,
+        "endpoint",
+        "add",
+        "receipt",
+        "--url",
+        server.url("/ok"),
+        "--secret",
+        SECRET,
+        "--queue",
+        "hooks",
+    )
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(db, autocommit=True) as conn:
+        for n in range(40):
+            conn.execute("SELECT conveyor.enqueue('receipt', %s::jsonb)", (f'{{"n": {n}}}',))
+    log_path = tmp_path / "deliver.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "conveyor",
+                "deliver",
+                "--queues",
+                "hooks",
+                "--processes",
+                "2",
+                "--concurrency",
+                "4",
+                "--allow-network",
+                "127.0.0.0/8",
+                "--shutdown-grace",
+                "2",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "CONVEYOR_DATABASE_URL": db},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def completed() -> bool:
+            with psycopg.connect(db) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM conveyor.jobs WHERE state = 'completed'"
+                ).fetchone()
+            return row is not None and row[0] == 40
+
+        wait_until(completed)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        for pid in [*_descendants(process.pid), process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        print(log_path.read_text(errors="replace"))
+    ids = [r.headers["webhook-id"] for r in server.bodies("/ok")]
+    assert len(ids) == len(set(ids)) == 40
+    for request in server.bodies("/ok"):
+        Webhook(SECRET).verify(request.body, request.headers)
