@@ -180,16 +180,20 @@ def run(
 
 
 def _unfinished(url: str) -> int:
-    for _ in range(60):
+    # Postgres may be restarting, or, just back, full: every client reconnects at once (on a
+    # machine shared with other suites, "too many clients" was seen to outlast 30 s).
+    deadline = time.monotonic() + 120
+    while True:
         try:
             with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
                 row = conn.execute(
                     "SELECT count(*) FROM conveyor.job WHERE task = 'chaos_work'"
                 ).fetchone()
                 return int(row[0]) if row else 0
-        except psycopg.OperationalError:
-            time.sleep(0.5)  # Postgres restarting
-    raise RuntimeError("Postgres did not come back within 30s")
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Postgres did not come back within 120 s: {exc}") from exc
+            time.sleep(0.5)
 
 
 def check(url: str, report: Report, disrupted: set[int]) -> None:

@@ -281,7 +281,7 @@ WITH released AS (
 SELECT r.id, (SELECT notified.n FROM notified) AS notified FROM released r;
 
 -- name: job_copy
--- The columns a COPY of new jobs fills, in the order job_copy_rows() writes them.
+-- The columns a COPY of new jobs fills, in the order _store/enqueue.py's _copy_rows() writes them.
 COPY conveyor.job (id, task, queue, args, priority, max_attempts, run_at, state,
                    timeout_seconds, created_at, correlation_id, trace_context) FROM STDIN;
 
