@@ -3,8 +3,8 @@
 A job whose task is an endpoint's name is POSTed to the endpoint's URL by a worker serving the
 job's queue. Endpoints live in the database (`conveyor.endpoint`), so a team with no Python
 code adds them with `conveyor endpoint add`; a Python app can declare them with
-`app.endpoint(...)`. This module is light: the HTTP machinery is `conveyor.delivery`, loaded by
-workers only.
+`app.endpoint(...)`. This module is light: the HTTP machinery is `conveyor.worker.delivery`,
+loaded by workers only.
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ def address_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str 
         address = mapped
     if address in _METADATA:
         return "cloud metadata"
-    for kind in ("loopback", "private", "link_local", "unspecified", "multicast", "reserved"):
+    # the specific kinds first: Python counts link-local and unspecified as private too
+    for kind in ("loopback", "link_local", "unspecified", "multicast", "private", "reserved"):
         if getattr(address, f"is_{kind}"):
             return kind.replace("_", "-")
     if not address.is_global:

@@ -49,9 +49,16 @@ async def test_a_2xx_completes_with_the_json_answer_as_result_signed_for_every_s
     first, second = generate_secret(), "a plain string secret"
     app.client().add_endpoint("receipt", server.url("/ok"), (first, second))
     job_id = _enqueue(conn, "receipt", '{"order_id": 42}')
-    async with running_worker(app, fast_config(allow_networks=LOOPBACK)):
+    async with running_worker(app, fast_config(allow_networks=LOOPBACK)) as worker:
         job = await _ends(app, job_id, "completed")
     assert job.result == {"received": True}
+    registry = worker.metrics.registry
+    labels = {"endpoint": "receipt", "status_class": "2xx"}
+    assert registry.get_sample_value("conveyor_deliveries_total", labels) == 1
+    count = registry.get_sample_value(
+        "conveyor_delivery_duration_seconds_count", {"endpoint": "receipt"}
+    )
+    assert count == 1
     (request,) = server.bodies("/ok")
     # both secrets sign: the reference library accepts the request under either
     Webhook(first).verify(request.body, request.headers)

@@ -16,6 +16,9 @@ HEAVY = (
     "conveyor.maintenance.cron",
     "conveyor.metrics",
     "prometheus_client",
+    "conveyor.worker.delivery",
+    "httpx2",
+    "httpcore2",
 )
 
 

@@ -19,12 +19,12 @@ from uuid import UUID
 from conveyor import codec, correlation, logs, tracing
 from conveyor._store.protocol import Completion, Store
 from conveyor.context import JobContext
-from conveyor.delivery import Deliverer
 from conveyor.errors import JobTimeout as JobTimeout  # its old home: keep imports working
 from conveyor.errors import PayloadError, UnknownTaskError
 from conveyor.job import Job
 from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.task import Task
+from conveyor.worker.delivery import Deliverer
 from conveyor.worker.outcome import Abandoned, Failed, Outcome, Snoozed, Succeeded
 from conveyor.worker.running import RunningJob
 

@@ -18,9 +18,9 @@ from typing import Protocol
 from conveyor._store.leader import LeaderLock
 from conveyor._store.listener import Listener
 from conveyor._store.protocol import Store
-from conveyor.delivery import Deliverer
 from conveyor.maintenance.service import PeriodicService
 from conveyor.worker.completer import Completer
+from conveyor.worker.delivery import Deliverer
 from conveyor.worker.executor import Executor
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.loops import CLOSE_TIMEOUT

@@ -17,14 +17,14 @@ from conveyor._store.leader import LeaderLock
 from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
 from conveyor._store.protocol import Store
-from conveyor.delivery import AllowList, Deliverer
-from conveyor.delivery.answer import DELIVERY_MAX_ATTEMPTS
 from conveyor.errors import JobTimeout
 from conveyor.job import Job
 from conveyor.maintenance.service import PeriodicService
 from conveyor.metrics import MetricsServer, WorkerMetrics
 from conveyor.worker.completer import Completer
 from conveyor.worker.config import WorkerConfig
+from conveyor.worker.delivery import AllowList, Deliverer
+from conveyor.worker.delivery.answer import DELIVERY_MAX_ATTEMPTS
 from conveyor.worker.executor import Executor
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.loops import stop_loops

@@ -21,14 +21,14 @@ from typing import Any
 import httpx2
 
 from conveyor import codec
-from conveyor.delivery.answer import Answer, Decide
-from conveyor.delivery.network import AllowList, GuardedBackend
-from conveyor.delivery.signing import signature_header
 from conveyor.endpoints import Endpoint, resolve_secret
 from conveyor.errors import EndpointSecretError, RefusedAddressError
 from conveyor.job import Job
 from conveyor.metrics import WorkerMetrics
 from conveyor.retry import RetryPolicy
+from conveyor.worker.delivery.answer import Answer, Decide
+from conveyor.worker.delivery.network import AllowList, GuardedBackend
+from conveyor.worker.delivery.signing import signature_header
 from conveyor.worker.outcome import Outcome
 
 log = logging.getLogger("conveyor.delivery")

@@ -6,7 +6,7 @@ Loaded by workers only (`import conveyor` does not load it, nor the HTTP client)
 client and the endpoint registry and delivers one job.
 """
 
-from conveyor.delivery.deliverer import Deliverer
-from conveyor.delivery.network import AllowList
+from conveyor.worker.delivery.deliverer import Deliverer
+from conveyor.worker.delivery.network import AllowList
 
 __all__ = ["AllowList", "Deliverer"]

@@ -1,0 +1,84 @@
+"""The parts of delivery that need no server: signatures (checked with the Standard Webhooks
+reference library), Retry-After, the SSRF allow-list, and the connect-time address check."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+import conveyor
+from conveyor.endpoints import address_kind, generate_secret, key_bytes
+from conveyor.worker.delivery.answer import MAX_RETRY_AFTER, retry_after
+from conveyor.worker.delivery.network import AllowList, GuardedBackend
+from conveyor.worker.delivery.signing import signature_header, verify
+
+
+def test_signatures_verify_with_the_reference_library_for_each_secret() -> None:
+    first, second = generate_secret(), "plain text secret"
+    body, ts = b'{"id":1,"task":"t"}', int(datetime.now(UTC).timestamp())
+    header = signature_header([key_bytes(first), key_bytes(second)], "job_1", ts, body)
+    headers = {"webhook-id": "job_1", "webhook-timestamp": str(ts), "webhook-signature": header}
+    assert header.count("v1,") == 2
+    Webhook(first).verify(body, headers)
+    Webhook(second.encode()).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(generate_secret()).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(first).verify(body + b" ", headers)
+    assert verify(header, [key_bytes(second)], "job_1", ts, body)
+    assert not verify(header, [key_bytes(second)], "job_2", ts, body)
+
+
+def test_retry_after_reads_seconds_and_http_dates_and_caps_them() -> None:
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    assert retry_after("30") == 30
+    assert retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now) == 90
+    assert retry_after(format_datetime(now - timedelta(hours=1), usegmt=True), now) == 0
+    assert retry_after("99999999") == MAX_RETRY_AFTER
+    assert retry_after("soon") is None and retry_after(None) is None
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("192.168.0.1", "private"),
+        ("169.254.169.254", "cloud metadata"),
+        ("fd00:ec2::254", "cloud metadata"),
+        ("169.254.1.1", "link-local"),
+        ("0.0.0.0", "unspecified"),
+        ("224.0.0.1", "multicast"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("93.184.216.34", None),
+        ("2606:4700::1111", None),
+    ],
+)
+def test_address_kinds(address: str, kind: str | None) -> None:
+    assert address_kind(ipaddress.ip_address(address)) == kind
+
+
+def test_the_allow_list_takes_cidrs_and_the_environment() -> None:
+    allow = AllowList.parse(["127.0.0.0/8"], environ={"CONVEYOR_ALLOW_NETWORKS": "10.0.0.0/8, "})
+    assert allow.refusal(ipaddress.ip_address("127.0.0.5")) is None
+    assert allow.refusal(ipaddress.ip_address("10.9.9.9")) is None
+    refusal = allow.refusal(ipaddress.ip_address("192.168.1.1"))
+    assert refusal and "--allow-network 192.168.1.1/32" in refusal
+    assert AllowList().refusal(ipaddress.ip_address("93.184.216.34")) is None
+    with pytest.raises(conveyor.ConfigError, match="not a network"):
+        AllowList.parse(["nonsense"], environ={})
+    with pytest.raises(conveyor.ConfigError, match="not a network"):
+        conveyor.WorkerConfig(allow_networks=("10.0.0.0/33",))
+
+
+async def test_the_backend_checks_the_address_a_name_resolves_to() -> None:
+    backend = GuardedBackend(AllowList())
+    with pytest.raises(conveyor.RefusedAddressError, match="localhost: refused to connect"):
+        await backend.connect_tcp("localhost", 80, timeout=5)
+    with pytest.raises(conveyor.RefusedAddressError, match=r"169\.254\.169\.254"):
+        await backend.connect_tcp("169.254.169.254", 80, timeout=5)
