@@ -74,12 +74,17 @@ async def test_a_2xx_completes_with_the_json_answer_as_result_signed_for_every_s
 
 
 async def test_a_500_is_retried_with_the_same_webhook_id_and_then_completes(
-    app: conveyor.Conveyor, conn: psycopg.Connection[Any], server: DeliveryServer
+    app: conveyor.Conveyor,
+    conn: psycopg.Connection[Any],
+    server: DeliveryServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     app.client().add_endpoint("flaky", server.url("/flaky"), "s")
     job_id = _enqueue(conn, "flaky")
     async with running_worker(app, fast_config(allow_networks=LOOPBACK)):
         job = await _ends(app, job_id, "completed")
+    (retrying,) = [r for r in caplog.records if getattr(r, "outcome", None) == "retrying"]
+    assert retrying.http_status == 500 and retrying.job_id == job_id  # type: ignore[attr-defined]
     (error,) = job.errors
     assert (error["status"], error["body"], error["attempt"]) == (500, "boom", 1)
     assert error["duration_ms"] >= 0 and "500" in error["message"]

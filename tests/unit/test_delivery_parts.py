@@ -82,3 +82,24 @@ async def test_the_backend_checks_the_address_a_name_resolves_to() -> None:
         await backend.connect_tcp("localhost", 80, timeout=5)
     with pytest.raises(conveyor.RefusedAddressError, match=r"169\.254\.169\.254"):
         await backend.connect_tcp("169.254.169.254", 80, timeout=5)
+
+
+async def test_a_job_of_an_endpoint_removed_since_its_claim_fails_saying_so() -> None:
+    from conveyor.job import Job, JobState
+    from conveyor.worker.delivery import Deliverer
+    from conveyor.worker.outcome import Failed
+
+    now = datetime.now(UTC)
+    job = Job(
+        id=1, task="gone", queue="default", state=JobState("running"), priority=0, attempt=1,
+        max_attempts=10, args={}, errors=[], unique_key=None, timeout_seconds=None,
+        created_at=now, run_at=now, attempted_at=now, finished_at=None, result=None,
+        worker_id=None,
+    )  # fmt: skip
+    deliverer = Deliverer()
+    try:
+        outcome = await deliverer.deliver(job)
+    finally:
+        await deliverer.aclose()
+    assert isinstance(outcome, Failed) and outcome.retry_in is None
+    assert "endpoint 'gone' was removed" in outcome.error["message"]

@@ -71,6 +71,8 @@ class OutcomeReport:
                 outcome.error["message"],
                 when,
                 error_type=outcome.error["type"],
+                # a delivery's answer: its HTTP status (None when none came)
+                http_status=outcome.error.get("status"),
             )
 
     def stopped(self, running: RunningJob, reason: str) -> None:
@@ -85,6 +87,7 @@ class OutcomeReport:
         message: str,
         *args: Any,
         error_type: str | None = None,
+        http_status: int | None = None,
     ) -> None:
         """The one log line (and the metrics) of an attempt's end."""
         job, duration = running.job, running.duration
@@ -97,4 +100,6 @@ class OutcomeReport:
             "duration_ms": None if duration is None else round(duration * 1000, 3),
             "error_type": error_type,
         }
+        if http_status is not None:
+            fields["http_status"] = http_status
         log.log(level, message, job.id, job.task, *args, extra=fields)

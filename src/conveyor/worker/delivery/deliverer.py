@@ -96,8 +96,11 @@ class Deliverer:
 
     async def deliver(self, job: Job) -> Outcome:
         """POST the job to its endpoint once; never raises (but for cancellation)."""
-        endpoint = self._endpoints[job.task]
+        endpoint = self._endpoints.get(job.task)
         started = time.monotonic()
+        if endpoint is None:  # removed between the claim and now
+            message = f"endpoint {job.task!r} was removed before the job could be delivered"
+            return self._decide.failed(job, "UnknownEndpoint", message, 0.0, final=True)
         status: int | None = None
         try:
             if endpoint.problem is not None:
