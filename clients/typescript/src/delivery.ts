@@ -144,7 +144,7 @@ export function deliveryBody(job: TestJob): string {
     task: job.task,
     args: job.args ?? {},
     attempt: job.attempt ?? 1,
-    max_attempts: job.maxAttempts === undefined ? 25 : job.maxAttempts,
+    max_attempts: job.maxAttempts === undefined ? 5 : job.maxAttempts,
     queue: job.queue ?? "default",
     correlation_id: job.correlationId ?? null,
     created_at: (job.createdAt ?? new Date()).toISOString(),

@@ -1,6 +1,6 @@
 /** Enqueue jobs with `conveyor.enqueue(...)` on the caller's connection, in its transaction. */
 
-import { EnqueueOptionError } from "./errors.js";
+import { ConveyorError, EnqueueOptionError } from "./errors.js";
 import { encodeArgs, type JsonObject } from "./json.js";
 
 /**
@@ -181,7 +181,7 @@ function readId(row: unknown): string {
   if (typeof id === "string" || typeof id === "number" || typeof id === "bigint") {
     return String(id);
   }
-  throw new EnqueueOptionError("conveyor.enqueue returned no job id", "id");
+  throw new ConveyorError("conveyor.enqueue returned no job id");
 }
 
 function checkTask(task: unknown): string {

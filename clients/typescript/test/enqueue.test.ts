@@ -134,10 +134,14 @@ describe("enqueue against a real Postgres", { skip }, () => {
     assert.equal(counting.calls, 0);
   });
 
-  test("the database's own checks still apply (nesting, via a hand-written call)", async () => {
-    const deep = JSON.stringify({ a: JSON.parse("[".repeat(101) + "]".repeat(101)) });
+  test("encodeArgs draws the nesting limit where the SQL function does", async () => {
+    // {"deep": [[...[1]...]]} with the 1 at level `depth`
+    const nested = (depth: number) => ({ deep: JSON.parse("[".repeat(depth - 1) + "1" + "]".repeat(depth - 1)) });
+    const id = await enqueue(client, "t", nested(100));
+    assert.equal((await jobs("id = $1", [id])).length, 1);
+    await assert.rejects(enqueue(client, "t", nested(101)), PayloadError);
     await assert.rejects(
-      client.query("SELECT conveyor.enqueue('t', $1::jsonb)", [deep]),
+      client.query("SELECT conveyor.enqueue('t', $1::jsonb)", [JSON.stringify(nested(101))]),
       /nested deeper than 100 levels/,
     );
   });

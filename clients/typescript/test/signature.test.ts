@@ -44,7 +44,7 @@ describe("signatures, cross-checked with the standardwebhooks reference library"
     assert.deepEqual(delivery.args, { order_id: 42 });
     assert.equal(delivery.queue, "emails");
     assert.equal(delivery.attempt, 1);
-    assert.equal(delivery.maxAttempts, 25);
+    assert.equal(delivery.maxAttempts, 5);
     assert.equal(delivery.webhookId, "msg_1");
   });
 
@@ -109,6 +109,18 @@ describe("verifyDelivery refuses", () => {
   test("a timestamp that is not whole seconds", async () => {
     const headers = { ...(await signDelivery(body, SECRET)), "webhook-timestamp": "1.5e9" };
     assert.equal(await reason(verifyDelivery(request(headers), SECRET)), "bad_timestamp");
+  });
+
+  test("nothing in a body as Python writes it (microseconds, +00:00, a numeric id)", async () => {
+    const text =
+      '{"id": 9007199254740991, "task": "t", "args": {}, "attempt": 2, "max_attempts": null,' +
+      ' "queue": "q", "correlation_id": "req-1", "created_at": "2026-12-06T06:00:00.123456+00:00"}';
+    const delivery = await verifyDelivery(request(await signDelivery(text, SECRET), text), SECRET);
+    assert.equal(delivery.id, "9007199254740991");
+    assert.equal(delivery.attempt, 2);
+    assert.equal(delivery.maxAttempts, null);
+    assert.equal(delivery.correlationId, "req-1");
+    assert.equal(delivery.createdAt.toISOString(), "2026-12-06T06:00:00.123Z");
   });
 
   test("a signed body that is not a delivery", async () => {
