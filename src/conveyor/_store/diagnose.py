@@ -4,7 +4,7 @@ A server that is down, starting or out of connections is worth waiting for; a ma
 a missing database or role, or a wrong password is not (`Trouble.lasting`), and the person who
 started the process needs one line naming the cause and the fix instead of a retry loop or a
 traceback. libpq reports these only as text (a failed connection has no SQLSTATE), so the cause
-is read from its message. The CLI (cli_database.py) and the worker use it.
+is read from its message. The CLI (through conveyor.database) and the worker use it.
 """
 
 from __future__ import annotations

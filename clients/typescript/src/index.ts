@@ -1,0 +1,53 @@
+/**
+ * `@conveyor/client`: enqueue Conveyor jobs from Node in your own transaction, and verify the
+ * signed HTTP deliveries Conveyor POSTs to your routes (Standard Webhooks 1.0).
+ */
+
+export {
+  type Delivery,
+  type DeliveryBody,
+  DEFAULT_TOLERANCE_SECONDS,
+  deliveryBody,
+  deliveryRequest,
+  type SignOptions,
+  signDelivery,
+  type TestJob,
+  type VerifyOptions,
+  verifyDelivery,
+} from "./delivery.js";
+export {
+  type EnqueueOptions,
+  type JobSpec,
+  type Queryable,
+  type SqlTag,
+  type SqlTemplate,
+  enqueue,
+  enqueueMany,
+  enqueueSql,
+  enqueueTemplate,
+} from "./enqueue.js";
+export {
+  ConveyorError,
+  DeliveryVerificationError,
+  EnqueueOptionError,
+  PayloadError,
+  type VerificationFailure,
+} from "./errors.js";
+export {
+  Cancel,
+  type DeliveryHandlerOptions,
+  deliveryHandler,
+  FailNow,
+  type HandlerResult,
+  Retry,
+} from "./handler.js";
+export {
+  DEFAULT_MAX_ARGS_BYTES,
+  type EncodeArgsOptions,
+  encodeArgs,
+  type JsonObject,
+  type JsonPrimitive,
+  type JsonValue,
+  MAX_NESTING,
+} from "./json.js";
+export type { DeliveryHeaders } from "./signature.js";
