@@ -67,6 +67,8 @@ class CronEnqueuer(PeriodicService):
     async def run_once(self) -> CronPass:
         """Enqueue every due slot; return what this worker enqueued and skipped."""
         stored = await self._stored_schedules() if self._stored else {}
+        if not self._schedules and not stored:
+            return CronPass()  # nothing to run: one query per pass, for the stored ones
         now, progress = await self._read_progress(stored)
         enqueued: list[tuple[str, datetime]] = []
         skipped: list[tuple[str, datetime]] = []
