@@ -16,7 +16,7 @@ from conveyor._store.flow_insert import flow_plan
 from conveyor._store.runner import arun, run
 from conveyor.alerts import AlertSettings, Channel, LogChannel, Rule, add_channel, add_rule
 from conveyor.clock import Clock, SystemClock
-from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
+from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES, encode_args
 from conveyor.connections import Connections
 from conveyor.cron import Schedule
 from conveyor.durations import Duration, to_timedelta
@@ -256,9 +256,10 @@ class Conveyor:
 
     def add_schedule(
         self,
-        task: Task[Any] | str,
+        task: Task[Any] | str | None = None,
         *,
         cron: str,
+        endpoint: str | None = None,
         timezone: str = "UTC",
         name: str | None = None,
         args: Mapping[str, Any] | None = None,
@@ -276,7 +277,14 @@ class Conveyor:
         drops them, "once" enqueues one job for the latest. A time is missed once it is
         `grace` (default 60 s) old. Raises ConfigError for an invalid cron expression, an
         unknown time zone or arguments the task does not take.
+
+        `endpoint=NAME` instead of a task schedules deliveries to the HTTP endpoint NAME
+        (`conveyor endpoint add`): each time POSTs one job with `args` to it, signed.
         """
+        if endpoint is not None:
+            return self._add_endpoint_schedule(
+                endpoint, task, cron, timezone, name, args, catch_up, queue, priority, grace
+            )
         if not isinstance(task, Task | str):
             raise ConfigError(
                 f"cannot schedule {task!r}: register it with @app.task first and put"
@@ -298,6 +306,39 @@ class Conveyor:
             grace=to_timedelta(grace, "grace"),
             spec=spec,
         )
+        return self._keep_schedule(schedule)
+
+    def _add_endpoint_schedule(
+        self,
+        endpoint: str,
+        task: object,
+        cron: str,
+        timezone: str,
+        name: str | None,
+        args: Mapping[str, Any] | None,
+        catch_up: str,
+        queue: str | None,
+        priority: int | None,
+        grace: float | timedelta,
+    ) -> Schedule:
+        if task is not None:
+            raise ConfigError("give a task or endpoint= to add_schedule, not both")
+        try:
+            args_json = encode_args(dict(args or {}))
+        except PayloadError as exc:
+            raise ConfigError(f"schedule {name or endpoint!r}: {exc}") from None
+        spec = JobSpec(task=endpoint, args_json=args_json, queue=queue, priority=priority)
+        schedule = Schedule(
+            name=name or endpoint,
+            cron=cron,
+            timezone=timezone,
+            catch_up=catch_up,
+            grace=to_timedelta(grace, "grace"),
+            spec=spec,
+        )
+        return self._keep_schedule(schedule)
+
+    def _keep_schedule(self, schedule: Schedule) -> Schedule:
         existing = self.schedules.get(schedule.name)
         if existing is not None and existing != schedule:
             raise ConfigError(

@@ -8,10 +8,11 @@ operation on the caller's connection, inside the caller's open transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor._store import admin
+from conveyor._store import cron as cron_ops
 from conveyor._store import endpoints as endpoint_ops
 from conveyor._store.admin import CRON_OVERDUE
 from conveyor._store.ops import Op, Plan
@@ -198,6 +199,18 @@ class Client(_Base):
         last enqueued time and job and its next time."""
         return self._run(admin.cron_schedules(self._clock.now(), self._schedules))
 
+    def add_cron_schedule(
+        self, name: str, cron: str, *, endpoint: str, timezone: str = "UTC", catch_up: str = "skip"
+    ) -> None:
+        """Store a schedule that POSTs a job of `endpoint` at every time of `cron`; every
+        worker (`conveyor deliver` too) runs it. ConfigError for a bad expression, zone or a
+        taken name, EndpointNotFoundError for an unknown endpoint."""
+        self._run(_cron_add(self._clock, name, cron, endpoint, timezone, catch_up))
+
+    def remove_cron_schedule(self, name: str) -> None:
+        """Forget a cron schedule; ConfigError when there is none."""
+        self._run(cron_ops.remove(name))
+
     def add_endpoint(
         self,
         name: str,
@@ -350,6 +363,16 @@ class AsyncClient(_Base):
         """Async twin of Client.cron_schedules()."""
         return await self._run(admin.cron_schedules(self._clock.now(), self._schedules))
 
+    async def add_cron_schedule(
+        self, name: str, cron: str, *, endpoint: str, timezone: str = "UTC", catch_up: str = "skip"
+    ) -> None:
+        """Async twin of Client.add_cron_schedule()."""
+        await self._run(_cron_add(self._clock, name, cron, endpoint, timezone, catch_up))
+
+    async def remove_cron_schedule(self, name: str) -> None:
+        """Async twin of Client.remove_cron_schedule()."""
+        await self._run(cron_ops.remove(name))
+
     async def add_endpoint(
         self,
         name: str,
@@ -380,6 +403,32 @@ class AsyncClient(_Base):
     async def remove_endpoint(self, name: str) -> None:
         """Async twin of Client.remove_endpoint()."""
         await self._run(endpoint_ops.remove(name))
+
+
+def _cron_add(
+    clock: Clock, name: str, cron: str, endpoint: str, timezone: str, catch_up: str
+) -> Op[None]:
+    # checked like an app's schedule; it starts with its first time after now
+    from conveyor.cron import Schedule
+    from conveyor.spec import JobSpec
+
+    schedule = Schedule(
+        name=name,
+        cron=cron,
+        timezone=timezone,
+        catch_up=catch_up,
+        grace=timedelta(seconds=60),
+        spec=JobSpec(task=endpoint, args_json="{}"),
+    )
+    now = clock.now() or datetime.now(UTC)
+    return cron_ops.add(
+        name=name,
+        cron=cron,
+        timezone=timezone,
+        catch_up=catch_up,
+        endpoint=endpoint,
+        next_slot=schedule.next_after(now),
+    )
 
 
 def _secrets(secret: str | tuple[str, ...]) -> tuple[str, ...]:

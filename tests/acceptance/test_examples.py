@@ -24,6 +24,7 @@ EXAMPLES = {
     "flows.py": "flow report: 245 sold in 3 of 3 regions",
     "idempotency.py": "payment: 3 jobs, 1 payment row written",
     "dashboard_mount.py": "dashboard mounted at /admin/jobs: 1 job(s) listed in queue emails",
+    "cron_endpoint.py": "cron endpoint: tick.every5 called the route 3 times, signed",
     "delivery.py": "delivery: send-receipt completed on attempt 1, result {'receipt': 'sent'",
     "observability.py": 'conveyor_jobs_completed_total{queue="default",task="obs.resize"} 2.0',
 }

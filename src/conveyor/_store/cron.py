@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from conveyor._store.ops import Op, Plan, Rows, count, found, ignore
+from conveyor.errors import ConfigError, EndpointNotFoundError
 from conveyor.spec import JobSpec
 
 T = TypeVar("T")
@@ -32,6 +33,17 @@ class CronProgress:
 
     next_slot: datetime | None
     last_slot: datetime | None
+
+
+@dataclass(frozen=True)
+class StoredSchedule:
+    """A schedule stored in the database (`conveyor cron add --endpoint`)."""
+
+    name: str
+    cron: str
+    timezone: str
+    catch_up: str
+    endpoint: str
 
 
 class CronStatements:
@@ -87,7 +99,7 @@ class CronStatements:
                     "slot": slot,
                     "next_slot": next_slot,
                     "task": spec.task,
-                    "queue": spec.queue or "default",
+                    "queue": spec.queue,  # NULL: the endpoint's queue, else default
                     "args": spec.args_json,
                     "priority": spec.priority or 0,
                     "max_attempts": spec.max_attempts,
@@ -106,6 +118,56 @@ class CronStatements:
         params = {"schedule": schedule, "next_slot": next_slot, "now": now}
         return await self._run(Op("cron_schedule_skip", params, found))
 
+    async def cron_schedule_stored(self) -> list[StoredSchedule]:
+        rows = await self._run(Op("cron_schedule_stored", {}, Rows))
+        return [StoredSchedule(**row) for row in rows]
+
     async def cron_slot_prune(self, seconds: float, now: datetime | None = None) -> int:
         params = {"seconds": seconds, "now": now}
         return await self._run(Op("cron_slot_prune", params, count))
+
+
+def add(
+    *,
+    name: str,
+    cron: str,
+    timezone: str,
+    catch_up: str,
+    endpoint: str,
+    next_slot: datetime | None,
+) -> Op[None]:
+    """Store a schedule for an endpoint; ConfigError when the name is taken,
+    EndpointNotFoundError when the endpoint does not exist."""
+    params = {
+        "name": name,
+        "cron": cron,
+        "timezone": timezone,
+        "catch_up": catch_up,
+        "endpoint": endpoint,
+        "next_slot": next_slot,
+        "now": None,
+    }
+
+    def read(rows: Rows) -> None:
+        if not rows[0]["endpoint_found"]:
+            raise EndpointNotFoundError(
+                f"no endpoint named {endpoint!r}; add it first with"
+                f" `conveyor endpoint add {endpoint} --url URL --secret SECRET`"
+            )
+        if rows[0]["inserted"] is None:
+            raise ConfigError(
+                f"a cron schedule named {name!r} exists already; remove it with"
+                f" `conveyor cron remove {name}` or pick another name"
+            )
+
+    return Op("cron_schedule_add", params, read)
+
+
+def remove(name: str) -> Op[None]:
+    def read(rows: Rows) -> None:
+        if not rows:
+            raise ConfigError(
+                f"no cron schedule named {name!r}; `conveyor cron list` shows the schedules"
+            )
+
+    return Op("cron_schedule_remove", {"name": name}, read)

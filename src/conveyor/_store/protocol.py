@@ -22,7 +22,7 @@ from conveyor._store.alerts import (
     Observation,
     PendingNotification,
 )
-from conveyor._store.cron import CronProgress, CronRegistration
+from conveyor._store.cron import CronProgress, CronRegistration, StoredSchedule
 from conveyor._store.flows import Advanced
 from conveyor.endpoints import Endpoint
 from conveyor.job import Job
@@ -247,6 +247,8 @@ class Store(Protocol):
     async def cron_schedule_skip(
         self, *, schedule: str, next_slot: datetime, now: datetime | None = None
     ) -> bool: ...
+
+    async def cron_schedule_stored(self) -> list[StoredSchedule]: ...
 
     async def cron_slot_prune(self, seconds: float, now: datetime | None = None) -> int: ...
 

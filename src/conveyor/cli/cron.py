@@ -1,4 +1,5 @@
-"""`conveyor cron list`: every cron schedule with its last and next run."""
+"""`conveyor cron list/add/remove`: every cron schedule with its last and next run; schedules
+stored in the database for HTTP endpoints."""
 
 from __future__ import annotations
 
@@ -58,3 +59,36 @@ def _local(instant: datetime, timezone: str) -> str:
     except (ZoneInfoNotFoundError, ValueError):
         zone = UTC
     return instant.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
+@cron.command("add")
+@click.argument("name")
+@click.argument("expression", metavar="CRON")
+@click.option("--endpoint", required=True, help="The HTTP endpoint to POST a job to each time.")
+@click.option("--timezone", default="UTC", show_default=True, help="An IANA time zone.")
+@click.option(
+    "--catch-up",
+    type=click.Choice(["skip", "once"]),
+    default="skip",
+    show_default=True,
+    help="Times missed while no worker ran: drop them, or deliver once for the latest.",
+)
+@click.pass_context
+def cron_add(
+    ctx: click.Context, name: str, expression: str, endpoint: str, timezone: str, catch_up: str
+) -> None:
+    """Store schedule NAME: at every time of CRON (e.g. "*/5 * * * *") POST a job to an
+    endpoint. Every worker runs it, `conveyor deliver` included; no app module needed."""
+    app_from(ctx).client().add_cron_schedule(
+        name, expression, endpoint=endpoint, timezone=timezone, catch_up=catch_up
+    )
+    click.echo(f"added cron schedule {name}: {expression} {timezone} -> endpoint {endpoint}")
+
+
+@cron.command("remove")
+@click.argument("name")
+@click.pass_context
+def cron_remove(ctx: click.Context, name: str) -> None:
+    """Forget schedule NAME (an app's comes back when its workers start)."""
+    app_from(ctx).client().remove_cron_schedule(name)
+    click.echo(f"removed cron schedule {name}")

@@ -1,4 +1,5 @@
-"""CronEnqueuer: enqueues one job for every time slot of the app's cron schedules.
+"""CronEnqueuer: enqueues one job for every time slot of the app's cron schedules, and of the
+schedules stored in the database for HTTP endpoints (`conveyor cron add --endpoint`).
 
 Every worker runs it. Exactly one job per slot is the database's doing, not this loop's: the
 slot's row in conveyor.cron_slot and its job are written by one statement, and any other
@@ -10,13 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from conveyor._store.cron import CronProgress, CronRegistration
+from conveyor._store.cron import CronProgress, CronRegistration, StoredSchedule
 from conveyor._store.protocol import Store
 from conveyor.clock import Clock, SystemClock
 from conveyor.cron import Schedule
+from conveyor.errors import ConfigError
 from conveyor.maintenance.service import PeriodicService
+from conveyor.spec import JobSpec
 
 log = logging.getLogger("conveyor.cron")
 
@@ -36,6 +39,10 @@ class CronEnqueuer(PeriodicService):
     than `grace` old, and when it is older (no worker ran at that time) only under
     catch_up="once". Slots before the latest are never enqueued, so an outage cannot turn
     into a storm of jobs.
+
+    With `stored=True` (every worker's) each pass also runs the schedules stored in the
+    database for endpoints; the app's own schedules are registered by this worker, the stored
+    ones by `conveyor cron add`.
     """
 
     leader_only = False
@@ -47,19 +54,25 @@ class CronEnqueuer(PeriodicService):
         *,
         interval: float = 1.0,
         clock: Clock | None = None,
+        stored: bool = False,
     ) -> None:
         super().__init__(interval)
         self._store = store
         self._schedules = {s.name: s for s in schedules}
         self._clock = clock or SystemClock()
         self._registered = False
+        self._stored = stored
+        self._invalid: set[StoredSchedule] = set()
 
     async def run_once(self) -> CronPass:
         """Enqueue every due slot; return what this worker enqueued and skipped."""
-        now, progress = await self._read_progress()
+        stored = await self._stored_schedules() if self._stored else {}
+        if not self._schedules and not stored:
+            return CronPass()  # nothing to run: one query per pass, for the stored ones
+        now, progress = await self._read_progress(stored)
         enqueued: list[tuple[str, datetime]] = []
         skipped: list[tuple[str, datetime]] = []
-        for schedule in self._schedules.values():
+        for schedule in [*self._schedules.values(), *stored.values()]:
             state = progress.get(schedule.name)
             due = None if state is None else self._due_slot(schedule, state, now)
             if due is None:
@@ -71,8 +84,24 @@ class CronEnqueuer(PeriodicService):
                 skipped.append((schedule.name, due))
         return CronPass(tuple(enqueued), tuple(skipped))
 
-    async def _read_progress(self) -> tuple[datetime, dict[str, CronProgress]]:
-        names = list(self._schedules)
+    async def _stored_schedules(self) -> dict[str, Schedule]:
+        """The endpoint schedules in the database, except names the app declares itself."""
+        found: dict[str, Schedule] = {}
+        for row in await self._store.cron_schedule_stored():
+            if row.name in self._schedules:
+                continue
+            try:
+                found[row.name] = stored_schedule(row)
+            except ConfigError as exc:
+                if row not in self._invalid:  # once, not every pass
+                    self._invalid.add(row)
+                    log.error("cron %s: not run: %s", row.name, exc)
+        return found
+
+    async def _read_progress(
+        self, stored: dict[str, Schedule]
+    ) -> tuple[datetime, dict[str, CronProgress]]:
+        names = [*self._schedules, *stored]
         now, progress = await self._store.cron_schedule_state(names, now=self._clock.now())
         # Register every schedule on the first pass (a deploy may have changed one), later
         # only those whose row is gone.
@@ -127,6 +156,22 @@ class CronEnqueuer(PeriodicService):
                 next_slot,
             )
         return done
+
+
+def stored_schedule(row: StoredSchedule) -> Schedule:
+    """The Schedule of a stored row: a job of the endpoint, with no arguments, in its queue."""
+    return Schedule(
+        name=row.name,
+        cron=row.cron,
+        timezone=row.timezone,
+        catch_up=row.catch_up,
+        grace=STORED_GRACE,
+        spec=JobSpec(task=row.endpoint, args_json="{}"),
+    )
+
+
+#: When a stored schedule's time counts as missed (as `grace` does for an app's).
+STORED_GRACE = timedelta(seconds=60)
 
 
 def _registration(schedule: Schedule, now: datetime) -> CronRegistration:

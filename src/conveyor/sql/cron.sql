@@ -20,7 +20,8 @@ SELECT s.name, s.task, s.cron, s.timezone, s.catch_up, s.next_slot, n.t, n.t
        next_slot = CASE WHEN c.cron = excluded.cron AND c.timezone = excluded.timezone
                         THEN c.next_slot ELSE excluded.next_slot END,
        updated_at = excluded.updated_at
- WHERE (c.task, c.cron, c.timezone, c.catch_up)
+ WHERE c.endpoint IS NULL
+   AND (c.task, c.cron, c.timezone, c.catch_up)
        IS DISTINCT FROM (excluded.task, excluded.cron, excluded.timezone, excluded.catch_up);
 
 -- name: cron_schedule_state
@@ -49,7 +50,11 @@ WITH n AS (
 ), ins AS (
     INSERT INTO conveyor.job (id, task, queue, args, priority, max_attempts, run_at, state,
                               unique_key, timeout_seconds, created_at)
-    SELECT claimed.job_id, %(task)s::text, %(queue)s::text, %(args)s::jsonb, %(priority)s::int,
+    SELECT claimed.job_id, %(task)s::text,
+           coalesce(%(queue)s::text,
+                    (SELECT e.queue FROM conveyor.endpoint e WHERE e.name = %(task)s::text),
+                    'default'),
+           %(args)s::jsonb, %(priority)s::int,
            %(max_attempts)s::int, n.t, 'available', %(unique_key)s::text,
            %(timeout_seconds)s::float8, n.t
       FROM claimed, n
@@ -99,3 +104,31 @@ SELECT c.name, c.task, c.cron, c.timezone, c.catch_up, c.last_slot, c.next_slot,
 -- name: database_now
 -- The instant to use as now: the one given, or the database's clock when it is NULL.
 SELECT coalesce(%(now)s::timestamptz, now()) AS now;
+
+-- name: cron_schedule_add
+-- Store a schedule for an endpoint (`conveyor cron add --endpoint`). One row always: whether
+-- the endpoint exists, and the name when this statement inserted the schedule.
+WITH e AS (
+    SELECT name FROM conveyor.endpoint WHERE name = %(endpoint)s::text
+), ins AS (
+    INSERT INTO conveyor.cron_schedule (name, task, cron, timezone, catch_up, next_slot,
+                                        endpoint, created_at, updated_at)
+    SELECT %(name)s::text, e.name, %(cron)s::text, %(timezone)s::text, %(catch_up)s::text,
+           %(next_slot)s::timestamptz, e.name, n.t, n.t
+      FROM e, (SELECT coalesce(%(now)s::timestamptz, now()) AS t) n
+        ON CONFLICT (name) DO NOTHING
+    RETURNING name
+)
+SELECT EXISTS (SELECT 1 FROM e) AS endpoint_found, (SELECT name FROM ins) AS inserted;
+
+-- name: cron_schedule_remove
+-- Forget a schedule (any: stored, or recorded by an app's workers, which record it again when
+-- they start).
+DELETE FROM conveyor.cron_schedule WHERE name = %(name)s::text RETURNING name;
+
+-- name: cron_schedule_stored
+-- The schedules stored in the database (those for an endpoint), which every worker runs.
+SELECT name, cron, timezone, catch_up, endpoint
+  FROM conveyor.cron_schedule
+ WHERE endpoint IS NOT NULL
+ ORDER BY name;

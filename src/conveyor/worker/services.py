@@ -26,8 +26,9 @@ def maintenance_services(
     app: Conveyor, config: WorkerConfig, store: Store, metrics: WorkerMetrics
 ) -> list[PeriodicService]:
     """The always-on services, then those the configuration asks for: queue gauges when
-    metrics are served (registered with `metrics`), cron when the app has schedules, the
-    alert evaluator when it has rules."""
+    metrics are served (registered with `metrics`), the alert evaluator when the app has
+    rules. Cron runs on every worker: the app's schedules and those stored in the database
+    for endpoints (`conveyor cron add --endpoint`), which need no app."""
     retention = app.retention
     services: list[PeriodicService] = [
         JobScheduler(store, interval=config.promote_interval, clock=app.clock),
@@ -49,15 +50,15 @@ def maintenance_services(
         gauges = QueueGauges(store, interval=config.gauge_interval, clock=app.clock)
         metrics.registry.register(gauges)
         services.append(gauges)
-    if app.schedules:
-        services.append(
-            CronEnqueuer(
-                store,
-                list(app.schedules.values()),
-                interval=config.cron_interval,
-                clock=app.clock,
-            )
+    services.append(
+        CronEnqueuer(
+            store,
+            list(app.schedules.values()),
+            interval=config.cron_interval,
+            clock=app.clock,
+            stored=True,
         )
+    )
     if app.alert_rules:
         services.append(AlertEvaluator.for_app(app, store))
     return services
