@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -255,9 +256,15 @@ def test_help_names_only_options_the_command_takes() -> None:
 
 
 @pytest.mark.slow
-def test_the_embedded_default_says_one_line_about_itself_and_nothing_more(
-    tmp_path: Path,
-) -> None:
+def test_the_embedded_default_says_one_line_about_itself_and_nothing_more() -> None:
+    # Not pytest's tmp_path: pgserver runs initdb as its own user, which must reach the
+    # directory, and a pytest session starting beside this one resets /tmp/pytest-of-<user> to
+    # 0700 (initdb lost its directory mid-way once, with several suites on one machine).
+    with tempfile.TemporaryDirectory(prefix="conveyor-embedded-") as where:
+        _check_embedded_default_in(Path(where))
+
+
+def _check_embedded_default_in(tmp_path: Path) -> None:
     hidden = ("CONVEYOR_DATABASE_URL", "XDG_RUNTIME_DIR")  # XDG: platformdirs would warn
     env = {name: value for name, value in os.environ.items() if name not in hidden}
     done = subprocess.run(
