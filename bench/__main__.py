@@ -28,7 +28,17 @@ from bench.common import (
 )
 from bench.workers import LOG_DIR
 
-WORKLOADS = ("import", "enqueue", "drain", "latency", "scale", "peers", "hotpath", "sustained")
+WORKLOADS = (
+    "import",
+    "enqueue",
+    "drain",
+    "latency",
+    "scale",
+    "peers",
+    "hotpath",
+    "deliver",
+    "sustained",
+)
 ALIASES = {"w1": "enqueue", "w2": "drain", "w3": "latency", "w4": "scale", "w5": "sustained"}
 
 FULL = {
@@ -44,6 +54,7 @@ FULL = {
     "w5_minutes": 10.0,
     "hotpath_jobs": 20_000,
     "import_reps": 20,
+    "deliver_jobs": 20_000,
 }
 QUICK = {
     "reps": 1,
@@ -58,6 +69,7 @@ QUICK = {
     "w5_minutes": 1.0,
     "hotpath_jobs": 2_000,
     "import_reps": 5,
+    "deliver_jobs": 2_000,
 }
 
 
@@ -67,7 +79,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         description=__doc__.splitlines()[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="workloads: import (time of `import conveyor`), enqueue (W1), drain (W2),"
-        " latency (W3), scale (W4), peers, hotpath (asyncpg vs psycopg), sustained (W5);"
+        " latency (W3), scale (W4), peers, hotpath (asyncpg vs psycopg), deliver (HTTP delivery),"
+        " sustained (W5);"
         " 'table' reprints latest.json, 'plot' redraws docs/img/w5.png from it",
     )
     p.add_argument("workloads", nargs="*", metavar="WORKLOAD", help="default: all of them")
@@ -86,6 +99,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--w5-minutes", type=float, help="W5 minutes (10; quick: 1)")
     p.add_argument("--hotpath-jobs", type=int, help="hotpath jobs per run (20,000)")
     p.add_argument("--import-reps", type=int, help="fresh interpreters timed by 'import' (20)")
+    p.add_argument("--deliver-jobs", type=int, help="deliver: jobs per run (20,000)")
     p.add_argument("--concurrency", type=int, default=100, help="worker --concurrency (100)")
     p.add_argument("--processes", default="1,2", help="W2 worker process counts (1,2)")
     p.add_argument("--handler", choices=("async", "sync"), default="async", help="W2 handler")
@@ -245,6 +259,17 @@ def main(argv: list[str] | None = None) -> int:
 
         work["hotpath"] = asyncpg_vs_psycopg.run(url, jobs=args.hotpath_jobs, reps=args.reps)
         save("hotpath")
+    if "deliver" in args.workloads:
+        from bench import deliver
+
+        work["deliver"] = deliver.run(
+            url,
+            n=args.deliver_jobs,
+            reps=args.reps,
+            processes=tuple(int(x) for x in args.processes.split(",")),
+            profile=not args.no_profile,
+        )
+        save("deliver")
     if "sustained" in args.workloads:
         from bench import sustained
 

@@ -94,3 +94,34 @@ def summarize_raw(path: Path, top: int = 25) -> dict[str, Any]:
         "self": [{"function": k, "pct": pct(c)} for k, c in self_time.most_common(top)],
         "self_by_area": [{"area": k, "pct": pct(c)} for k, c in areas.most_common()],
     }
+
+
+def self_by_package(path: Path, top: int = 15) -> list[dict[str, Any]]:
+    """Self time grouped by the package (site-packages top directory), conveyor module or
+    stdlib module of the leaf frame: the areas above lump third-party libraries such as an
+    HTTP client into 'other'."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames = [f for f in stack.split(";") if f]
+        if not frames or not count_text.isdigit():
+            continue
+        total += int(count_text)
+        counts[_package(frames[-1])] += int(count_text)
+    return [
+        {"package": k, "pct": round(100 * c / total, 1) if total else 0.0}
+        for k, c in counts.most_common(top)
+    ]
+
+
+def _package(frame: str) -> str:
+    match = _FRAME.match(frame.strip())
+    path = match["file"] if match else frame
+    if "/site-packages/" in path:
+        return path.split("/site-packages/", 1)[1].split("/", 1)[0]
+    if "/src/conveyor/" in path:
+        return "conveyor/" + path.split("/src/conveyor/", 1)[1].split("/", 1)[0]
+    if "/lib/python3." in path:
+        return "stdlib/" + path.split("/lib/python3.", 1)[1].split("/", 2)[1]
+    return path

@@ -111,3 +111,7 @@ def configure(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    # httpx2 logs each request at INFO: a second line per delivery besides the job's own
+    # (docs/delivery.md: one line per attempt); its lines stay for DEBUG
+    quiet = logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING
+    logging.getLogger("httpx2").setLevel(quiet)
