@@ -5,8 +5,10 @@
 Uses CONVEYOR_DATABASE_URL, or the embedded Postgres under ./.conveyor/ when it is unset.
 
 Three workers run the same app and race for every scheduled time; the database lets exactly
-one job through per time. So that the example ends in seconds, its app runs on a clock 60
+one job through per time. So that the example ends in seconds, its app runs on a clock 20
 times faster than real time, which stops five simulated minutes after the next full minute.
+(Faster still, a busy machine's pause of a second would pass a schedule's 60 s `grace`, and
+the time would count as missed.)
 In your code leave `clock=` out: the default is the database's clock.
 """
 
@@ -20,9 +22,9 @@ import conveyor
 
 
 class FastClock:
-    """Simulated time for this example: from the next full minute, 60x real time, 5 minutes."""
+    """Simulated time for this example: from the next full minute, 20x real time, 5 minutes."""
 
-    def __init__(self, speed: float = 60, minutes: int = 5) -> None:
+    def __init__(self, speed: float = 20, minutes: int = 5) -> None:
         self._speed = speed
         self._minutes = minutes
         self.begin()
@@ -64,7 +66,7 @@ app.add_schedule("cron.report", name="cron.hourly_digest", cron="@hourly", args=
 async def main() -> None:
     await asyncio.to_thread(app.migrate)
     clock.begin()
-    config = conveyor.WorkerConfig(cron_interval=0.1)  # 6 simulated seconds on this clock
+    config = conveyor.WorkerConfig(cron_interval=0.1)  # 2 simulated seconds on this clock
     workers = [conveyor.Worker(app, config) for _ in range(3)]
     running = [asyncio.create_task(w.run()) for w in workers]
     client = app.async_client()
