@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import psycopg
@@ -140,3 +143,28 @@ def job_states(connection: psycopg.Connection[Any]) -> dict[str, int]:
     """Count of jobs per state."""
     rows = connection.execute("SELECT state, count(*) FROM conveyor.jobs GROUP BY state")
     return {state: count for state, count in rows}
+
+
+#: npm's words for a registry it cannot reach (vs a failure of the install itself)
+_NPM_UNREACHABLE = re.compile(
+    r"\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH"
+    r"|ERR_SOCKET_TIMEOUT)\b"
+)
+
+
+def npm_install(folder: Path, command: list[str], *, timeout: float) -> None:
+    """Run an npm install command in `folder`; an unreachable registry is a missing component
+    (a skip outside CI, a failure under CI=true), any other failure fails the test. Give it a
+    timeout within the test's own, so an unreachable registry is reported as such."""
+    name = " ".join(command[:2])
+    try:
+        installed = subprocess.run(
+            command, cwd=folder, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        component_missing(f"{name} timed out: the npm registry is unreachable from here")
+    if installed.returncode != 0:
+        unreachable = _NPM_UNREACHABLE.search(installed.stderr)
+        if unreachable:
+            component_missing(f"the npm registry is unreachable from here ({unreachable.group()})")
+        pytest.fail(f"{name} failed:\n{installed.stdout}\n{installed.stderr}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,15 +14,9 @@ import pytest
 
 import conveyor
 from tests.acceptance.conftest import ROOT, StartWorker, executions, wait_for_state
-from tests.helpers import component_missing, require_tool
+from tests.helpers import npm_install, require_tool
 
 pytestmark = pytest.mark.slow
-
-# npm's error codes when it cannot reach the registry at all (DNS, refused, timed out)
-_UNREACHABLE = re.compile(
-    r"\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH"
-    r"|ERR_SOCKET_TIMEOUT)\b"
-)
 
 
 @pytest.fixture(scope="session")
@@ -38,23 +31,10 @@ def node_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
         dirs_exist_ok=True,
         ignore=shutil.ignore_patterns("node_modules"),
     )
-    try:
-        installed = subprocess.run(
-            ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            # within the test's own 120 s, so an unreachable registry is reported as such
-            timeout=90,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        component_missing("npm install timed out: the npm registry is unreachable from here")
-    if installed.returncode != 0:
-        unreachable = _UNREACHABLE.search(installed.stderr)
-        if unreachable:
-            component_missing(f"the npm registry is unreachable from here ({unreachable.group()})")
-        pytest.fail(f"npm install failed:\n{installed.stdout}\n{installed.stderr}")
+    # within the test's own 120 s, so an unreachable registry is reported as such
+    npm_install(
+        folder, ["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund"], timeout=90
+    )
     return folder
 
 
