@@ -88,6 +88,19 @@ class WorkerMetrics:
             registry=r,
         )
         stuck_gauge.set_function(lambda: float(stuck_threads()))
+        self._workflow_runs = Counter(
+            "conveyor_workflow_runs",
+            "Workflow runs started (first attempt), completed and failed, per workflow.",
+            ("workflow", "event"),
+            registry=r,
+        )
+        self._workflow_steps = Counter(
+            "conveyor_workflow_steps",
+            "Workflow steps by outcome: completed, failed (for good), retrying, sleeping,"
+            " waiting, event, timeout.",
+            ("workflow", "outcome"),
+            registry=r,
+        )
         self._counters = {
             "completed": self._completed,
             "failed": self._failed,
@@ -107,6 +120,14 @@ class WorkerMetrics:
             counter.labels(job.queue, job.task).inc()
         if duration is not None:
             self._duration.labels(job.queue, job.task).observe(duration)
+
+    def workflow_run(self, workflow: str, event: str) -> None:
+        """Count a run's start or end (started, completed, failed)."""
+        self._workflow_runs.labels(workflow, event).inc()
+
+    def workflow_step(self, workflow: str, outcome: str) -> None:
+        """Count a step's outcome as the engine recorded it."""
+        self._workflow_steps.labels(workflow, outcome).inc()
 
     def delivered(self, endpoint: str, status: int | None, duration: float) -> None:
         """Record one delivery attempt: the HTTP status of its answer, None when none came."""

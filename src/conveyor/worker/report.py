@@ -7,7 +7,7 @@ from typing import Any
 
 from conveyor import logs
 from conveyor.metrics import WorkerMetrics
-from conveyor.worker.outcome import Failed, Outcome, Snoozed, Succeeded
+from conveyor.worker.outcome import Failed, Outcome, Parked, Snoozed, Succeeded
 from conveyor.worker.running import RunningJob
 
 log = logging.getLogger("conveyor.worker")
@@ -42,6 +42,8 @@ class OutcomeReport:
                 outcome.duration,
                 outcome.reason,
             )
+        elif isinstance(outcome, Parked):
+            self._line(running, "parked", logging.INFO, "job %d (%s) parked: %s", outcome.reason)
         elif isinstance(outcome, Succeeded):
             self.completed += 1
             self._line(

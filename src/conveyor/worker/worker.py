@@ -167,6 +167,7 @@ class Worker:
                 threads,
                 on_thread_free=self._on_thread_free,
                 deliverer=deliverer,
+                metrics=self.metrics,
             ),
             completer=Completer(store, self._on_recorded),
             producer=producer,
