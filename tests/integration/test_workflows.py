@@ -103,3 +103,203 @@ async def test_steps_run_once_and_replay_after_a_sleep(
     ]
     job = app.client().get_job(run.job_id)
     assert job.state == "completed" and job.attempt == 1, "parking never counted an attempt"
+
+
+async def test_failing_step_retries_without_running_earlier_steps_again(
+    app: conveyor.Conveyor, effects: Effects
+) -> None:
+    tries: list[int] = []
+
+    def flaky() -> str:
+        tries.append(1)
+        effects.add("r", "flaky")
+        if len(tries) < 3:
+            raise ConnectionError(f"try {len(tries)} failed")
+        return "ok"
+
+    @app.workflow(name="wf.retry")
+    def retrying(ctx: conveyor.WorkflowContext) -> Any:
+        ctx.step("first", lambda: effects.add("r", "first"))
+        return ctx.step("flaky", flaky, max_attempts=3, backoff=0.0)
+
+    run_id = retrying.start()
+    async with running_worker(app, config()):
+        run = await finished(app, run_id)
+    assert run.result == "ok"
+    assert effects.count("first") == 1 and effects.count("flaky") == 3
+    assert run.steps[1].attempts == 3 and run.steps[1].error is None
+    assert app.client().get_job(run.job_id).attempt == 1
+
+
+async def test_step_failing_for_good_raises_step_failed_into_the_workflow(
+    app: conveyor.Conveyor,
+) -> None:
+    def broken() -> None:
+        raise ValueError("card declined")
+
+    @app.workflow(name="wf.compensate")
+    async def compensate(ctx: conveyor.WorkflowContext) -> Any:
+        try:
+            await ctx.step("charge", broken, max_attempts=2, backoff=0.0)
+        except conveyor.StepFailed as failed:
+            return {"refunded": True, "why": failed.error["message"], "step": failed.step}
+        return {"refunded": False}
+
+    @app.workflow(name="wf.uncaught")
+    async def uncaught(ctx: conveyor.WorkflowContext) -> None:
+        await ctx.step("charge", broken, max_attempts=1)
+
+    caught_id = await compensate.astart()
+    failed_id = await uncaught.astart()
+    async with running_worker(app, config()):
+        caught = await finished(app, caught_id)
+        failed = await finished(app, failed_id, "failed")
+    assert caught.result == {"refunded": True, "why": "card declined", "step": "charge"}
+    assert caught.steps[0].state == "failed" and caught.steps[0].attempts == 2
+    assert failed.error["type"] == "conveyor.errors.StepFailed"
+    assert "card declined" in failed.error["message"]
+    assert app.client().get_job(failed.job_id).state == "failed"
+
+
+async def test_atomic_step_writes_exactly_once_with_its_record(
+    app: conveyor.Conveyor, conn: psycopg.Connection[Any]
+) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS wf_ledger (run text, amount int)")
+    conn.execute("TRUNCATE wf_ledger")
+    calls: list[int] = []
+
+    async def charge(tx: psycopg.AsyncConnection[Any], run: str, amount: int) -> int:
+        calls.append(amount)
+        await tx.execute("INSERT INTO wf_ledger VALUES (%s, %s)", (run, amount))
+        if len(calls) == 1:
+            raise RuntimeError("crash after the write, before the commit")
+        return amount
+
+    @app.workflow(name="wf.atomic")
+    async def pay(ctx: conveyor.WorkflowContext, amount: int) -> Any:
+        return await ctx.step(
+            "charge", charge, ctx.run_id, amount, atomic=True, max_attempts=2, backoff=0.0
+        )
+
+    run_id = await pay.astart(amount=30)
+    async with running_worker(app, config()):
+        run = await finished(app, run_id)
+    assert run.result == 30 and calls == [30, 30]
+    rows = conn.execute("SELECT run, amount FROM wf_ledger").fetchall()
+    assert rows == [(run_id, 30)], "the failed attempt's write was rolled back with it"
+
+
+async def test_code_asking_for_another_step_fails_the_run_without_running_it(
+    app: conveyor.Conveyor, clock: conveyor.FrozenClock, effects: Effects
+) -> None:
+    version = {"n": 1}
+
+    @app.workflow(name="wf.changed")
+    async def changed(ctx: conveyor.WorkflowContext) -> None:
+        if version["n"] == 1:
+            await ctx.step("reserve", lambda: effects.add("x", "reserve"))
+        else:
+            await ctx.step("charge", lambda: effects.add("x", "charge"))
+        await ctx.sleep(60)
+        await ctx.step("ship", lambda: effects.add("x", "ship"))
+
+    run_id = await changed.astart()
+    async with running_worker(app, config()):
+        await state_of(app, run_id, "sleeping")
+        version["n"] = 2  # a deploy renames the first step while the run sleeps
+        clock.advance(seconds=61)
+        run = await finished(app, run_id, "failed")
+    assert run.error["type"] == "conveyor.errors.NonDeterminismError"
+    message = run.error["message"]
+    assert "position 0" in message and "'reserve'" in message and "'charge'" in message
+    assert effects.count("charge") == 0 and effects.count("ship") == 0
+    assert effects.count("reserve") == 1
+
+
+async def test_patched_runs_take_the_new_path_and_old_runs_replay_the_old_one(
+    app: conveyor.Conveyor, clock: conveyor.FrozenClock, effects: Effects
+) -> None:
+    deployed = {"v2": False}
+
+    @app.workflow(name="wf.versioned")
+    async def versioned(ctx: conveyor.WorkflowContext, who: str) -> str:
+        await ctx.step("reserve", lambda: effects.add(who, "reserve"))
+        if deployed["v2"] and await ctx.patched("fraud-check"):
+            await ctx.step("fraud", lambda: effects.add(who, "fraud"))
+        await ctx.sleep(60)
+        await ctx.step("ship", lambda: effects.add(who, "ship"))
+        return "done"
+
+    old_id = await versioned.astart(who="old")
+    async with running_worker(app, config()):
+        await state_of(app, old_id, "sleeping")
+        deployed["v2"] = True  # the new code ships while the old run sleeps
+        new_id = await versioned.astart(who="new")
+        await state_of(app, new_id, "sleeping")
+        clock.advance(seconds=61)
+        old = await finished(app, old_id)
+        new = await finished(app, new_id)
+    assert [s.name for s in old.steps] == ["reserve", "sleep", "ship"]
+    assert [s.name for s in new.steps] == ["reserve", "fraud-check", "fraud", "sleep", "ship"]
+    assert effects.count("fraud") == 1 and effects.count("ship") == 2
+
+
+async def test_sync_workflow_runs_in_a_thread_with_plain_calls(
+    app: conveyor.Conveyor, clock: conveyor.FrozenClock, effects: Effects
+) -> None:
+    @app.workflow(name="wf.sync")
+    def onboarding(ctx: conveyor.WorkflowContext, user: str) -> list[Any]:
+        a = ctx.step("a", lambda: effects.add(user, "a") or 1)
+        ctx.sleep_until(START + timedelta(hours=1))
+        b = ctx.step("b", lambda: effects.add(user, "b") or 2)
+        return [a, b]
+
+    run_id = onboarding.start(user="sam")
+    async with running_worker(app, config()):
+        await state_of(app, run_id, "sleeping")
+        clock.advance(hours=1)
+        run = await finished(app, run_id)
+    assert run.result == [1, 2] and effects.count() == 2
+
+
+async def test_cancel_stops_a_sleeping_run_and_its_job(app: conveyor.Conveyor) -> None:
+    @app.workflow(name="wf.long")
+    async def long(ctx: conveyor.WorkflowContext) -> None:
+        await ctx.sleep(timedelta(days=30))
+
+    run_id = await long.astart()
+    async with running_worker(app, config()):
+        run = await state_of(app, run_id, "sleeping")
+        assert await app.async_client().cancel_workflow(run_id) is True
+        assert await app.async_client().cancel_workflow(run_id) is False
+    run = app.client().get_workflow(run_id)
+    assert run.state == "cancelled" and run.finished_at is not None
+    assert app.client().get_job(run.job_id).state == "cancelled"
+
+
+async def test_retry_resumes_a_failed_run_from_its_failed_step(
+    app: conveyor.Conveyor, effects: Effects
+) -> None:
+    healthy = {"yes": False}
+
+    def call_partner() -> str:
+        effects.add("p", "partner")
+        if not healthy["yes"]:
+            raise ConnectionError("partner down")
+        return "answered"
+
+    @app.workflow(name="wf.partner")
+    async def partner(ctx: conveyor.WorkflowContext) -> Any:
+        await ctx.step("prepare", lambda: effects.add("p", "prepare"))
+        return await ctx.step("call", call_partner, max_attempts=1)
+
+    run_id = await partner.astart()
+    async with running_worker(app, config()):
+        failed = await finished(app, run_id, "failed")
+        first_job = failed.job_id
+        healthy["yes"] = True
+        assert app.client().retry_workflow(run_id) is True
+        run = await finished(app, run_id)
+    assert run.result == "answered" and run.job_id != first_job
+    assert effects.count("prepare") == 1 and effects.count("partner") == 2
+    assert app.client().retry_workflow(run_id) is False

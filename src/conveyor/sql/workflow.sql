@@ -208,27 +208,26 @@ WITH n AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS t
 ), run AS (
     UPDATE conveyor.workflow_runs r
-       SET state = 'running', error = NULL, result = NULL, finished_at = NULL, updated_at = n.t
+       SET state = 'running', error = NULL, result = NULL, finished_at = NULL, updated_at = n.t,
+           job_id = nextval('conveyor.job_id_seq')
       FROM n
      WHERE r.id = %(run_id)s AND r.state = 'failed'
-    RETURNING r.id, r.workflow, r.queue
+    RETURNING r.id, r.workflow, r.queue, r.job_id
 ), forgotten AS (
     DELETE FROM conveyor.workflow_steps s USING run
      WHERE s.run_id = run.id AND s.state = 'failed'
     RETURNING s.position
 ), job AS (
-    INSERT INTO conveyor.job (task, queue, args, run_at, state, created_at)
-    SELECT run.workflow, run.queue, jsonb_build_object('run_id', run.id), n.t, 'available', n.t
+    INSERT INTO conveyor.job (id, task, queue, args, run_at, state, created_at)
+    SELECT run.job_id, run.workflow, run.queue, jsonb_build_object('run_id', run.id), n.t,
+           'available', n.t
       FROM run, n
     RETURNING id, queue
-), linked AS (
-    UPDATE conveyor.workflow_runs r SET job_id = job.id FROM job WHERE r.id = %(run_id)s
-    RETURNING r.id
 ), notified AS (
     SELECT count(pg_notify('conveyor_jobs', job.queue)) AS n FROM job
 )
 SELECT job.id AS job_id, (SELECT count(*) FROM forgotten) AS forgotten,
-       (SELECT count(*) FROM linked) AS linked, (SELECT notified.n FROM notified) AS notified
+       (SELECT notified.n FROM notified) AS notified
   FROM job;
 
 -- name: workflow_send_event

@@ -192,7 +192,7 @@ BEGIN
     SELECT r.id, r.wait_position, r.job_id INTO waiter_id, waiter_position, waiter_job
       FROM conveyor.workflow_runs r
      WHERE r.state = 'waiting' AND r.wait_event = send_event.name AND r.wait_key = send_event.key
-     ORDER BY r.updated_at, r.id
+     ORDER BY r.updated_at, r.created_at, r.id
      LIMIT 1
        FOR UPDATE;
     IF waiter_id IS NULL THEN
