@@ -24,7 +24,7 @@ so code written against the builtin keeps working.
     - StepFailed - a step's last attempt failed (raised into the workflow function)
     - NonDeterminismError - the code and the recorded steps of a run disagree
     - EventTimeout - wait_for_event(raise_on_timeout=True) timed out
-    - WorkflowNotFoundError (LookupError) - no workflow run has this id
+  + WorkflowNotFoundError (LookupError) - no workflow run has this id
   + DeliveryError - an alert channel could not deliver (retried on the next pass)
 
 Not in the tree, on purpose: `Retry`, `FailNow` and `SnoozeQueue` (conveyor.outcome) are

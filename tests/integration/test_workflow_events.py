@@ -196,7 +196,8 @@ async def test_limits_are_refused_with_the_fix(
     with psycopg.connect(app.database_url, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="64 KiB"):
             conn.execute(
-                "SELECT conveyor.send_event('big', 'k', jsonb_build_object('b', repeat('x', 70000)))"
+                "SELECT conveyor.send_event('big', 'k',"
+                " jsonb_build_object('b', repeat('x', 70000)))"
             )
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="JSON object"):
             conn.execute("SELECT conveyor.start_workflow('wf.shipping', '[1]')")
