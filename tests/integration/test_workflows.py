@@ -4,6 +4,7 @@ clock, cancel and retry. Events are in test_workflow_events.py."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -303,3 +304,89 @@ async def test_retry_resumes_a_failed_run_from_its_failed_step(
     assert run.result == "answered" and run.job_id != first_job
     assert effects.count("prepare") == 1 and effects.count("partner") == 2
     assert app.client().retry_workflow(run_id) is False
+
+
+async def test_limits_fail_with_errors_that_say_the_fix(app: conveyor.Conveyor) -> None:
+    @app.workflow(name="wf.big")
+    async def big(ctx: conveyor.WorkflowContext) -> Any:
+        try:
+            await ctx.step("blob", lambda: "x" * 100_000)
+        except conveyor.StepFailed as failed:
+            return failed.error["message"]
+        return "stored"
+
+    @app.workflow(name="wf.many", max_steps=5)
+    async def many(ctx: conveyor.WorkflowContext) -> None:
+        for n in range(6):
+            # swallowed, yet the run fails: the limit holds
+            with contextlib.suppress(conveyor.WorkflowError):
+                await ctx.step(f"s{n}", lambda: None)
+
+    big_id, many_id = await big.astart(), await many.astart()
+    async with running_worker(app, config()):
+        blob = await finished(app, big_id)
+        limited = await finished(app, many_id, "failed")
+    assert "store it elsewhere" in blob.result and "return its id" in blob.result
+    assert blob.steps[0].attempts == 1, "a result too large is not retried"
+    assert "limit of 5 steps" in limited.error["message"]
+    assert len(limited.steps) == 5
+
+
+async def test_steps_are_logged_and_counted(
+    app: conveyor.Conveyor, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.workflow(name="wf.counted")
+    async def counted(ctx: conveyor.WorkflowContext) -> None:
+        await ctx.step("one", lambda: 1)
+        await ctx.step("two", lambda: 2)
+
+    run_id = await counted.astart()
+    caplog.set_level("INFO", logger="conveyor.workflow")
+    async with running_worker(app, config()) as worker:
+        await finished(app, run_id)
+        registry = worker.metrics.registry
+        steps = registry.get_sample_value(
+            "conveyor_workflow_steps_total", {"workflow": "wf.counted", "outcome": "completed"}
+        )
+        runs = {
+            event: registry.get_sample_value(
+                "conveyor_workflow_runs_total", {"workflow": "wf.counted", "event": event}
+            )
+            for event in ("started", "completed")
+        }
+    assert steps == 2 and runs == {"started": 1, "completed": 1}
+    lines = [r for r in caplog.records if r.name == "conveyor.workflow"]
+    assert [(r.run_id, r.step, r.position, r.outcome) for r in lines] == [  # type: ignore[attr-defined]
+        (run_id, "one", 0, "completed"),
+        (run_id, "two", 1, "completed"),
+    ]
+
+
+async def test_cli_lists_shows_cancels_and_retries_runs(app: conveyor.Conveyor) -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli.root import cli
+
+    @app.workflow(name="wf.cli")
+    async def waits(ctx: conveyor.WorkflowContext) -> None:
+        await ctx.step("ready", lambda: "set")
+        await ctx.wait_for_event("go", key="cli")
+
+    run_id = await waits.astart()
+    async with running_worker(app, config()):
+        await state_of(app, run_id, "waiting")
+
+    def invoke(*argv: str) -> Any:
+        return CliRunner().invoke(cli, ["--database-url", app.database_url, *argv])
+
+    listed = invoke("workflows", "list", "--state", "waiting")
+    assert listed.exit_code == 0 and run_id in listed.output and "wf.cli" in listed.output
+    shown = invoke("workflows", "show", run_id)
+    assert shown.exit_code == 0
+    assert "waits for event 'go' key 'cli'" in shown.output and "ready" in shown.output
+    assert invoke("workflows", "retry", run_id).exit_code == 1  # not failed
+    cancelled = invoke("workflows", "cancel", run_id)
+    assert cancelled.exit_code == 0 and f"{run_id}: cancelled" in cancelled.output
+    assert invoke("workflows", "cancel", run_id).exit_code == 1
+    missing = invoke("workflows", "show", "no-such-run")
+    assert missing.exit_code == 1 and "no workflow run" in missing.output
