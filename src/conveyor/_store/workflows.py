@@ -246,9 +246,17 @@ def _rows(rows: Rows) -> Rows:
 # -- the Client's operations ----------------------------------------------------------------------
 
 
-def start(workflow: str, args_json: str, run_id: str | None, queue: str | None) -> Op[str]:
+def start(
+    workflow: str, args_json: str, run_id: str | None, queue: str | None, priority: int | None
+) -> Op[str]:
     """Start a run through conveyor.start_workflow (idempotent on run_id)."""
-    params = {"workflow": workflow, "args": args_json, "run_id": run_id, "queue": queue}
+    params = {
+        "workflow": workflow,
+        "args": args_json,
+        "run_id": run_id,
+        "queue": queue,
+        "priority": priority,
+    }
     return Op("workflow_start", params, lambda rows: str(rows[0]["id"]))
 
 

@@ -237,7 +237,7 @@ SELECT conveyor.send_event(%(name)s::text, %(key)s::text, %(payload)s::jsonb) AS
 -- name: workflow_start
 -- Start a run through the SQL function every language uses; returns the run's id.
 SELECT conveyor.start_workflow(%(workflow)s::text, %(args)s::jsonb, %(run_id)s::text,
-                               %(queue)s::text) AS id;
+                               %(queue)s::text, %(priority)s::int) AS id;
 
 -- name: workflow_prune
 -- Delete runs finished before their retention (their steps go with them) and events that

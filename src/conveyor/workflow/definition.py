@@ -118,7 +118,7 @@ class Workflow:
             if not run_id or len(run_id.encode()) > 200:
                 raise PayloadError("run_id must be 1 to 200 bytes; pass a hash of a longer id")
         args_json = codec.encode_args(args, max_bytes=self.app.max_payload_bytes)
-        return ops.start(self.name, args_json, run_id, self.queue)
+        return ops.start(self.name, args_json, run_id, self.queue, self.task.priority)
 
     def _check_arguments(self, args: Mapping[str, Any]) -> None:
         unknown = set() if self._any_keyword else args.keys() - self._accepted

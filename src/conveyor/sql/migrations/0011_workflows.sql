@@ -92,12 +92,14 @@ INSERT INTO conveyor.workflow_settings DEFAULT VALUES;
 -- Start a run of `workflow` with `args` (a JSON object of its keyword arguments) and return its
 -- id. A run_id already taken returns that run's id and starts nothing (an idempotent start).
 -- Works inside the caller's transaction: nothing is started if it rolls back. The run's job
--- goes to `queue` (default 'default'): give the workflow's queue when it declares one.
+-- goes to `queue` (default 'default': give the workflow's queue when it declares one) with
+-- `priority` (default 0).
 CREATE FUNCTION conveyor.start_workflow(
     workflow text,
     args jsonb DEFAULT '{}',
     run_id text DEFAULT NULL,
-    queue text DEFAULT NULL
+    queue text DEFAULT NULL,
+    priority integer DEFAULT NULL
 ) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -138,7 +140,8 @@ BEGIN
         END IF;
         RETURN rid;
     END IF;
-    new_job := conveyor.enqueue(start_workflow.workflow, jsonb_build_object('run_id', rid), q);
+    new_job := conveyor.enqueue(start_workflow.workflow, jsonb_build_object('run_id', rid), q,
+                                priority => start_workflow.priority);
     UPDATE conveyor.workflow_runs r SET job_id = new_job WHERE r.id = rid;
     RETURN rid;
 END;
