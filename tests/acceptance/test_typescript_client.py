@@ -23,7 +23,6 @@ from conveyor.job import Job, JobState
 from conveyor.worker.delivery import Deliverer
 from conveyor.worker.delivery.network import AllowList
 from conveyor.worker.outcome import Failed, Succeeded
-
 from tests.acceptance.conftest import ROOT
 from tests.helpers import npm_install, require_tool
 
