@@ -158,7 +158,7 @@ class WorkflowContext:
         `raise_on_timeout`). An event sent before the wait began counts: the oldest one not
         consumed yet is taken. No timeout waits for as long as it takes."""
         seconds = None if timeout is None else to_seconds(timeout, "timeout")
-        codec.check_key(key, "an event key")
+        check_event_key(key)
         position = self._take(name, "wait")
         return self._run(self._wait(position, name, key, seconds, raise_on_timeout))
 
@@ -442,6 +442,13 @@ class WorkflowContext:
             attempt,
             extra=fields,
         )
+
+
+def check_event_key(key: str) -> str:
+    """An event key: any text of at most 1,000 bytes, the empty string included (no key)."""
+    if not isinstance(key, str):
+        raise PayloadError(f"an event key must be a string, got {type(key).__name__}")
+    return codec.check_key(key, "the event key") if key else key
 
 
 def _value(value: Any) -> Script[Any]:

@@ -21,7 +21,7 @@ from conveyor._store.runner import arun, run
 from conveyor.errors import ConfigError, PayloadError
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task, _keyword_parameters
-from conveyor.workflow.context import DEFAULT_MAX_STEPS
+from conveyor.workflow.context import DEFAULT_MAX_STEPS, check_event_key
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -239,7 +239,7 @@ def _send_op(name: str, key: str, payload: Any) -> Op[int]:
     if not isinstance(name, str) or not name:
         raise ConfigError("an event needs a name (a non-empty string)")
     codec.check_key(name, "the event name")
-    codec.check_key(key, "the event key")
+    check_event_key(key)
     encoded = codec.encode_result({} if payload is None else payload) or "{}"
     size = len(encoded.encode())
     if size > MAX_EVENT_PAYLOAD_BYTES:
