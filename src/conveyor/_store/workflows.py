@@ -206,8 +206,10 @@ def atomic_step(
     held = yield Op("workflow_job_hold", fence.params(), found)
     if not held:
         return False, None
-    value = yield call
-    encoded = encode(value)
+    try:
+        encoded = encode((yield call))
+    except Exception as exc:
+        raise StepRaised(exc) from exc  # rolls the transaction back, the step's writes with it
     if (yield record(replace(write, result_json=encoded), fence)) is None:
         raise _Refused
     return True, encoded
@@ -225,6 +227,14 @@ def finish(
         **fence.params(),
     }
     return Op("workflow_run_finish", params, found)
+
+
+class StepRaised(Exception):  # noqa: N818
+    """An atomic step's function (or its result's encoding) raised: `cause`, not the database."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 class _Refused(Exception):  # noqa: N818

@@ -202,28 +202,35 @@ class WorkflowContext:
         attempt = attempts + 1
         write = StepWrite(self.run_id, position, name, "step", "completed", attempts=attempt)
         started = time.monotonic()
-        try:
-            if atomic:
-                call = Call(fn, args, kwargs)
+        failure: Exception | None = None
+        encoded: str | None = None
+        if atomic:
+            call = Call(fn, args, kwargs)
+            try:
                 held, encoded = yield InTransaction(
                     lambda conn: ops.atomic_step(
                         write, self._fence, _with_conn(call, conn), self._encode
                     )
                 )
+            except ops.StepRaised as raised:  # the step's own failure; its writes rolled back
+                failure = raised.cause
+            else:
                 if not held:
                     raise Lost("the worker lost the run's job before an atomic step")
+        else:
+            try:
+                encoded = self._encode((yield Invoke(fn, args, kwargs)))
+            except Exception as exc:  # noqa: BLE001 - the step's own failure, recorded
+                failure = exc
             else:
-                value = yield Invoke(fn, args, kwargs)
-                encoded = self._encode(value)
-                if (
-                    yield InTransaction(lambda conn: ops.record(_done(write, encoded), self._fence))
-                ) is None:
+                done = _done(write, encoded)
+                if (yield InTransaction(lambda conn: ops.record(done, self._fence))) is None:
                     raise Lost("the step's result was refused: the worker lost the run's job")
-        except JobTimeout:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the step's own failure, recorded
-            permanent = isinstance(exc, PayloadError)
-            error = describe(exc, attempt)
+        if failure is not None:
+            if isinstance(failure, JobTimeout):
+                raise failure  # the replay's own timeout, not the step's failure
+            permanent = isinstance(failure, PayloadError)
+            error = describe(failure, attempt)
             return (yield from self._failed(write, error, max_attempts, policy, permanent, started))
         self._log(position, name, "completed", attempt, started)
         return None if encoded is None else codec.decode(encoded)

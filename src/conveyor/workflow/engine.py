@@ -27,6 +27,7 @@ from conveyor.workflow.driver import (
     Lost,
     Parked,
     Script,
+    Unavailable,
     adrive,
     drive,
 )
@@ -70,11 +71,17 @@ class WorkflowEngine:
 
     async def arun(self, workflow: Workflow, job: Job, token: UUID) -> Ended:
         """One attempt of an async workflow's job, on the event loop."""
-        return await adrive(self._attempt(workflow, job, token, is_async=True), self._db)
+        try:
+            return await adrive(self._attempt(workflow, job, token, is_async=True), self._db)
+        except Unavailable as trouble:
+            raise trouble.cause from None
 
     def run(self, workflow: Workflow, job: Job, token: UUID) -> Ended:
         """One attempt of a sync workflow's job, in the worker's thread."""
-        return drive(self._attempt(workflow, job, token, is_async=False), self._db)
+        try:
+            return drive(self._attempt(workflow, job, token, is_async=False), self._db)
+        except Unavailable as trouble:
+            raise trouble.cause from None
 
     def _attempt(
         self, workflow: Workflow, job: Job, token: UUID, *, is_async: bool
