@@ -17,7 +17,6 @@ import inspect
 import logging
 import random
 import time
-import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +39,7 @@ from conveyor.retry import RetryPolicy, as_policy
 from conveyor.workflow.driver import Database, InTransaction, Invoke, Lost, Parked, Script
 from conveyor.workflow.driver import adrive as _adrive
 from conveyor.workflow.driver import drive as _drive
+from conveyor.workflow.records import check_event_key, describe
 from conveyor.workflow.types import WorkflowStep
 
 log = logging.getLogger("conveyor.workflow")
@@ -451,13 +451,6 @@ class WorkflowContext:
         )
 
 
-def check_event_key(key: str) -> str:
-    """An event key: any text of at most 1,000 bytes, the empty string included (no key)."""
-    if not isinstance(key, str):
-        raise PayloadError(f"an event key must be a string, got {type(key).__name__}")
-    return codec.check_key(key, "the event key") if key else key
-
-
 def _value(value: Any) -> Script[Any]:
     return value
     yield  # a script that yields nothing: a generator all the same
@@ -477,29 +470,3 @@ def _done(write: StepWrite, encoded: str | None) -> StepWrite:
 
 def _with_conn(call: Call, conn: Any) -> Call:
     return Call(call.fn, (conn, *call.args), call.kwargs)
-
-
-#: Longest error message and traceback kept per failed step attempt.
-MAX_MESSAGE_CHARS = 4_000
-MAX_TRACEBACK_CHARS = 16_000
-
-
-def describe(exc: BaseException, attempt: int) -> dict[str, Any]:
-    """The record of a failed step attempt or run: type, message, traceback, attempt."""
-    kind = type(exc)
-    module = getattr(kind, "__module__", None)
-    name = kind.__qualname__ if module in (None, "builtins") else f"{module}.{kind.__qualname__}"
-    try:
-        message = str(exc) or kind.__name__
-    except Exception:  # noqa: BLE001 - the user's exception, not ours
-        message = f"<unprintable {kind.__name__}>"
-    try:
-        trace = "".join(traceback.format_exception(exc))
-    except Exception:  # noqa: BLE001
-        trace = "(traceback unavailable)"
-    return {
-        "type": codec.storable_text(name)[:200],
-        "message": codec.storable_text(message)[-MAX_MESSAGE_CHARS:],
-        "traceback": codec.storable_text(trace)[-MAX_TRACEBACK_CHARS:],
-        "attempt": attempt,
-    }

@@ -21,7 +21,8 @@ from conveyor._store.runner import arun, run
 from conveyor.errors import ConfigError, PayloadError
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task, _keyword_parameters
-from conveyor.workflow.context import DEFAULT_MAX_STEPS, check_event_key
+from conveyor.workflow.context import DEFAULT_MAX_STEPS
+from conveyor.workflow.records import check_event_key
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor

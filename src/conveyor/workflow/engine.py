@@ -19,7 +19,7 @@ from conveyor._store import workflows as ops
 from conveyor._store.workflows import Begun, Fence
 from conveyor.errors import JobTimeout, NonDeterminismError, PayloadError, WorkflowError
 from conveyor.job import Job
-from conveyor.workflow.context import WorkflowContext, describe
+from conveyor.workflow.context import WorkflowContext
 from conveyor.workflow.driver import (
     Database,
     InTransaction,
@@ -31,6 +31,7 @@ from conveyor.workflow.driver import (
     adrive,
     drive,
 )
+from conveyor.workflow.records import describe
 
 if TYPE_CHECKING:
     from conveyor.workflow.definition import Workflow
