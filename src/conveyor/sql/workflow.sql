@@ -203,7 +203,9 @@ SELECT run.id, (SELECT count(*) FROM moved) AS jobs, (SELECT notified.n FROM not
 
 -- name: workflow_run_retry
 -- Resume a failed run from where it failed: its failed step is forgotten (it runs again with a
--- fresh round of attempts), every completed step is kept, and a new job drives it.
+-- fresh round of attempts), every completed step is kept, and a new job drives it. An
+-- unfinished run whose job is gone (it failed for good on crashes or database errors, or was
+-- cancelled as a job) resumes the same way.
 WITH n AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS t
 ), run AS (
@@ -211,7 +213,10 @@ WITH n AS (
        SET state = 'running', error = NULL, result = NULL, finished_at = NULL, updated_at = n.t,
            job_id = nextval('conveyor.job_id_seq')
       FROM n
-     WHERE r.id = %(run_id)s AND r.state = 'failed'
+     WHERE r.id = %(run_id)s
+       AND (r.state = 'failed'
+            OR (r.state IN ('running', 'sleeping', 'waiting')
+                AND NOT EXISTS (SELECT FROM conveyor.job j WHERE j.id = r.job_id)))
     RETURNING r.id, r.workflow, r.queue, r.job_id
 ), forgotten AS (
     DELETE FROM conveyor.workflow_steps s USING run
