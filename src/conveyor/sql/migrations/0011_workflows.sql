@@ -49,9 +49,10 @@ CREATE TABLE conveyor.workflow_steps (
     run_id      text        NOT NULL REFERENCES conveyor.workflow_runs (id) ON DELETE CASCADE,
     position    integer     NOT NULL CHECK (position >= 0),
     name        text        NOT NULL,
-    -- step (ctx.step), sleep, wait (ctx.wait_for_event), patch (ctx.patched)
+    -- step (ctx.step), sleep, wait (ctx.wait_for_event), patch (ctx.patched); map and child
+    -- are kept for fan-out to child jobs and child workflows
     kind        text        NOT NULL DEFAULT 'step'
-                CHECK (kind IN ('step', 'sleep', 'wait', 'patch')),
+                CHECK (kind IN ('step', 'sleep', 'wait', 'patch', 'map', 'child')),
     -- completed; failed (its last attempt failed); retrying (waits for its backoff);
     -- sleeping; waiting (for an event)
     state       text        NOT NULL
