@@ -129,8 +129,9 @@ class Worker:
         """Open the store and build the collaborators of this run, wired to this worker."""
         tasks = sorted(self.app.tasks)
         url = self.app.database_url
-        # each running atomic job holds a connection for its transaction
-        atomic = any(t.atomic for t in self.app.tasks.values())
+        # each running atomic job (or a workflow's atomic step) holds a connection for its
+        # transaction
+        atomic = any(t.atomic or t.workflow is not None for t in self.app.tasks.values())
         store = PostgresStore(
             url,
             max_connections=4 + (self.config.concurrency if atomic else 0),
