@@ -253,7 +253,7 @@ class Worker:
         finally:
             # whatever happened above, the slot is given back and the outcome goes on
             running.duration = time.monotonic() - started
-            running.ended = True
+            self._jobs.end(running)
             self._rt.producer.slot_freed(job.queue)
             self._settle(running, outcome)
 
