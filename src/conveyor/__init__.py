@@ -26,6 +26,7 @@ from conveyor.cron import Schedule
 from conveyor.endpoints import Endpoint
 from conveyor.errors import (
     BlockingCallError,
+    ChildFailed,
     ConfigError,
     ConnectionTypeError,
     ConveyorError,
@@ -57,7 +58,7 @@ from conveyor.spec import JobSpec
 from conveyor.task import Enqueuer, Task
 from conveyor.workflow.context import WorkflowContext
 from conveyor.workflow.definition import Workflow
-from conveyor.workflow.types import WorkflowRun, WorkflowStep
+from conveyor.workflow.types import ChildError, WorkflowRun, WorkflowStep
 
 if TYPE_CHECKING:
     from conveyor.worker import Worker, WorkerConfig
@@ -67,6 +68,8 @@ __all__ = [
     "AlertSettings",
     "BlockingCallError",
     "CallbackChannel",
+    "ChildError",
+    "ChildFailed",
     "Clock",
     "ConfigError",
     "ConnectionTypeError",

@@ -151,5 +151,32 @@ class EventTimeout(WorkflowError):  # noqa: N818 - the name reads as what happen
     """wait_for_event(..., raise_on_timeout=True) saw no event before its timeout."""
 
 
+class ChildFailed(WorkflowError):  # noqa: N818 - the name reads as what happened
+    """A child of ctx.map(..., on_failure="fail") or the child run of ctx.run_workflow failed
+    or was cancelled. Raised into the workflow function, which may catch it; uncaught, the run
+    fails. `index` is the child's place in the items, `job_id` its job, `run_id` its run (a
+    child workflow), `state` failed or cancelled, `error` the child's last error."""
+
+    def __init__(
+        self,
+        step: str,
+        index: int,
+        job_id: int,
+        run_id: str | None,
+        state: str,
+        error: dict[str, object],
+    ) -> None:
+        self.step = step
+        self.index = index
+        self.job_id = job_id
+        self.run_id = run_id
+        self.state = state
+        self.error = error
+        what = f"child run {run_id!r}" if run_id else f"child job {job_id}"
+        super().__init__(
+            f"{step!r}: child {index} ({what}) {state}: {error.get('type')}: {error.get('message')}"
+        )
+
+
 class WorkflowNotFoundError(ConveyorError, LookupError):
     """No workflow run has the given id (it may have been pruned by retention)."""

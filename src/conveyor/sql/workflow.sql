@@ -172,19 +172,32 @@ SELECT id, workflow, state, args, result, error, queue, job_id, parent_run_id, p
  LIMIT %(limit)s;
 
 -- name: workflow_run_cancel
--- Cancel an unfinished run: its wait or sleep ends, its job is cancelled (a running one is
--- told to stop through NOTIFY, and its next write is refused: the job is gone).
-WITH n AS (
+-- Cancel an unfinished run and, recursively, its unfinished child runs: their waits or sleeps
+-- end, their jobs and the unfinished child jobs of their fan-outs are cancelled (a running one
+-- is told to stop through NOTIFY, and its next write is refused: the job is gone). Returns a
+-- row when the run itself was cancelled.
+WITH RECURSIVE n AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS t
+), tree AS (
+    SELECT r.id FROM conveyor.workflow_runs r
+     WHERE r.id = %(run_id)s AND r.state NOT IN ('completed', 'failed', 'cancelled')
+    UNION
+    SELECT c.id FROM conveyor.workflow_runs c JOIN tree ON c.parent_run_id = tree.id
+     WHERE c.state NOT IN ('completed', 'failed', 'cancelled')
 ), run AS (
     UPDATE conveyor.workflow_runs r
        SET state = 'cancelled', wait_event = NULL, wait_key = NULL, wait_position = NULL,
            wait_deadline = NULL, wake_at = NULL, updated_at = n.t, finished_at = n.t
       FROM n
-     WHERE r.id = %(run_id)s AND r.state NOT IN ('completed', 'failed', 'cancelled')
+     WHERE r.id IN (SELECT tree.id FROM tree)
     RETURNING r.id, r.job_id
+), kids AS (
+    SELECT c.job_id FROM conveyor.workflow_children c
+     WHERE c.run_id IN (SELECT tree.id FROM tree) AND c.state = 'pending'
 ), gone AS (
-    DELETE FROM conveyor.job j USING run WHERE j.id = run.job_id RETURNING j.*
+    DELETE FROM conveyor.job j
+     WHERE j.id IN (SELECT run.job_id FROM run UNION SELECT kids.job_id FROM kids)
+    RETURNING j.*
 ), moved AS (
     INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt, max_attempts, args,
                                    errors, unique_key, timeout_seconds, created_at, run_at,
@@ -198,8 +211,10 @@ WITH n AS (
 ), notified AS (
     SELECT count(pg_notify('conveyor_cancel', g.id::text)) AS n FROM gone g WHERE g.state = 'running'
 )
-SELECT run.id, (SELECT count(*) FROM moved) AS jobs, (SELECT notified.n FROM notified) AS notified
-  FROM run;
+SELECT run.id, (SELECT count(*) FROM run) AS runs, (SELECT count(*) FROM moved) AS jobs,
+       (SELECT notified.n FROM notified) AS notified
+  FROM run
+ WHERE run.id = %(run_id)s;
 
 -- name: workflow_run_retry
 -- Resume a failed run from where it failed: its failed step is forgotten (it runs again with a

@@ -39,6 +39,7 @@ from conveyor.retry import RetryPolicy, as_policy
 from conveyor.workflow.driver import Database, InTransaction, Invoke, Lost, Parked, Script
 from conveyor.workflow.driver import adrive as _adrive
 from conveyor.workflow.driver import drive as _drive
+from conveyor.workflow.fanout import FanOutCalls
 from conveyor.workflow.records import check_event_key, describe
 from conveyor.workflow.types import WorkflowStep
 
@@ -50,7 +51,7 @@ DEFAULT_MAX_STEPS = 10_000
 DEFAULT_STEP_ATTEMPTS = 3
 
 
-class WorkflowContext:
+class WorkflowContext(FanOutCalls):
     """Handed to a workflow function as its first argument: durable steps, sleeps and event
     waits. In an `async def` workflow await each call; in a plain `def` one call it as is.
 
@@ -275,12 +276,7 @@ class WorkflowContext:
             error_json=error_json,
             wake_seconds=delay,
         )
-        if not (
-            yield InTransaction(
-                lambda conn: ops.record_and_park(retrying, self._fence, state="sleeping")
-            )
-        ):
-            raise Lost("the step's retry was refused: the worker lost the run's job")
+        yield from self._park(retrying, "sleeping", "the step's retry")
         self._log(write.position, write.name, "retrying", write.attempts, started, error)
         raise Parked(f"step {write.name!r} retries in {delay:.1f}s")
 
@@ -303,12 +299,7 @@ class WorkflowContext:
         write = StepWrite(
             self.run_id, position, name, "sleep", "sleeping", wake_seconds=seconds, wake_at=when
         )
-        if not (
-            yield InTransaction(
-                lambda conn: ops.record_and_park(write, self._fence, state="sleeping")
-            )
-        ):
-            raise Lost("the sleep was refused: the worker lost the run's job")
+        yield from self._park(write, "sleeping", "the sleep")
         self._log(position, name, "sleeping", 1, time.monotonic())
         raise Parked(f"sleeping ({name!r})")
 
@@ -318,6 +309,8 @@ class WorkflowContext:
         recorded = self._steps.get(position)
         if recorded is not None and recorded.state == "completed":
             return self._event_outcome(recorded.result, name, key, raise_on_timeout)
+        if self._deferred is not None:
+            raise WorkflowError(f"wait_for_event {name!r} cannot run inside ctx.gather")
         passed = recorded is not None and recorded.wake_at is not None
         passed = passed and recorded.wake_at <= self._now  # type: ignore[union-attr, operator]
         write = StepWrite(
@@ -356,10 +349,7 @@ class WorkflowContext:
             error_json=None if recorded.error is None else codec.encode_result(recorded.error),
             wake_at=recorded.wake_at,
         )
-        if not (
-            yield InTransaction(lambda conn: ops.record_and_park(again, self._fence, state=state))
-        ):
-            raise Lost("parking the run was refused: the worker lost the run's job")
+        yield from self._park(again, state, "parking the run")
         raise Parked(f"{kind} {name!r} is not due yet")
 
     def _record_marker(self, write: StepWrite) -> Script[bool]:

@@ -100,3 +100,30 @@ class WorkflowRun:
     def finished(self) -> bool:
         """True once the run completed, failed or was cancelled."""
         return self.state in FINISHED
+
+
+@dataclass(frozen=True)
+class ChildError:
+    """What ctx.map(..., on_failure="return") puts in its result list for a child that failed
+    or was cancelled, instead of the child's result."""
+
+    #: the child's place in the items
+    index: int
+    job_id: int
+    #: the child run's id, when the child is a workflow
+    run_id: str | None
+    #: failed or cancelled
+    state: str
+    #: the child's last error: type, message, traceback, attempt (a cancelled child: type
+    #: Cancelled)
+    error: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The same as a JSON object (to return it from a workflow or a step)."""
+        return {
+            "index": self.index,
+            "job_id": self.job_id,
+            "run_id": self.run_id,
+            "state": self.state,
+            "error": self.error,
+        }

@@ -1,0 +1,133 @@
+-- Conveyor schema, version 12: workflow fan-out (ctx.map, ctx.run_workflow; docs/workflows.md).
+--
+-- A fan-out is a step of the parent run (kind 'map' or 'child', state 'waiting') with a row of
+-- conveyor.workflow_fanouts (its counters) and one row of conveyor.workflow_children per child
+-- job (a task's job, or the driving job of a child run). The children past the concurrency
+-- bound start parked ('scheduled' until the year 9999). A trigger on conveyor.job_done, in the
+-- transaction that moves a child's job there (completed, failed for good, or cancelled, by any
+-- path: completer, rescuer, cancel), records the child's outcome once, counts it down, lets
+-- the next parked children go, and wakes the parent's job when the last child has finished.
+
+CREATE TABLE conveyor.workflow_fanouts (
+    run_id     text    NOT NULL,
+    position   integer NOT NULL,
+    total      integer NOT NULL CHECK (total >= 0),
+    -- children not finished yet; the parent wakes when it reaches 0
+    remaining  integer NOT NULL CHECK (remaining >= 0),
+    -- children that failed or were cancelled
+    failed     integer NOT NULL DEFAULT 0,
+    -- the children with idx < released have been let go (the concurrency bound)
+    released   integer NOT NULL,
+    on_failure text    NOT NULL CHECK (on_failure IN ('fail', 'return')),
+    PRIMARY KEY (run_id, position),
+    FOREIGN KEY (run_id, position) REFERENCES conveyor.workflow_steps (run_id, position)
+        ON DELETE CASCADE
+);
+
+CREATE TABLE conveyor.workflow_children (
+    run_id       text        NOT NULL,
+    position     integer     NOT NULL,
+    idx          integer     NOT NULL,
+    job_id       bigint      NOT NULL,
+    -- the child run, when the child is a workflow
+    child_run_id text,
+    state        text        NOT NULL DEFAULT 'pending'
+                 CHECK (state IN ('pending', 'completed', 'failed', 'cancelled')),
+    result       jsonb,
+    error        jsonb,
+    finished_at  timestamptz,
+    PRIMARY KEY (run_id, position, idx),
+    FOREIGN KEY (run_id, position) REFERENCES conveyor.workflow_fanouts (run_id, position)
+        ON DELETE CASCADE
+);
+-- the trigger finds a finished job's link by its id
+CREATE UNIQUE INDEX workflow_children_job_idx ON conveyor.workflow_children (job_id);
+-- the next parked children to let go, and the unfinished ones a cancel takes
+CREATE INDEX workflow_children_pending_idx ON conveyor.workflow_children (run_id, position, idx)
+    WHERE state = 'pending';
+
+-- Runs for every statement that moves jobs to job_done. Statements run one by one so that each
+-- sees what the ones before it committed (READ COMMITTED): the fan-out's counter row is locked
+-- before the children to let go are chosen, so two completions never let the same child go.
+CREATE FUNCTION conveyor.workflow_children_finished() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    k record;
+    f record;
+    woken text;
+    freed integer;
+BEGIN
+    FOR k IN
+        WITH fin AS (
+            UPDATE conveyor.workflow_children c
+               SET state = d.state, result = d.result, finished_at = d.finished_at,
+                   error = CASE WHEN d.state = 'completed' THEN NULL
+                                ELSE coalesce(d.errors -> -1, jsonb_build_object(
+                                     'type', 'Cancelled', 'message', 'the child was cancelled'))
+                           END
+              FROM finished d
+             WHERE c.job_id = d.id AND c.state = 'pending'
+            RETURNING c.run_id, c.position, c.state
+        )
+        SELECT fin.run_id, fin.position, count(*)::int AS n,
+               (count(*) FILTER (WHERE fin.state <> 'completed'))::int AS bad
+          FROM fin
+         GROUP BY fin.run_id, fin.position
+         ORDER BY fin.run_id, fin.position  -- lock counters in one order: no deadlock
+    LOOP
+        woken := NULL;
+        UPDATE conveyor.workflow_fanouts o
+           SET remaining = o.remaining - k.n, failed = o.failed + k.bad,
+               released = least(o.total, o.released + k.n)
+         WHERE o.run_id = k.run_id AND o.position = k.position
+        RETURNING o.* INTO f;
+        WITH go AS (
+            UPDATE conveyor.job j SET state = 'available', run_at = now()
+              FROM conveyor.workflow_children c
+             WHERE c.run_id = f.run_id AND c.position = f.position AND c.state = 'pending'
+               AND c.idx < f.released AND j.id = c.job_id
+               AND j.state = 'scheduled' AND j.run_at >= '9999-01-01'
+            RETURNING j.queue
+        )
+        SELECT count(pg_notify('conveyor_jobs', q.queue)) INTO freed
+          FROM (SELECT DISTINCT go.queue FROM go) q;
+        IF f.remaining = 0 THEN
+            -- the last child: the step ends and the parent's job wakes (unless the run ended)
+            UPDATE conveyor.workflow_steps s
+               SET state = CASE WHEN f.failed > 0 AND f.on_failure = 'fail' THEN 'failed'
+                                ELSE 'completed' END,
+                   result = jsonb_build_object('total', f.total, 'failed', f.failed),
+                   error = (SELECT jsonb_build_object(
+                                'type', 'conveyor.errors.ChildFailed',
+                                'message', 'child ' || c.idx || ' (job ' || c.job_id || ') '
+                                           || c.state || ': ' || coalesce(c.error ->> 'type', '')
+                                           || ': ' || coalesce(c.error ->> 'message', ''),
+                                'child', c.idx, 'attempt', 1)
+                              FROM conveyor.workflow_children c
+                             WHERE f.failed > 0 AND f.on_failure = 'fail'
+                               AND c.run_id = f.run_id AND c.position = f.position
+                               AND c.state <> 'completed'
+                             ORDER BY c.idx LIMIT 1),
+                   finished_at = now()
+             WHERE s.run_id = f.run_id AND s.position = f.position AND s.state = 'waiting'
+               AND EXISTS (SELECT FROM conveyor.workflow_runs r
+                            WHERE r.id = f.run_id AND r.state IN ('running', 'waiting'));
+            IF FOUND THEN
+                UPDATE conveyor.job j SET state = 'available', run_at = now()
+                  FROM conveyor.workflow_runs r
+                 WHERE r.id = f.run_id AND j.id = r.job_id AND j.state = 'scheduled'
+                RETURNING j.queue INTO woken;
+                IF woken IS NOT NULL THEN
+                    PERFORM pg_notify('conveyor_jobs', woken);
+                END IF;
+            END IF;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER workflow_children_finished
+    AFTER INSERT ON conveyor.job_done
+    REFERENCING NEW TABLE AS finished
+    FOR EACH STATEMENT EXECUTE FUNCTION conveyor.workflow_children_finished();

@@ -1,0 +1,351 @@
+"""Fan-out and fan-in on a real Postgres with a worker in the test's event loop: ctx.map over
+tasks and child workflows (input order, the concurrency bound, both failure policies),
+ctx.run_workflow, ctx.gather, the parent woken once, and the cancel cascade."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+import conveyor
+from tests.helpers import eventually, fast_config, running_worker
+
+START = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def clock() -> conveyor.FrozenClock:
+    return conveyor.FrozenClock(START)
+
+
+@pytest.fixture
+async def app(db: str, clock: conveyor.FrozenClock) -> AsyncIterator[conveyor.Conveyor]:
+    application = conveyor.Conveyor(db, clock=clock)
+    yield application
+    await application.aclose()
+
+
+def config(**overrides: Any) -> conveyor.WorkerConfig:
+    return fast_config(rescue_interval=3600.0, **overrides)
+
+
+async def state_of(app: conveyor.Conveyor, run_id: str, state: str, timeout: float = 20) -> Any:
+    async def reached() -> Any:
+        run = await app.async_client().get_workflow(run_id)
+        return run if run.state == state else None
+
+    return await eventually(reached, timeout=timeout)
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+async def test_map_returns_child_results_in_input_order(
+    app: conveyor.Conveyor, conn: psycopg.Connection[Any]
+) -> None:
+    @app.task(name="fan.square")
+    async def square(x: int) -> int:
+        await asyncio.sleep(0.01 * (5 - x))  # later items finish first
+        return x * x
+
+    @app.workflow(name="fan.squares")
+    async def squares(ctx: conveyor.WorkflowContext, n: int) -> list[int]:
+        results: list[int] = await ctx.map(square, [{"x": i} for i in range(n)])
+        return results
+
+    run_id = await squares.astart(n=5)
+    async with running_worker(app, config(concurrency=8)):
+        run = await state_of(app, run_id, "completed")
+    assert run.result == [0, 1, 4, 9, 16]
+    assert [(s.kind, s.name, s.state, s.result) for s in run.steps] == [
+        ("map", "map:fan.square", "completed", {"total": 5, "failed": 0})
+    ]
+    job = app.client().get_job(run.job_id)
+    assert job.state == "completed" and job.attempt == 1, "waiting for children counts nothing"
+    # the run was replayed twice: the fan-out, then once when the last child ended
+    assert scalar(conn, "SELECT count(*) FROM conveyor.jobs WHERE task = 'fan.square'") == 5
+
+
+async def test_concurrency_bounds_the_children_running_at_once(
+    app: conveyor.Conveyor, conn: psycopg.Connection[Any]
+) -> None:
+    running = 0
+    most = 0
+
+    @app.task(name="fan.slow")
+    async def slow(i: int) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.03)
+        running -= 1
+        return i
+
+    @app.workflow(name="fan.bounded")
+    async def bounded(ctx: conveyor.WorkflowContext) -> list[int]:
+        out: list[int] = await ctx.map(slow, [{"i": i} for i in range(12)], concurrency=3)
+        return out
+
+    run_id = await bounded.astart()
+    async with running_worker(app, config(concurrency=10)):
+        await state_of(app, run_id, "waiting")
+        run = await state_of(app, run_id, "completed")
+    assert run.result == list(range(12))
+    assert most == 3, f"at most 3 children at once, and the bound was used (saw {most})"
+    assert scalar(conn, "SELECT count(*) FROM conveyor.job WHERE task = 'fan.slow'") == 0
+
+
+async def test_children_past_the_bound_wait_parked_until_released(
+    app: conveyor.Conveyor, db: str, clock: conveyor.FrozenClock, conn: psycopg.Connection[Any]
+) -> None:
+    @app.task(name="fan.noop")
+    def noop(i: int) -> None:
+        return None
+
+    # the workflow on an app of its own, so that its worker runs no child
+    other = conveyor.Conveyor(db, clock=clock)
+
+    @other.workflow(name="fan.parked")
+    async def parked(ctx: conveyor.WorkflowContext) -> int:
+        return len(await ctx.map(noop, [{"i": i} for i in range(10)], concurrency=4))
+
+    try:
+        run_id = await parked.astart()
+        async with running_worker(other, config()):
+            await state_of(other, run_id, "waiting")
+            states = conn.execute(
+                "SELECT state, count(*) FROM conveyor.job WHERE task = 'fan.noop'"
+                " GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+            assert states == [("available", 4), ("scheduled", 6)]
+            async with running_worker(app, config()):
+                run = await state_of(other, run_id, "completed")
+        assert run.result == 10
+    finally:
+        await other.aclose()
+
+
+async def test_a_failed_child_fails_the_run_naming_the_child(app: conveyor.Conveyor) -> None:
+    @app.task(name="fan.picky", max_attempts=1)
+    def picky(i: int) -> int:
+        if i == 2:
+            raise ValueError(f"item {i} is bad")
+        return i
+
+    @app.workflow(name="fan.strict")
+    async def strict(ctx: conveyor.WorkflowContext) -> list[int]:
+        out: list[int] = await ctx.map(picky, [{"i": i} for i in range(4)])
+        return out
+
+    run_id = await strict.astart()
+    async with running_worker(app, config()):
+        run = await state_of(app, run_id, "failed")
+    assert run.error["type"] == "conveyor.errors.ChildFailed"
+    assert "child 2" in run.error["message"] and "item 2 is bad" in run.error["message"]
+    assert run.steps[0].state == "failed"
+
+
+async def test_on_failure_return_gives_an_error_object_in_the_childs_place(
+    app: conveyor.Conveyor,
+) -> None:
+    @app.task(name="fan.picky2", max_attempts=1)
+    def picky(i: int) -> int:
+        if i == 1:
+            raise ValueError("no ones")
+        return i
+
+    @app.workflow(name="fan.lenient")
+    async def lenient(ctx: conveyor.WorkflowContext) -> list[Any]:
+        out = await ctx.map(picky, [{"i": i} for i in range(3)], on_failure="return")
+        return [r.to_dict() if isinstance(r, conveyor.ChildError) else r for r in out]
+
+    run_id = await lenient.astart()
+    async with running_worker(app, config()):
+        run = await state_of(app, run_id, "completed")
+    first, bad, last = run.result
+    assert (first, last) == (0, 2)
+    assert bad["index"] == 1 and bad["state"] == "failed" and bad["run_id"] is None
+    assert bad["error"]["type"] == "ValueError" and bad["error"]["message"] == "no ones"
+
+
+async def test_run_workflow_returns_the_child_runs_result_or_raises(
+    app: conveyor.Conveyor,
+) -> None:
+    @app.workflow(name="fan.child")
+    async def child(ctx: conveyor.WorkflowContext, x: int) -> int:
+        doubled: int = await ctx.step("double", lambda: x * 2)
+        if x < 0:
+            raise ValueError("negative")
+        return doubled
+
+    @app.workflow(name="fan.parent")
+    async def parent(ctx: conveyor.WorkflowContext) -> dict[str, Any]:
+        good = await ctx.run_workflow(child, x=21)
+        try:
+            await ctx.run_workflow(child, x=-1)
+        except conveyor.ChildFailed as exc:
+            return {"good": good, "bad": exc.error["message"], "run": exc.run_id}
+        return {"good": good}
+
+    run_id = await parent.astart()
+    async with running_worker(app, config()):
+        run = await state_of(app, run_id, "completed")
+    assert run.result["good"] == 42 and run.result["bad"] == "negative"
+    child_run = await app.async_client().get_workflow(run.result["run"])
+    assert child_run.parent_run_id == run_id and child_run.state == "failed"
+    assert [(s.kind, s.name) for s in run.steps] == [("child", "fan.child"), ("child", "fan.child")]
+
+
+async def test_map_over_a_child_workflow_and_in_a_sync_workflow(app: conveyor.Conveyor) -> None:
+    @app.workflow(name="fan.inc")
+    def inc(ctx: conveyor.WorkflowContext, x: int) -> int:
+        return int(ctx.step("inc", lambda: x + 1))
+
+    @app.workflow(name="fan.sync_parent")
+    def sync_parent(ctx: conveyor.WorkflowContext) -> list[int]:
+        first, second = ctx.gather(ctx.step("a", lambda: 1), ctx.step("b", lambda: 2))
+        return [first, second, *ctx.map(inc, [{"x": 10}, {"x": 20}], concurrency=1)]
+
+    run_id = sync_parent.start()
+    async with running_worker(app, config()):
+        run = await state_of(app, run_id, "completed")
+    assert run.result == [1, 2, 11, 21]
+
+
+async def test_gather_runs_steps_concurrently_and_replays_them_in_place(
+    app: conveyor.Conveyor, clock: conveyor.FrozenClock
+) -> None:
+    both = threading.Barrier(2, timeout=5)  # passes only if the two steps run at once
+    calls: list[str] = []
+
+    def meet(name: str) -> str:
+        calls.append(name)
+        both.wait()
+        return name
+
+    @app.workflow(name="fan.gather")
+    async def together(ctx: conveyor.WorkflowContext) -> list[Any]:
+        pair = await ctx.gather(ctx.step("a", meet, "a"), ctx.step("b", meet, "b"))
+        await ctx.sleep(timedelta(hours=1))
+        return [*pair, await ctx.step("c", lambda: "c")]
+
+    run_id = await together.astart()
+    async with running_worker(app, config()):
+        await state_of(app, run_id, "sleeping")
+        clock.advance(hours=2)
+        run = await state_of(app, run_id, "completed")
+    assert run.result == ["a", "b", "c"]
+    assert sorted(calls) == ["a", "b"], "the replay after the sleep ran neither step again"
+    assert [(s.position, s.name) for s in run.steps] == [(0, "a"), (1, "b"), (2, "sleep"), (3, "c")]
+
+
+async def test_gather_parks_for_a_retry_only_after_its_other_steps_recorded(
+    app: conveyor.Conveyor,
+) -> None:
+    runs: dict[str, int] = {"flaky": 0, "slow": 0}
+
+    def flaky() -> str:
+        runs["flaky"] += 1
+        if runs["flaky"] == 1:
+            raise ConnectionError("first try fails")
+        return "flaky"
+
+    def slow() -> str:
+        runs["slow"] += 1
+        time.sleep(0.2)  # still running when the flaky step's first attempt fails
+        return "slow"
+
+    @app.workflow(name="fan.retry_in_gather")
+    async def retried(ctx: conveyor.WorkflowContext) -> list[str]:
+        out: list[str] = await ctx.gather(
+            ctx.step("flaky", flaky, backoff=0.0), ctx.step("slow", slow)
+        )
+        return out
+
+    run_id = await retried.astart()
+    async with running_worker(app, config()):
+        run = await state_of(app, run_id, "completed")
+    assert run.result == ["flaky", "slow"]
+    assert runs == {"flaky": 2, "slow": 1}, "the slow step's record was not refused by the park"
+
+
+async def test_cancel_cascades_to_child_jobs_child_runs_and_their_waits(
+    app: conveyor.Conveyor, conn: psycopg.Connection[Any]
+) -> None:
+    @app.task(name="fan.forever")
+    async def forever(i: int) -> None:
+        await asyncio.sleep(60)
+
+    @app.workflow(name="fan.waiter")
+    async def waiter(ctx: conveyor.WorkflowContext, k: str) -> Any:
+        return await ctx.wait_for_event("never", key=k)
+
+    @app.workflow(name="fan.middle")
+    async def middle(ctx: conveyor.WorkflowContext) -> Any:
+        return await ctx.map(waiter, [{"k": "a"}, {"k": "b"}])
+
+    @app.workflow(name="fan.top")
+    async def top(ctx: conveyor.WorkflowContext) -> Any:
+        await ctx.run_workflow(middle)
+        return "never"
+
+    @app.workflow(name="fan.top2")
+    async def top2(ctx: conveyor.WorkflowContext) -> Any:
+        return await ctx.map(forever, [{"i": i} for i in range(5)], concurrency=2)
+
+    top_id = await top.astart()
+    top2_id = await top2.astart()
+    client = app.async_client()
+    async with running_worker(app, config(concurrency=8)):
+        await state_of(app, top_id, "waiting")
+
+        async def grandchildren_waiting() -> bool:
+            waiting = await client.list_workflows(workflow="fan.waiter", state="waiting")
+            return len(waiting) == 2
+
+        await eventually(grandchildren_waiting)
+        await eventually(
+            lambda: (
+                scalar(
+                    conn,
+                    "SELECT count(*) FROM conveyor.job"
+                    " WHERE task = 'fan.forever' AND state = 'running'",
+                )
+                == 2
+            )
+        )
+        assert await client.cancel_workflow(top_id)
+        assert await client.cancel_workflow(top2_id)
+        runs = await client.list_workflows(limit=100)
+        assert {r.workflow: r.state for r in runs} == {
+            "fan.top": "cancelled",
+            "fan.middle": "cancelled",
+            "fan.waiter": "cancelled",
+            "fan.top2": "cancelled",
+        }
+        assert all(r.wait_event is None for r in runs)
+        await eventually(
+            lambda: scalar(conn, "SELECT count(*) FROM conveyor.job WHERE task LIKE 'fan.%%'") == 0
+        )
+    states = conn.execute(
+        "SELECT task, state, count(*) FROM conveyor.job_done WHERE task LIKE 'fan.%%'"
+        " GROUP BY 1, 2 ORDER BY 1, 2"
+    ).fetchall()
+    assert states == [
+        ("fan.forever", "cancelled", 5),
+        ("fan.middle", "cancelled", 1),
+        ("fan.top", "cancelled", 1),
+        ("fan.top2", "cancelled", 1),
+        ("fan.waiter", "cancelled", 2),
+    ]
+    assert await client.cancel_workflow(top_id) is False
