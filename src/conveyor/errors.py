@@ -24,6 +24,7 @@ so code written against the builtin keeps working.
     - StepFailed - a step's last attempt failed (raised into the workflow function)
     - NonDeterminismError - the code and the recorded steps of a run disagree
     - EventTimeout - wait_for_event(raise_on_timeout=True) timed out
+    - ChildFailed - a child of ctx.map or ctx.run_workflow failed or was cancelled
   + WorkflowNotFoundError (LookupError) - no workflow run has this id
   + DeliveryError - an alert channel could not deliver (retried on the next pass)
 

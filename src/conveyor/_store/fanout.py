@@ -1,6 +1,6 @@
-"""Fan-out operations (sql/workflow_fanout.sql): start a run's children, park until the last one
-ends, read their outcomes. The count-down and the parent's wake-up happen in the database, in
-the transaction that ends each child's job (migration 0012's trigger)."""
+"""Fan-out operations (the fan-out section of sql/workflow.sql): start a run's children, park
+until the last one ends, read their outcomes. The count-down and the parent's wake-up happen in
+the database, in the transaction that ends each child's job (migration 0012's trigger)."""
 
 from __future__ import annotations
 

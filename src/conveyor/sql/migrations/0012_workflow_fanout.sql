@@ -42,7 +42,7 @@ CREATE TABLE conveyor.workflow_children (
 );
 -- the trigger finds a finished job's link by its id
 CREATE UNIQUE INDEX workflow_children_job_idx ON conveyor.workflow_children (job_id);
--- the next parked children to let go, and the unfinished ones a cancel takes
+-- the unfinished children a cancel takes
 CREATE INDEX workflow_children_pending_idx ON conveyor.workflow_children (run_id, position, idx)
     WHERE state = 'pending';
 
@@ -56,6 +56,7 @@ DECLARE
     f record;
     woken text;
     freed integer;
+    lo integer;
 BEGIN
     FOR k IN
         WITH fin AS (
@@ -66,7 +67,10 @@ BEGIN
                                      'type', 'Cancelled', 'message', 'the child was cancelled'))
                            END
               FROM finished d
-             WHERE c.job_id = d.id AND c.state = 'pending'
+             -- ARRAY(...) keeps the planner on the job_id index (a transition table has no
+             -- statistics: a join may be planned as a scan of every link)
+             WHERE c.job_id = ANY(ARRAY(SELECT x.id FROM finished x))
+               AND c.job_id = d.id AND c.state = 'pending'
             RETURNING c.run_id, c.position, c.state
         )
         SELECT fin.run_id, fin.position, count(*)::int AS n,
@@ -76,6 +80,9 @@ BEGIN
          ORDER BY fin.run_id, fin.position  -- lock counters in one order: no deadlock
     LOOP
         woken := NULL;
+        SELECT o.released INTO lo FROM conveyor.workflow_fanouts o
+         WHERE o.run_id = k.run_id AND o.position = k.position
+           FOR UPDATE;
         UPDATE conveyor.workflow_fanouts o
            SET remaining = o.remaining - k.n, failed = o.failed + k.bad,
                released = least(o.total, o.released + k.n)
@@ -84,8 +91,8 @@ BEGIN
         WITH go AS (
             UPDATE conveyor.job j SET state = 'available', run_at = now()
               FROM conveyor.workflow_children c
-             WHERE c.run_id = f.run_id AND c.position = f.position AND c.state = 'pending'
-               AND c.idx < f.released AND j.id = c.job_id
+             WHERE c.run_id = f.run_id AND c.position = f.position
+               AND c.idx >= lo AND c.idx < f.released AND j.id = c.job_id
                AND j.state = 'scheduled' AND j.run_at >= '9999-01-01'
             RETURNING j.queue
         )
