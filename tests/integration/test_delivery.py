@@ -146,7 +146,7 @@ async def test_other_4xx_retry_when_the_endpoint_says_so(
     ("path", "kind", "words"),
     [
         ("/slow", "Timeout", "0.5s timeout"),
-        ("/close", "ConnectionError", "RemoteProtocolError"),
+        ("/close", "ConnectionError", "ServerDisconnectedError"),
     ],
 )
 async def test_timeouts_and_closed_connections_are_retried(
