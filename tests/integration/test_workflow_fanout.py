@@ -222,6 +222,44 @@ async def test_on_failure_return_gives_an_error_object_in_the_childs_place(
     assert bad["error"]["type"] == "ValueError" and bad["error"]["message"] == "no ones"
 
 
+async def test_a_child_ended_by_the_rescuer_or_a_job_cancel_counts_as_ended(
+    app: conveyor.Conveyor, db: str, clock: conveyor.FrozenClock, conn: psycopg.Connection[Any]
+) -> None:
+    @app.task(name="fan.echo", max_attempts=1)
+    def echo(i: int) -> int:
+        return i
+
+    other = conveyor.Conveyor(db, clock=clock)
+
+    @other.workflow(name="fan.survivor")
+    async def survivor(ctx: conveyor.WorkflowContext) -> list[Any]:
+        out = await ctx.map(echo, [{"i": i} for i in range(3)], on_failure="return")
+        return [r.state if isinstance(r, conveyor.ChildError) else r for r in out]
+
+    try:
+        run_id = await survivor.astart()
+        async with running_worker(other, config()):
+            await state_of(other, run_id, "waiting")
+        child_ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM conveyor.job WHERE task = 'fan.echo' ORDER BY id"
+            ).fetchall()
+        ]
+        # child 0: its worker died on its last attempt (lease expired); child 1: cancelled
+        conn.execute(
+            "UPDATE conveyor.job SET state = 'running', attempt = 1, worker_id = 'gone',"
+            " lease_token = gen_random_uuid(), lease_expires_at = %s WHERE id = %s",
+            (START - timedelta(hours=1), child_ids[0]),
+        )
+        assert await app.async_client().cancel(child_ids[1]) == [child_ids[1]]
+        async with running_worker(other, fast_config()), running_worker(app, fast_config()):
+            run = await state_of(other, run_id, "completed")
+        assert run.result == ["failed", "cancelled", 2]
+    finally:
+        await other.aclose()
+
+
 async def test_run_workflow_returns_the_child_runs_result_or_raises(
     app: conveyor.Conveyor,
 ) -> None:
