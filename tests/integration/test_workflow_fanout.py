@@ -231,6 +231,54 @@ async def test_a_failed_child_fails_the_run_naming_the_child(app: conveyor.Conve
     assert run.result == [0, 1, 2, 3]
 
 
+async def test_the_first_failed_child_fails_the_run_at_once_and_cancels_the_parked_ones(
+    app: conveyor.Conveyor, conn: psycopg.Connection[Any]
+) -> None:
+    hold = asyncio.Event()
+
+    @app.task(name="fan.ff", max_attempts=1)
+    async def ff(i: int) -> int:
+        if i == 0:
+            await hold.wait()  # still running when its sibling fails
+        if i == 1:
+            raise ValueError("one is bad")
+        return i
+
+    @app.workflow(name="fan.ffchild")
+    async def ffchild(ctx: conveyor.WorkflowContext, i: int) -> int:
+        if i == 0:
+            raise ValueError("child run 0 is bad")
+        return i
+
+    @app.workflow(name="fan.fast")
+    async def fast(ctx: conveyor.WorkflowContext) -> Any:
+        return await ctx.map(ff, [{"i": i} for i in range(10)], concurrency=2)
+
+    @app.workflow(name="fan.fast_runs")
+    async def fast_runs(ctx: conveyor.WorkflowContext) -> Any:
+        try:
+            return await ctx.map(ffchild, [{"i": i} for i in range(3)], concurrency=1)
+        except conveyor.ChildFailed as exc:
+            return {"index": exc.index, "state": exc.state, "message": exc.error["message"]}
+
+    run_id = await fast.astart()
+    runs_id = await fast_runs.astart()
+    async with running_worker(app, config(concurrency=8)):
+        run = await state_of(app, run_id, "failed")
+        assert "child 1" in run.error["message"] and "one is bad" in run.error["message"]
+        # failed while child 0 still runs; the 8 never let go are cancelled
+        states = conn.execute(
+            "SELECT state, count(*) FROM conveyor.jobs WHERE task = 'fan.ff' GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        assert states == [("cancelled", 8), ("failed", 1), ("running", 1)]
+        hold.set()
+        runs = await state_of(app, runs_id, "completed")
+    assert runs.result == {"index": 0, "state": "failed", "message": "child run 0 is bad"}
+    children = await app.async_client().list_workflows(workflow="fan.ffchild")
+    assert sorted(r.state for r in children) == ["cancelled", "cancelled", "failed"]
+    assert scalar(conn, "SELECT count(*) FROM conveyor.job WHERE task LIKE 'fan.%%'") == 0
+
+
 async def test_on_failure_return_gives_an_error_object_in_the_childs_place(
     app: conveyor.Conveyor,
 ) -> None:

@@ -76,15 +76,18 @@ def start(fan: FanOut, fence: Fence) -> Plan[bool]:
     return True
 
 
-def park_unless_done(run_id: str, position: int, fence: Fence) -> Plan[str | None]:
+def park_unless_done(
+    run_id: str, position: int, fence: Fence
+) -> Plan[tuple[str, dict[str, Any] | None] | None]:
     """A replay found the fan-out step waiting: lock the step and park again if it still is.
-    Returns the step's state ('waiting' when parked), None when the lease is gone."""
+    Returns the step's state ('waiting' when parked) and error; None when the lease is gone."""
     rows = yield Op("workflow_fanout_lock", {"run_id": run_id, "position": position}, _rows)
     state = str(rows[0]["state"]) if rows else "missing"
+    error = rows[0]["error"] if rows else None
     if state != "waiting":
-        return state
+        return state, error
     parked = yield park(run_id, fence, state="waiting", wake_at=None)
-    return state if parked else None
+    return (state, error) if parked else None
 
 
 def children(run_id: str, position: int) -> Op[list[Child]]:

@@ -360,7 +360,7 @@ SELECT (SELECT count(*) FROM links) AS children, (SELECT count(*) FROM runs) AS 
 -- A fan-out step's state, its row locked: the trigger that ends the step waits for this
 -- transaction, so a replay that finds the step still waiting parks before the last child's
 -- end can wake it (and then the wake finds the job parked).
-SELECT s.state FROM conveyor.workflow_steps s
+SELECT s.state, s.error FROM conveyor.workflow_steps s
  WHERE s.run_id = %(run_id)s AND s.position = %(position)s
    FOR UPDATE;
 

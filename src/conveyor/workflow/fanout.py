@@ -158,16 +158,19 @@ class FanOutCalls:
                 raise Lost("the fan-out was refused: the worker lost the run's job")
             self._log(position, name, "waiting", 1, started)
             raise Parked(f"waiting for {len(items)} children of {name!r}")
-        state = recorded.state
+        state, error = recorded.state, recorded.error
         if state == "waiting":
             now = yield InTransaction(
                 lambda conn: fanout.park_unless_done(self.run_id, position, self._fence)
             )
             if now is None:
                 raise Lost("parking the run was refused: the worker lost the run's job")
-            if now == "waiting":
+            state, error = now
+            if state == "waiting":
                 raise Parked(f"children of {name!r} are not all finished")
-            self._log(position, name, now, 1, started)
+            self._log(position, name, state, 1, started, error)
+        if state == "failed":
+            raise _child_failed(name, error)
         kids = yield InTransaction(lambda conn: fanout.children(self.run_id, position))
         return _outcome(name, kids, on_failure)
 
@@ -274,6 +277,22 @@ def _park_at(run_id: str, fence: Fence, wake_at: datetime, state: str) -> Script
 def _first_or_all(script: Script[list[Any]], *, single: bool) -> Script[Any]:
     results = yield from script
     return results[0] if single else results
+
+
+def _child_failed(name: str, error: dict[str, Any] | None) -> WorkflowError:
+    """The failure the database recorded for the step: its first failed child (by index) when
+    the step ended, so every replay raises the same."""
+    child = (error or {}).get("child")
+    if not isinstance(child, dict):
+        return WorkflowError(f"{name!r} failed: {(error or {}).get('message')}")
+    return ChildFailed(
+        name,
+        int(child["index"]),
+        int(child["job_id"]),
+        child.get("run_id"),
+        str(child["state"]),
+        child.get("error") or {"type": "Cancelled", "message": "the child was cancelled"},
+    )
 
 
 def _outcome(name: str, kids: list[fanout.Child], on_failure: OnFailure) -> list[Any]:

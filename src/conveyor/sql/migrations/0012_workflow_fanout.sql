@@ -49,6 +49,10 @@ CREATE INDEX workflow_children_pending_idx ON conveyor.workflow_children (run_id
 -- Runs for every statement that moves jobs to job_done. Statements run one by one so that each
 -- sees what the ones before it committed (READ COMMITTED): the fan-out's counter row is locked
 -- before the children to let go are chosen, so two completions never let the same child go.
+-- The step ends (and the parent's job wakes) once: when the last child ends, or, with
+-- on_failure 'fail', when the first child fails: then the children not let go yet are
+-- cancelled here (this trigger runs again for them and finds the step ended) and those
+-- already running finish on their own.
 CREATE FUNCTION conveyor.workflow_children_finished() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -57,6 +61,7 @@ DECLARE
     woken text;
     freed integer;
     lo integer;
+    culprit jsonb;
 BEGIN
     FOR k IN
         WITH fin AS (
@@ -80,6 +85,7 @@ BEGIN
          ORDER BY fin.run_id, fin.position  -- lock counters in one order: no deadlock
     LOOP
         woken := NULL;
+        culprit := NULL;
         SELECT o.released INTO lo FROM conveyor.workflow_fanouts o
          WHERE o.run_id = k.run_id AND o.position = k.position
            FOR UPDATE;
@@ -88,38 +94,71 @@ BEGIN
                released = least(o.total, o.released + k.n)
          WHERE o.run_id = k.run_id AND o.position = k.position
         RETURNING o.* INTO f;
-        WITH go AS (
-            UPDATE conveyor.job j SET state = 'available', run_at = now()
+        IF f.failed > 0 AND f.on_failure = 'fail' THEN
+            -- the first failed child by index (of those ended so far)
+            SELECT jsonb_build_object(
+                       'type', 'conveyor.errors.ChildFailed',
+                       'message', 'child ' || c.idx || ' ('
+                                  || coalesce('run ' || c.child_run_id, 'job ' || c.job_id)
+                                  || ') ' || c.state || ': ' || coalesce(c.error ->> 'type', '')
+                                  || ': ' || coalesce(c.error ->> 'message', ''),
+                       'attempt', 1,
+                       'child', jsonb_build_object('index', c.idx, 'job_id', c.job_id,
+                                                   'run_id', c.child_run_id, 'state', c.state,
+                                                   'error', c.error))
+              INTO culprit
               FROM conveyor.workflow_children c
              WHERE c.run_id = f.run_id AND c.position = f.position
-               AND c.idx >= lo AND c.idx < f.released AND j.id = c.job_id
-               AND j.state = 'scheduled' AND j.run_at >= '9999-01-01'
-            RETURNING j.queue
-        )
-        SELECT count(pg_notify('conveyor_jobs', q.queue)) INTO freed
-          FROM (SELECT DISTINCT go.queue FROM go) q;
-        IF f.remaining = 0 THEN
-            -- the last child: the step ends and the parent's job wakes (unless the run ended)
+               AND c.state IN ('failed', 'cancelled')
+             ORDER BY c.idx LIMIT 1;
+        ELSE
+            WITH go AS (
+                UPDATE conveyor.job j SET state = 'available', run_at = now()
+                  FROM conveyor.workflow_children c
+                 WHERE c.run_id = f.run_id AND c.position = f.position
+                   AND c.idx >= lo AND c.idx < f.released AND j.id = c.job_id
+                   AND j.state = 'scheduled' AND j.run_at >= '9999-01-01'
+                RETURNING j.queue
+            )
+            SELECT count(pg_notify('conveyor_jobs', q.queue)) INTO freed
+              FROM (SELECT DISTINCT go.queue FROM go) q;
+        END IF;
+        IF f.remaining = 0 OR culprit IS NOT NULL THEN
             UPDATE conveyor.workflow_steps s
-               SET state = CASE WHEN f.failed > 0 AND f.on_failure = 'fail' THEN 'failed'
-                                ELSE 'completed' END,
+               SET state = CASE WHEN culprit IS NULL THEN 'completed' ELSE 'failed' END,
                    result = jsonb_build_object('total', f.total, 'failed', f.failed),
-                   error = (SELECT jsonb_build_object(
-                                'type', 'conveyor.errors.ChildFailed',
-                                'message', 'child ' || c.idx || ' (job ' || c.job_id || ') '
-                                           || c.state || ': ' || coalesce(c.error ->> 'type', '')
-                                           || ': ' || coalesce(c.error ->> 'message', ''),
-                                'child', c.idx, 'attempt', 1)
-                              FROM conveyor.workflow_children c
-                             WHERE f.failed > 0 AND f.on_failure = 'fail'
-                               AND c.run_id = f.run_id AND c.position = f.position
-                               AND c.state <> 'completed'
-                             ORDER BY c.idx LIMIT 1),
-                   finished_at = now()
+                   error = culprit, finished_at = now()
              WHERE s.run_id = f.run_id AND s.position = f.position AND s.state = 'waiting'
                AND EXISTS (SELECT FROM conveyor.workflow_runs r
                             WHERE r.id = f.run_id AND r.state IN ('running', 'waiting'));
             IF FOUND THEN
+                IF culprit IS NOT NULL THEN
+                    -- children never let go will not be: cancel them (child runs with them)
+                    UPDATE conveyor.workflow_runs r
+                       SET state = 'cancelled', updated_at = now(), finished_at = now()
+                      FROM conveyor.workflow_children c, conveyor.job j
+                     WHERE c.run_id = f.run_id AND c.position = f.position
+                       AND c.state = 'pending' AND r.id = c.child_run_id AND j.id = c.job_id
+                       AND j.state = 'scheduled' AND j.run_at >= '9999-01-01';
+                    WITH gone AS (
+                        DELETE FROM conveyor.job j
+                         USING conveyor.workflow_children c
+                         WHERE c.run_id = f.run_id AND c.position = f.position
+                           AND c.state = 'pending' AND j.id = c.job_id
+                           AND j.state = 'scheduled' AND j.run_at >= '9999-01-01'
+                        RETURNING j.*
+                    )
+                    INSERT INTO conveyor.job_done (id, task, queue, state, priority, attempt,
+                                                   max_attempts, args, errors, unique_key,
+                                                   timeout_seconds, created_at, run_at,
+                                                   attempted_at, finished_at, result, worker_id,
+                                                   progress, correlation_id, trace_context)
+                    SELECT g.id, g.task, g.queue, 'cancelled', g.priority, g.attempt,
+                           g.max_attempts, g.args, g.errors, g.unique_key, g.timeout_seconds,
+                           g.created_at, g.run_at, g.attempted_at, now(), NULL, g.worker_id,
+                           g.progress, g.correlation_id, g.trace_context
+                      FROM gone g;
+                END IF;
                 UPDATE conveyor.job j SET state = 'available', run_at = now()
                   FROM conveyor.workflow_runs r
                  WHERE r.id = f.run_id AND j.id = r.job_id AND j.state = 'scheduled'
