@@ -9,6 +9,9 @@ export function db(): pg.Pool {
     const connectionString = process.env.DATABASE_URL;
     if (!connectionString) throw new Error("DATABASE_URL is not set");
     pool = new pg.Pool({ connectionString, max: 5 });
+    // An idle connection that the server closes (a restart, a failover) must not crash the
+    // process: the pool replaces it on the next query.
+    pool.on("error", (error) => console.error("idle database connection lost:", error.message));
   }
   return pool;
 }
