@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -126,8 +127,8 @@ class Shop:
         with psycopg.connect(self.db, autocommit=True) as conn:
             return conn.execute(query, params).fetchall()
 
-    def checkout(self, **order: Any) -> Answer:
-        return post(f"{self.base}/api/checkout", json.dumps(order).encode())
+    def checkout(self, route: str = "/api/checkout", **order: Any) -> Answer:
+        return post(self.base + route, json.dumps(order).encode())
 
 
 class Processes:
@@ -215,12 +216,18 @@ def _signed(secret: str, body: bytes, *, msg_id: str, at: datetime) -> dict[str,
     }
 
 
+@pytest.mark.parametrize("route", ["/api/checkout", "/api/checkout/drizzle"])
 def test_an_order_gets_its_receipt_and_a_rolled_back_order_leaves_no_job_and_no_receipt(
-    shop: Shop,
+    shop: Shop, route: str
 ) -> None:
-    declined = shop.checkout(email="declined@example.com", amount=900, fail=True)
+    invalid = shop.checkout(route, email="ada@example.com", amount=12.5)
+    assert (invalid.status, invalid.body["error"]) == (
+        400,
+        "amount: give a positive whole number of cents",
+    )
+    declined = shop.checkout(route, email="declined@example.com", amount=900, fail=True)
     assert declined.status == 402, declined.body
-    placed = shop.checkout(email="ada@example.com", amount=1200)
+    placed = shop.checkout(route, email="ada@example.com", amount=1200)
     assert placed.status == 201, placed.body
     order_id, job_id = int(placed.body["orderId"]), int(placed.body["jobId"])
 
@@ -357,3 +364,16 @@ def test_readme_shows_the_walkthrough_commands_the_test_runs() -> None:
         assert f"conveyor {words}" in flat, words
     assert "conveyor deliver --allow-network 127.0.0.0/8" in flat
     assert "psql" in flat and "schema.sql" in flat
+
+
+def test_docs_show_the_example_files_as_they_are() -> None:
+    doc = (ROOT / "docs" / "nextjs.md").read_text()
+    shown = re.findall(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```\n", doc, flags=re.DOTALL)
+    assert {path for path, _ in shown} >= {
+        "examples/nextjs/app/api/checkout/route.ts",
+        "examples/nextjs/app/api/checkout/drizzle/route.ts",
+        "examples/nextjs/app/api/send-receipt/route.ts",
+        "examples/nextjs/app/api/cron/cleanup/route.ts",
+    }
+    for path, text in shown:
+        assert text == (ROOT / path).read_text(), f"docs/nextjs.md shows {path} out of date"
