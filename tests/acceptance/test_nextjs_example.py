@@ -94,6 +94,10 @@ def _free_port() -> int:
         return port
 
 
+# straight to the local server, whatever proxy the environment names
+_local = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 @dataclass
 class Answer:
     status: int
@@ -108,7 +112,7 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> Answer
         headers={"content-type": "application/json", **(headers or {})},
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with _local.open(request, timeout=30) as response:
             return Answer(response.status, json.loads(response.read() or b"null"))
     except urllib.error.HTTPError as error:
         return Answer(error.code, json.loads(error.read() or b"null"))
@@ -201,7 +205,7 @@ def shop(db: str, built_app: Path, tmp_path: Path) -> Iterator[Shop]:
 
 def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with _local.open(url, timeout=5) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -280,7 +284,6 @@ def test_forged_and_replayed_requests_get_401_and_write_nothing(shop: Shop) -> N
         assert (answer.status, answer.body["error"]) == (401, "timestamp_too_old"), route
         answer = post(shop.base + route, body)
         assert (answer.status, answer.body["error"]) == (401, "missing_header"), route
-    assert shop.rows("SELECT webhook_id FROM shop.receipts") != [("job_999",)]
     assert shop.rows("SELECT count(*) FROM shop.receipts WHERE webhook_id = 'job_999'") == [(0,)]
     assert shop.rows("SELECT count(*) FROM shop.cron_runs WHERE webhook_id = 'job_999'") == [(0,)]
 
@@ -345,15 +348,16 @@ def test_the_cron_route_runs_once_per_minute_slot(shop: Shop, tmp_path: Path) ->
         second.close()
         print(f"--- deliver 2:\n{second_log.read_text(errors='replace')}")
     # with the second worker stopped: every slot seen (a minute may have turned during the
-    # test) ran the route exactly once
+    # test) ran the route exactly once, and had exactly one job
     per_slot = shop.rows("SELECT slot, count(*) FROM shop.cron_runs GROUP BY slot")
     assert per_slot and all(count == 1 for _, count in per_slot), per_slot
-    jobs = shop.rows("SELECT unique_key FROM conveyor.jobs WHERE task = 'cleanup'")
-    assert sorted(key for (key,) in jobs) == sorted(
-        f"cron:{CRON}@{s.astimezone(UTC).isoformat()}" for s, _ in per_slot
-    )
+    keys = [
+        key for (key,) in shop.rows("SELECT unique_key FROM conveyor.jobs WHERE task = 'cleanup'")
+    ]
+    for run_slot, _ in per_slot:
+        assert keys.count(f"cron:{CRON}@{run_slot.astimezone(UTC).isoformat()}") == 1, keys
     [(result,)] = shop.rows("SELECT result FROM conveyor.jobs WHERE id = %s", job_id)
-    assert result["schedule"] == CRON
+    assert result == {"schedule": CRON, "slot": slot.astimezone(UTC).isoformat(), "deleted": 0}
 
 
 def test_readme_shows_the_walkthrough_commands_the_test_runs() -> None:
