@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from standardwebhooks import Webhook
 
 from conveyor.cli import cli
 from conveyor.endpoints import generate_secret
-from tests.acceptance.conftest import ROOT, _descendants
+from tests.acceptance.conftest import ROOT, WorkerProcess, _descendants
 from tests.helpers import npm_install, require_tool, wait_until
 
 # npm ci and next build run in the first test's setup: minutes on a busy 2-core machine
@@ -42,6 +43,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(720)]
 EXAMPLE = Path("examples") / "nextjs"
 CLIENT = Path("clients") / "typescript"
 CRON = "cleanup.minutely"
+CRON_APP = "tests.acceptance.nextjs_cron_app:app"
+MINUTES = 3
+SPEED = 10  # a pause of 6 s (60 simulated) on a busy machine would skip a minute
 
 
 def walkthrough(port: int) -> list[list[str]]:
@@ -318,46 +322,54 @@ def test_a_delivery_signed_with_a_wrong_secret_gets_401_and_stays_retryable(shop
 
 
 def test_the_cron_route_runs_once_per_minute_slot(shop: Shop, tmp_path: Path) -> None:
-    # a second delivering worker races the first for every slot
-    second = Processes()
-    second_log = tmp_path / "deliver-2.log"
+    """Two worker processes on a simulated clock (SPEED times real time) race for every time
+    of the stored schedule over MINUTES simulated minutes; the route runs once for each."""
+    [(start,)] = shop.rows("SELECT next_slot FROM conveyor.cron_schedule WHERE name = %s", CRON)
+    go = tmp_path / "go"
+    env = {
+        "CRON_SIM_START": start.isoformat(),
+        "CRON_SIM_END": (start + timedelta(minutes=MINUTES, microseconds=-1)).isoformat(),
+        "CRON_SIM_GO": str(go),
+        "CRON_SIM_SPEED": str(SPEED),
+        "CONVEYOR_SECRET": shop.secret,
+    }
+    # a lease longer than the run, so the rescuer on the fast clock leaves deliveries alone
+    args = ("--processes", "2", "--lease", "900", "--cron-interval", "0.1",
+            "--allow-network", "127.0.0.0/8")  # fmt: skip
+    workers = WorkerProcess(shop.db, args, tmp_path / "cron-workers.log", app=CRON_APP, env=env)
     try:
-        second.start(
-            [sys.executable, "-m", "conveyor", "deliver", "--allow-network", "127.0.0.0/8"],
-            cwd=ROOT,
-            env={**os.environ, "CONVEYOR_DATABASE_URL": shop.db, "CONVEYOR_SECRET": shop.secret},
-            log=second_log,
+        # the two simulated workers and the fixture's `conveyor deliver`
+        wait_until(lambda: shop.rows("SELECT count(*) FROM conveyor.worker") == [(3,)])
+        (tmp_path / "go.tmp").write_text(repr(time.time()))
+        os.replace(tmp_path / "go.tmp", go)  # simulated time starts flowing
+        slots = [start + timedelta(minutes=m) for m in range(MINUTES)]
+        ran = "SELECT slot FROM shop.cron_runs WHERE slot >= %s ORDER BY slot"
+        wait_until(
+            lambda: [s for (s,) in shop.rows(ran, start)] == slots,
+            timeout=MINUTES * 60 / SPEED + 30,
         )
-        wait_until(lambda: shop.rows("SELECT count(*) FROM conveyor.worker") == [(2,)])
-        # the current minute is due now, rather than in up to a minute
-        [(slot,)] = shop.rows(
-            "UPDATE conveyor.cron_schedule SET next_slot = date_trunc('minute', now())"
-            " WHERE name = %s RETURNING next_slot",
-            CRON,
-        )
-        runs = wait_until(
-            lambda: shop.rows(
-                "SELECT schedule, slot, job_id FROM shop.cron_runs WHERE slot = %s", slot
-            )
-        )
-        [(schedule, _, job_id)] = runs
-        assert schedule == CRON
-        completed = "SELECT 1 FROM conveyor.jobs WHERE id = %s AND state = 'completed'"
-        wait_until(lambda: shop.rows(completed, job_id))
+        workers.send(signal.SIGTERM)
+        assert workers.wait(timeout=30) == 0
     finally:
-        second.close()
-        print(f"--- deliver 2:\n{second_log.read_text(errors='replace')}")
-    # with the second worker stopped: every slot seen (a minute may have turned during the
-    # test) ran the route exactly once, and had exactly one job
+        if workers.alive():
+            workers.kill_all()
+        print(f"--- cron workers:\n{workers.log()}")
+    # every slot seen, by the simulated workers or the real-time `conveyor deliver`, ran the
+    # route exactly once, for exactly one job
     per_slot = shop.rows("SELECT slot, count(*) FROM shop.cron_runs GROUP BY slot")
-    assert per_slot and all(count == 1 for _, count in per_slot), per_slot
-    keys = [
-        key for (key,) in shop.rows("SELECT unique_key FROM conveyor.jobs WHERE task = 'cleanup'")
+    assert all(count == 1 for _, count in per_slot), per_slot
+    keys = shop.rows("SELECT unique_key FROM conveyor.jobs WHERE task = 'cleanup'")
+    for slot, _ in per_slot:
+        key = f"cron:{CRON}@{slot.astimezone(UTC).isoformat()}"
+        assert keys.count((key,)) == 1, (key, keys)
+    results = shop.rows(
+        "SELECT j.result FROM conveyor.jobs j JOIN shop.cron_runs r ON r.job_id = j.id"
+        " WHERE r.slot >= %s ORDER BY r.slot",
+        start,
+    )
+    assert [r for (r,) in results] == [
+        {"schedule": CRON, "slot": slot.astimezone(UTC).isoformat(), "deleted": 0} for slot in slots
     ]
-    for run_slot, _ in per_slot:
-        assert keys.count(f"cron:{CRON}@{run_slot.astimezone(UTC).isoformat()}") == 1, keys
-    [(result,)] = shop.rows("SELECT result FROM conveyor.jobs WHERE id = %s", job_id)
-    assert result == {"schedule": CRON, "slot": slot.astimezone(UTC).isoformat(), "deleted": 0}
 
 
 def test_readme_shows_the_walkthrough_commands_the_test_runs() -> None:
