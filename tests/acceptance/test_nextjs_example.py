@@ -71,9 +71,9 @@ def built_app(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / EXAMPLE, root / EXAMPLE, ignore=ignore)
     shutil.copytree(ROOT / CLIENT, root / CLIENT, ignore=ignore)
     folder = root / EXAMPLE
-    npm_install(folder, ["npm", "ci", "--no-audit", "--no-fund"], timeout=240)
+    npm_install(folder, ["npm", "ci", "--prefer-offline", "--no-audit", "--no-fund"], timeout=240)
     built = subprocess.run(
-        [str(folder / "node_modules" / ".bin" / "next"), "build"],
+        ["npm", "run", "build"],  # next build
         cwd=folder,
         env=_node_env(),
         capture_output=True,
@@ -187,8 +187,7 @@ def shop(db: str, built_app: Path, tmp_path: Path) -> Iterator[Shop]:
     shop = Shop(f"http://127.0.0.1:{port}", db, secret, logs)
     try:
         processes.start(
-            [str(built_app / "node_modules" / ".bin" / "next"), "start",
-             "-H", "127.0.0.1", "-p", str(port)],
+            ["npm", "start", "--", "-H", "127.0.0.1", "-p", str(port)],  # next start
             cwd=built_app,
             env=_node_env(DATABASE_URL=db, CONVEYOR_SECRET=secret),
             log=logs["next"],
