@@ -63,7 +63,8 @@ def clean_tables(url: str) -> None:
             "TRUNCATE conveyor.job, conveyor.job_done, conveyor.worker, conveyor.idempotency_key,"
             " conveyor.queue, conveyor.cron_schedule, conveyor.cron_slot, conveyor.flow_child,"
             " conveyor.alert_episode, conveyor.alert_notification, conveyor.alert_watermark,"
-            " conveyor.endpoint"
+            " conveyor.endpoint, conveyor.workflow_runs, conveyor.workflow_steps,"
+            " conveyor.workflow_events"
         )
 
 

@@ -33,14 +33,19 @@ from conveyor.errors import (
     DeliveryError,
     EndpointNotFoundError,
     EndpointSecretError,
+    EventTimeout,
     JobNotFoundError,
     JobTimeout,
+    NonDeterminismError,
     PayloadError,
     QueueFullError,
     RefusedAddressError,
     SchemaError,
+    StepFailed,
     UniqueKeyRaceError,
     UnknownTaskError,
+    WorkflowError,
+    WorkflowNotFoundError,
 )
 from conveyor.flow import Flow
 from conveyor.http_auth import Credentials
@@ -50,6 +55,9 @@ from conveyor.queues import QueueInfo, QueueLimits, RateLimit
 from conveyor.retry import RetryPolicy
 from conveyor.spec import JobSpec
 from conveyor.task import Enqueuer, Task
+from conveyor.workflow.context import WorkflowContext
+from conveyor.workflow.definition import Workflow
+from conveyor.workflow.types import WorkflowRun, WorkflowStep
 
 if TYPE_CHECKING:
     from conveyor.worker import Worker, WorkerConfig
@@ -71,6 +79,7 @@ __all__ = [
     "EndpointNotFoundError",
     "EndpointSecretError",
     "Enqueuer",
+    "EventTimeout",
     "FailNow",
     "Flow",
     "FrozenClock",
@@ -82,6 +91,7 @@ __all__ = [
     "JobState",
     "JobTimeout",
     "LogChannel",
+    "NonDeterminismError",
     "OldestAvailableOlderThan",
     "PayloadError",
     "QueueDepthAbove",
@@ -96,6 +106,7 @@ __all__ = [
     "Schedule",
     "SchemaError",
     "SnoozeQueue",
+    "StepFailed",
     "SystemClock",
     "Task",
     "UniqueKeyRaceError",
@@ -103,6 +114,12 @@ __all__ = [
     "WebhookChannel",
     "Worker",
     "WorkerConfig",
+    "Workflow",
+    "WorkflowContext",
+    "WorkflowError",
+    "WorkflowNotFoundError",
+    "WorkflowRun",
+    "WorkflowStep",
     "correlation_id",
     "current_correlation_id",
 ]

@@ -28,6 +28,7 @@ from conveyor.queues import QueueLimits, declared_settings
 from conveyor.retry import RetryPolicy
 from conveyor.spec import JobSpec
 from conveyor.task import Task
+from conveyor.workflow.definition import WorkflowMethods
 
 if TYPE_CHECKING:
     from conveyor.client import AsyncClient, Client
@@ -49,8 +50,9 @@ class Retention:
     cron_slots: Duration = Duration(timedelta(days=14))
 
 
-class Conveyor:
-    """A job queue on Postgres: declare tasks with @app.task, enqueue, run `conveyor worker`.
+class Conveyor(WorkflowMethods):
+    """A job queue on Postgres: declare tasks with @app.task (and durable workflows with
+    @app.workflow), enqueue, run `conveyor worker`.
 
     With no `database_url` it reads CONVEYOR_DATABASE_URL; with neither it starts an embedded
     Postgres under ./.conveyor/ (the `embedded` extra) and migrates it on first use.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from conveyor._store import admin
 from conveyor._store import cron as cron_ops
 from conveyor._store import endpoints as endpoint_ops
+from conveyor._store import workflows as workflow_ops
 from conveyor._store.admin import CRON_OVERDUE
 from conveyor._store.ops import Op, Plan
 from conveyor._store.runner import arun, run
@@ -32,6 +33,7 @@ from conveyor.client_types import (
 from conveyor.endpoints import DEFAULT_TIMEOUT, Endpoint, check_timeout, endpoint_changes
 from conveyor.job import Job, JobState
 from conveyor.queues import QueueInfo, configure_queue_params, validate_queue_settings
+from conveyor.workflow.types import WorkflowRun
 
 if TYPE_CHECKING:
     from conveyor.clock import Clock
@@ -165,6 +167,25 @@ class Client(_Base):
     def delete(self, *job_ids: int) -> list[int]:
         """Delete jobs for good (not running ones: cancel those first)."""
         return self._run(admin.delete(job_ids))
+
+    def get_workflow(self, run_id: str) -> WorkflowRun:
+        """One workflow run with its recorded steps; WorkflowNotFoundError when there is none."""
+        return self._run(workflow_ops.get(run_id))
+
+    def list_workflows(
+        self, *, state: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[WorkflowRun]:
+        """Workflow runs, newest first (without their steps)."""
+        return self._run(workflow_ops.list_runs(state=state, workflow=workflow, limit=limit))
+
+    def cancel_workflow(self, run_id: str) -> bool:
+        """Cancel an unfinished run, its sleep or wait and its job; False if it had finished."""
+        return self._run(workflow_ops.cancel(run_id, self._clock.now()))
+
+    def retry_workflow(self, run_id: str) -> bool:
+        """Resume a failed run from its failed step (completed steps are kept and not run
+        again), or an unfinished run whose job is gone; False for any other run."""
+        return self._run(workflow_ops.retry(run_id, self._clock.now())) is not None
 
     def status(self) -> Status:
         """Counts by state per queue, oldest available age, and tasks no live worker knows."""
@@ -332,6 +353,24 @@ class AsyncClient(_Base):
     async def delete(self, *job_ids: int) -> list[int]:
         """Async twin of Client.delete()."""
         return await self._run(admin.delete(job_ids))
+
+    async def get_workflow(self, run_id: str) -> WorkflowRun:
+        """Async twin of Client.get_workflow()."""
+        return await self._run(workflow_ops.get(run_id))
+
+    async def list_workflows(
+        self, *, state: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[WorkflowRun]:
+        """Async twin of Client.list_workflows()."""
+        return await self._run(workflow_ops.list_runs(state=state, workflow=workflow, limit=limit))
+
+    async def cancel_workflow(self, run_id: str) -> bool:
+        """Async twin of Client.cancel_workflow()."""
+        return await self._run(workflow_ops.cancel(run_id, self._clock.now()))
+
+    async def retry_workflow(self, run_id: str) -> bool:
+        """Async twin of Client.retry_workflow()."""
+        return await self._run(workflow_ops.retry(run_id, self._clock.now())) is not None
 
     async def status(self) -> Status:
         """Async twin of Client.status()."""

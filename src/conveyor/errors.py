@@ -20,6 +20,11 @@ so code written against the builtin keeps working.
   + UniqueKeyRaceError (RuntimeError) - a unique enqueue kept racing the key's holder
   + BlockingCallError (TypeError) - a sync call made on the event loop; use its `a` twin
   + JobTimeout - raised inside a handler that ran past its timeout
+  + WorkflowError - a workflow run cannot go on
+    - StepFailed - a step's last attempt failed (raised into the workflow function)
+    - NonDeterminismError - the code and the recorded steps of a run disagree
+    - EventTimeout - wait_for_event(raise_on_timeout=True) timed out
+  + WorkflowNotFoundError (LookupError) - no workflow run has this id
   + DeliveryError - an alert channel could not deliver (retried on the next pass)
 
 Not in the tree, on purpose: `Retry`, `FailNow` and `SnoozeQueue` (conveyor.outcome) are
@@ -114,3 +119,37 @@ class QueueFullError(ConveyorError):
             " job was not enqueued: try again later, raise max_depth, or let the queue drop"
             " jobs with on_full='drop_oldest' or 'drop_newest'"
         )
+
+
+class WorkflowError(ConveyorError):
+    """A workflow run cannot go on (a limit reached, a bad step); the run fails unless the
+    workflow function catches it."""
+
+
+class StepFailed(WorkflowError):  # noqa: N818 - the name reads as what happened
+    """A workflow step failed on its last attempt. Raised into the workflow function, which may
+    catch it; uncaught, the run fails. `error` is the recorded failure (type, message,
+    traceback, attempt)."""
+
+    def __init__(self, step: str, position: int, error: dict[str, object]) -> None:
+        self.step = step
+        self.position = position
+        self.error = error
+        super().__init__(
+            f"step {step!r} (position {position}) failed after {error.get('attempt')}"
+            f" attempt(s): {error.get('type')}: {error.get('message')}"
+        )
+
+
+class NonDeterminismError(WorkflowError):
+    """The workflow's code asked for a different step than the one recorded at a position (a
+    step renamed, removed or reordered while runs were in flight). The run fails without
+    running the step; guard such changes with ctx.patched() (docs/workflows.md)."""
+
+
+class EventTimeout(WorkflowError):  # noqa: N818 - the name reads as what happened
+    """wait_for_event(..., raise_on_timeout=True) saw no event before its timeout."""
+
+
+class WorkflowNotFoundError(ConveyorError, LookupError):
+    """No workflow run has the given id (it may have been pruned by retention)."""

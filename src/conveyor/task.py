@@ -19,6 +19,7 @@ from conveyor.spec import JobSpec
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.workflow.definition import Workflow
 
 R = TypeVar("R")
 
@@ -179,6 +180,8 @@ class Task(Generic[R]):
         self._accepted, self._required, self._any_keyword = _keyword_parameters(
             self.signature, self.context_param
         )
+        #: Set when this task drives the runs of a workflow (@app.workflow).
+        self.workflow: Workflow | None = None
         #: Every enqueue goes through an Enqueuer; the task's own has no per-job options.
         self._enqueuer = Enqueuer(self, options or EnqueueOptions())
         self.__doc__ = fn.__doc__

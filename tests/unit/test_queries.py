@@ -18,6 +18,7 @@ ENTITIES = [
     "job",
     "queue",
     "worker",
+    "workflow",
 ]
 
 

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import AsyncConnection, Connection
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from conveyor._store import endpoints, idempotency
+from conveyor._store import endpoints, idempotency, workflows
 from conveyor._store.alerts import AlertStatements
 from conveyor._store.claimed import failures
 from conveyor._store.cron import CronStatements
@@ -315,6 +315,25 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     async def worker_prune_stale(self, seconds: float, now: datetime | None = None) -> int:
         params = {"seconds": seconds, "now": now}
         return await self._run(Op("worker_prune_stale", params, rowcount))
+
+    async def workflow_prune(
+        self,
+        *,
+        completed_seconds: float,
+        cancelled_seconds: float,
+        failed_seconds: float,
+        limit: int,
+        now: datetime | None = None,
+    ) -> tuple[int, int]:
+        return await self._run(
+            workflows.prune(
+                completed_seconds=completed_seconds,
+                cancelled_seconds=cancelled_seconds,
+                failed_seconds=failed_seconds,
+                limit=limit,
+                now=now,
+            )
+        )
 
 
 def _complete(completions: Sequence[Completion], now: datetime | None) -> Plan[set[int]]:

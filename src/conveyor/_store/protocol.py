@@ -90,6 +90,8 @@ class Pruned:
     jobs: int
     idempotency_keys: int
     cron_slots: int = 0
+    workflow_runs: int = 0
+    workflow_events: int = 0
 
 
 class Store(Protocol):
@@ -224,6 +226,18 @@ class Store(Protocol):
     async def worker_deregister(self, worker_id: str) -> None: ...
 
     async def worker_prune_stale(self, seconds: float, now: datetime | None = None) -> int: ...
+
+    async def workflow_prune(
+        self,
+        *,
+        completed_seconds: float,
+        cancelled_seconds: float,
+        failed_seconds: float,
+        limit: int,
+        now: datetime | None = None,
+    ) -> tuple[int, int]:
+        """Delete finished workflow runs past retention and expired events: (runs, events)."""
+        ...
 
     async def cron_schedule_register(
         self, schedules: Sequence[CronRegistration], now: datetime | None = None

@@ -19,6 +19,7 @@ from conveyor.cli.migrate import migrate
 from conveyor.cli.queues import queue
 from conveyor.cli.status import status
 from conveyor.cli.worker import deliver, worker
+from conveyor.cli.workflows import workflows
 from conveyor.errors import ConveyorError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -60,6 +61,7 @@ class ConveyorGroup(click.Group):
         retry,
         status,
         worker,
+        workflows,
     ],
 )
 @click.option(

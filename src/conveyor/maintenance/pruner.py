@@ -14,7 +14,8 @@ STALE_WORKER = timedelta(hours=1)
 class JobPruner(PeriodicService):
     """Completed and cancelled jobs go after 24 h, failed ones after 14 days by default
     (see Retention); idempotency keys after 7 days; records of enqueued cron slots after 14
-    days (each schedule's latest is kept)."""
+    days (each schedule's latest is kept). Finished workflow runs (with their steps) follow
+    the jobs' retention; workflow events go when they expire."""
 
     def __init__(
         self,
@@ -57,4 +58,17 @@ class JobPruner(PeriodicService):
         await self._store.worker_prune_stale(STALE_WORKER.total_seconds(), now=self._clock.now())
         if jobs:
             await self._store.flow_prune()  # links of parents that were just pruned
-        return Pruned(jobs=jobs, idempotency_keys=idempotency, cron_slots=slots)
+        runs, events = await self._store.workflow_prune(
+            completed_seconds=completed,
+            cancelled_seconds=cancelled,
+            failed_seconds=failed,
+            limit=10_000,
+            now=self._clock.now(),
+        )
+        return Pruned(
+            jobs=jobs,
+            idempotency_keys=idempotency,
+            cron_slots=slots,
+            workflow_runs=runs,
+            workflow_events=events,
+        )

@@ -15,7 +15,7 @@ from conveyor import codec
 from conveyor._store.protocol import Completion, Failure, Store
 from conveyor.backoff import Backoff
 from conveyor.job import Job
-from conveyor.worker.outcome import Failed, Outcome, Snoozed, Succeeded
+from conveyor.worker.outcome import Failed, Outcome, Parked, Snoozed, Succeeded
 
 log = logging.getLogger("conveyor.worker")
 
@@ -164,7 +164,9 @@ class Completer:
         if failures:
             done |= await self._store.job_fail_many(failures)
         for item in batch:
-            recorded = item.job.id in done or (
-                isinstance(item.outcome, Succeeded) and item.outcome.recorded
+            recorded = (
+                item.job.id in done
+                or (isinstance(item.outcome, Succeeded) and item.outcome.recorded)
+                or isinstance(item.outcome, Parked)  # the workflow engine recorded it
             )
             self._on_recorded(item.job, item.outcome, recorded)

@@ -25,8 +25,9 @@ from conveyor.job import Job
 from conveyor.outcome import FailNow, Retry, SnoozeQueue
 from conveyor.task import Task
 from conveyor.worker.delivery import Deliverer
-from conveyor.worker.outcome import Abandoned, Failed, Outcome, Snoozed, Succeeded
+from conveyor.worker.outcome import Abandoned, Failed, Outcome, Parked, Snoozed, Succeeded
 from conveyor.worker.running import RunningJob
+from conveyor.workflow.engine import Ended, WorkflowEngine, WorkflowMetrics
 
 log = logging.getLogger("conveyor.worker")
 
@@ -47,8 +48,10 @@ class Executor:
         rng: random.Random | None = None,
         on_thread_free: Callable[[RunningJob], None] | None = None,
         deliverer: Deliverer | None = None,
+        metrics: WorkflowMetrics | None = None,
     ) -> None:
         self._tasks = tasks
+        self._workflows = WorkflowEngine(store, rng=rng, metrics=metrics)
         self._deliverer = deliverer
         self._on_thread_free = on_thread_free
         self._store = store
@@ -81,7 +84,8 @@ class Executor:
                 running.mark_started()
                 return await self._deliverer.deliver(job)
             task = self._resolve_task(job)
-            kwargs = self._bind_arguments(task, job)
+            # a workflow's engine reads the run's arguments itself
+            kwargs = {} if task.workflow else self._bind_arguments(task, job)
             return await self._run_with_timeout(task, running, kwargs)
         except asyncio.CancelledError as exc:
             current = asyncio.current_task()
@@ -151,6 +155,8 @@ class Executor:
         self, task: Task[Any], job: Job, token: UUID, kwargs: dict[str, Any]
     ) -> Outcome:
         loop = asyncio.get_running_loop()
+        if task.workflow is not None:
+            return _workflow_outcome(await self._workflows.arun(task.workflow, job, token))
         if not task.atomic:
             if not task.context_param:
                 return Succeeded(_result_json(await task.fn(**kwargs)))
@@ -221,6 +227,8 @@ class Executor:
             self._leave_thread(running, loop)
             return Abandoned("not started: the worker gave up on it before a thread was free")
         try:
+            if task.workflow is not None:
+                return _workflow_outcome(self._workflows.run(task.workflow, job, token))
             if not task.atomic:
                 if not task.context_param:
                     return Succeeded(_result_json(task.fn(**kwargs)))
@@ -340,6 +348,18 @@ class _Permanent(Exception):  # noqa: N818
     def __init__(self, cause: BaseException) -> None:
         super().__init__(cause)
         self.__cause__ = cause
+
+
+def _workflow_outcome(ended: Ended) -> Outcome:
+    """The job's outcome for how its workflow run's attempt ended: a run that failed fails its
+    job for good (retry the run with Client.retry_workflow)."""
+    if ended.kind == "completed":
+        return Succeeded(ended.result_json)
+    if ended.kind == "failed":
+        return Failed(ended.error or {"type": "WorkflowError", "message": "failed"}, None)
+    if ended.kind == "parked":
+        return Parked(ended.reason)
+    return Abandoned(ended.reason)
 
 
 def _result_json(value: Any) -> str | None:

@@ -42,4 +42,12 @@ class Snoozed:
     reason: str
 
 
-Outcome = Succeeded | Failed | Snoozed | Abandoned
+@dataclass(frozen=True)
+class Parked:
+    """A workflow run slept, waits for an event or a step's backoff: the engine already put its
+    job back in the database (scheduled, the attempt uncounted); nothing more to record."""
+
+    reason: str
+
+
+Outcome = Succeeded | Failed | Snoozed | Abandoned | Parked

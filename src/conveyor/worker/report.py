@@ -7,7 +7,7 @@ from typing import Any
 
 from conveyor import logs
 from conveyor.metrics import WorkerMetrics
-from conveyor.worker.outcome import Failed, Outcome, Snoozed, Succeeded
+from conveyor.worker.outcome import Failed, Outcome, Parked, Snoozed, Succeeded
 from conveyor.worker.running import RunningJob
 
 log = logging.getLogger("conveyor.worker")
@@ -42,6 +42,8 @@ class OutcomeReport:
                 outcome.duration,
                 outcome.reason,
             )
+        elif isinstance(outcome, Parked):
+            self._line(running, "parked", logging.INFO, "job %d (%s) parked: %s", outcome.reason)
         elif isinstance(outcome, Succeeded):
             self.completed += 1
             self._line(
@@ -102,4 +104,9 @@ class OutcomeReport:
         }
         if http_status is not None:
             fields["http_status"] = http_status
-        log.log(level, message, job.id, job.task, *args, extra=fields)
+        # the record built here, not by log.log(): that one walks the stack for the caller's
+        # file and line on every job, a third of the line's cost, for fields no line shows
+        record = log.makeRecord(
+            log.name, level, __file__, 0, message, (job.id, job.task, *args), None, extra=fields
+        )
+        log.handle(record)
