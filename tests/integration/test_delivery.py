@@ -70,6 +70,7 @@ async def test_a_2xx_completes_with_the_json_answer_as_result_signed_for_every_s
     assert body["created_at"].startswith(str(job.created_at.year))
     assert request.headers["webhook-id"] == f"job_{job_id}"
     assert request.headers["content-type"] == "application/json"
+    assert request.headers["accept-encoding"] == "identity"
     assert "Conveyor" in request.headers["user-agent"]
 
 
@@ -146,7 +147,7 @@ async def test_other_4xx_retry_when_the_endpoint_says_so(
     ("path", "kind", "words"),
     [
         ("/slow", "Timeout", "0.5s timeout"),
-        ("/close", "ConnectionError", "RemoteProtocolError"),
+        ("/close", "ConnectionError", "ServerDisconnectedError"),
     ],
 )
 async def test_timeouts_and_closed_connections_are_retried(
@@ -178,6 +179,21 @@ async def test_a_loopback_url_is_refused_without_the_allow_list_and_the_worker_g
     assert "refused to connect to 127.0.0.1" in message and "loopback" in message
     assert "--allow-network 127.0.0.1/32" in message and "CONVEYOR_ALLOW_NETWORKS" in message
     assert again.errors and server.requests == []
+
+
+async def test_a_name_reaches_only_its_allowed_addresses(
+    app: conveyor.Conveyor, conn: psycopg.Connection[Any], server: DeliveryServer
+) -> None:
+    # localhost may resolve to ::1 too: only 127.0.0.1 is allowed, and the server is there
+    url = server.url("/ok").replace("127.0.0.1", "localhost")
+    app.client().add_endpoint("by-name", url, "s")
+    refused_id = _enqueue(conn, "by-name")
+    async with running_worker(app, fast_config()):
+        refused = await _ends(app, refused_id, "failed")
+    assert "localhost: refused to connect to" in refused.errors[0]["message"]
+    assert server.requests == []
+    async with running_worker(app, fast_config(allow_networks=("127.0.0.1/32",))):
+        await _ends(app, _enqueue(conn, "by-name"), "completed")
 
 
 async def test_hostile_endpoints_fail_alone_with_clear_errors(

@@ -4,6 +4,7 @@ reference library), Retry-After, the SSRF allow-list, and the connect-time addre
 from __future__ import annotations
 
 import ipaddress
+import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -13,7 +14,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 import conveyor
 from conveyor.endpoints import address_kind, generate_secret, key_bytes
 from conveyor.worker.delivery.answer import MAX_RETRY_AFTER, retry_after
-from conveyor.worker.delivery.network import AllowList, GuardedBackend
+from conveyor.worker.delivery.network import AllowList, GuardedResolver, guarded_socket
 from conveyor.worker.delivery.signing import signature_header, verify
 
 
@@ -76,12 +77,24 @@ def test_the_allow_list_takes_cidrs_and_the_environment() -> None:
         conveyor.WorkerConfig(allow_networks=("10.0.0.0/33",))
 
 
-async def test_the_backend_checks_the_address_a_name_resolves_to() -> None:
-    backend = GuardedBackend(AllowList())
+async def test_the_resolver_keeps_only_allowed_addresses_of_a_name() -> None:
+    resolver = GuardedResolver(AllowList())
     with pytest.raises(conveyor.RefusedAddressError, match="localhost: refused to connect"):
-        await backend.connect_tcp("localhost", 80, timeout=5)
+        await resolver.resolve("localhost", 80, socket.AF_UNSPEC)
+    allowed = GuardedResolver(AllowList.parse(["127.0.0.0/8"], environ={}))
+    found = await allowed.resolve("localhost", 80, socket.AF_UNSPEC)
+    assert found and {r["host"] for r in found} <= {"127.0.0.1"}  # ::1 is not allowed
+
+
+def test_the_socket_factory_refuses_every_private_address_it_is_asked_for() -> None:
+    make = guarded_socket(AllowList.parse(["127.0.0.0/8"], environ={}))
+    tcp = (socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
     with pytest.raises(conveyor.RefusedAddressError, match=r"169\.254\.169\.254"):
-        await backend.connect_tcp("169.254.169.254", 80, timeout=5)
+        make((socket.AF_INET, *tcp, ("169.254.169.254", 80)))
+    with pytest.raises(conveyor.RefusedAddressError, match="loopback"):
+        make((socket.AF_INET6, *tcp, ("::1", 80, 0, 0)))
+    with make((socket.AF_INET, *tcp, ("127.0.0.1", 80))) as sock:
+        assert sock.family == socket.AF_INET
 
 
 async def test_a_job_of_an_endpoint_removed_since_its_claim_fails_saying_so() -> None:

@@ -19,6 +19,7 @@ HEAVY = (
     "conveyor.worker.delivery",
     "httpx2",
     "httpcore2",
+    "aiohttp",
 )
 
 

@@ -1,15 +1,16 @@
 """Deliverer: the worker's pooled HTTP client and endpoint registry; POSTs one job, signed.
 
-One `httpx2.AsyncClient` per worker: HTTP/1.1 keep-alive (HTTP/2 when the `h2` package is
-installed and the server offers it), redirects never followed, proxies from the environment
-ignored (a proxy would connect for us, past the address check), and every connection made
-through `GuardedBackend`, which refuses private addresses the allow-list does not name.
+One `aiohttp.ClientSession` per worker, made on the worker's loop at the first delivery:
+HTTP/1.1 keep-alive connections up to the worker's concurrency, redirects never followed,
+proxies from the environment ignored (a proxy would connect for us, past the address check),
+and every connection checked by `GuardedResolver` and `guarded_socket`, which refuse private
+addresses the allow-list does not name. aiohttp parses answers in C and hands a free
+connection back in constant time, which is what makes a delivery cheap (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx2
+import aiohttp
 
 from conveyor import codec
 from conveyor.endpoints import Endpoint, resolve_secret
@@ -27,7 +28,7 @@ from conveyor.job import Job
 from conveyor.metrics import WorkerMetrics
 from conveyor.retry import RetryPolicy
 from conveyor.worker.delivery.answer import Answer, Decide
-from conveyor.worker.delivery.network import AllowList, GuardedBackend
+from conveyor.worker.delivery.network import AllowList, GuardedResolver, guarded_socket
 from conveyor.worker.delivery.signing import signature_header
 from conveyor.worker.outcome import Outcome
 
@@ -58,22 +59,27 @@ class Deliverer:
         self._decide = Decide(
             retry_policy or RetryPolicy(), rng or random.Random(), max_result_bytes
         )
-        http2 = importlib.util.find_spec("h2") is not None
-        limits = httpx2.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        transport = httpx2.AsyncHTTPTransport(http2=http2, limits=limits, trust_env=False)
-        # The pool hands its network backend to every connection it opens; ours checks the
-        # address it connects to (httpx2 has no public setting for the backend).
-        pool = transport._pool
-        assert hasattr(pool, "_network_backend"), "httpcore2's pool layout changed"
-        pool._network_backend = GuardedBackend(allow or AllowList())
-        self._client = httpx2.AsyncClient(
-            transport=transport,
-            follow_redirects=False,
-            trust_env=False,
-            headers={"user-agent": USER_AGENT},
-        )
+        self._allow = allow or AllowList()
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        # made on first use: aiohttp binds its session and resolver to the running loop
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections,
+                resolver=GuardedResolver(self._allow),
+                socket_factory=guarded_socket(self._allow),
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"user-agent": USER_AGENT},
+                # no timer of aiohttp's: `_send`'s one deadline bounds the whole exchange
+                timeout=aiohttp.ClientTimeout(),
+                auto_decompress=False,
+                trust_env=False,
+            )
+        return self._session
 
     @property
     def names(self) -> list[str]:
@@ -92,7 +98,9 @@ class Deliverer:
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def deliver(self, job: Job) -> Outcome:
         """POST the job to its endpoint once; never raises (but for cancellation)."""
@@ -135,32 +143,38 @@ class Deliverer:
         return body, headers
 
     async def _send(self, endpoint: Endpoint, body: bytes, headers: dict[str, str]) -> Answer:
-        # httpx2's timeout bounds each step; this one bounds the whole exchange, so a server
-        # that drips its answer a byte at a time cannot hold the attempt past the timeout
-        async with asyncio.timeout(endpoint.timeout):
-            request = self._client.build_request(
-                "POST", endpoint.url, content=body, headers=headers, timeout=endpoint.timeout
+        # one deadline for the whole exchange, connection to last byte read, so a server that
+        # drips its answer a byte at a time cannot hold the attempt past the timeout
+        async with (
+            asyncio.timeout(endpoint.timeout),
+            self._client().post(
+                endpoint.url, data=body, headers=headers, allow_redirects=False
+            ) as response,
+        ):
+            limit = max(self._max_result, 1024)
+            read = await _read_at_most(response.content, limit + 1)
+            # leaving the block with the body unread closes the connection, not pools it
+            return Answer(
+                status=response.status,
+                body=read[:limit],
+                truncated=len(read) > limit,
+                content_type=response.headers.get("content-type", ""),
+                retry_after=response.headers.get("retry-after"),
+                location=response.headers.get("location"),
             )
-            response = await self._client.send(request, stream=True)
-            try:
-                limit = max(self._max_result, 1024)
-                read = bytearray()
-                truncated = False
-                async for chunk in response.aiter_raw():
-                    read += chunk
-                    if len(read) > limit:
-                        truncated = True
-                        break
-                return Answer(
-                    status=response.status_code,
-                    body=bytes(read[:limit]),
-                    truncated=truncated,
-                    content_type=response.headers.get("content-type", ""),
-                    retry_after=response.headers.get("retry-after"),
-                    location=response.headers.get("location"),
-                )
-            finally:
-                await response.aclose()
+
+
+async def _read_at_most(stream: aiohttp.StreamReader, size: int) -> bytes:
+    """The body's first `size` bytes, or all of it when shorter."""
+    chunks: list[bytes] = []
+    left = size
+    while left > 0:
+        chunk = await stream.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 class BadEndpointError(Exception):
@@ -191,11 +205,15 @@ def _failure(exc: Exception, endpoint: Endpoint) -> tuple[str, str, bool]:
         return "BadEndpoint", str(exc), True
     if isinstance(exc, EndpointSecretError):
         return "MissingSecret", str(exc), True
-    if isinstance(exc, TimeoutError | httpx2.TimeoutException):
+    if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+        exc.os_error, RefusedAddressError
+    ):  # refused by the resolver or the socket factory, wrapped by aiohttp
+        return "RefusedAddress", str(exc.os_error), True
+    if isinstance(exc, TimeoutError):
         return "Timeout", f"no answer within the endpoint's {endpoint.timeout:g}s timeout", False
-    if isinstance(exc, httpx2.UnsupportedProtocol | httpx2.InvalidURL):
+    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
         return "BadURL", f"cannot POST to {endpoint.url!r}: {exc}", True
-    if isinstance(exc, httpx2.TransportError):
+    if isinstance(exc, aiohttp.ClientError | OSError):
         what = type(exc).__name__
         return "ConnectionError", f"{what} with {endpoint.url}: {exc or 'connection lost'}", False
     return type(exc).__name__, f"{type(exc).__name__}: {exc}", False
