@@ -90,7 +90,7 @@ class FanOutCalls:
             raise WorkflowError(f"on_failure must be 'fail' or 'return', got {on_failure!r}")
         if concurrency is not None and concurrency < 1:
             raise WorkflowError(f"concurrency must be >= 1 (or None), got {concurrency}")
-        children = [dict(item) for item in items]
+        children = [_keywords(item) for item in items]
         if len(children) > MAX_CHILDREN:
             raise WorkflowError(
                 f"ctx.map: {len(children):,} children, over the limit of {MAX_CHILDREN:,} per"
@@ -308,6 +308,15 @@ def _outcome(name: str, kids: list[fanout.Child], on_failure: OnFailure) -> list
             raise ChildFailed(name, kid.idx, kid.job_id, kid.child_run_id, kid.state, error)
         results.append(ChildError(kid.idx, kid.job_id, kid.child_run_id, kid.state, error))
     return results
+
+
+def _keywords(item: Any) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        raise WorkflowError(
+            "each item of ctx.map is a dict of one child's keyword arguments"
+            f" ({{'store': 7}}), got {type(item).__name__}"
+        )
+    return dict(item)
 
 
 def _target_name(target: Any) -> str:
