@@ -104,11 +104,13 @@ async def test_a_sleep_in_a_gather_parks_the_run_after_its_steps_recorded(
 ) -> None:
     ran: list[str] = []
 
+    def work() -> str:
+        ran.append("work")
+        return "done"
+
     @app.workflow(name="fan.nap")
     async def nap(ctx: conveyor.WorkflowContext) -> list[Any]:
-        out: list[Any] = await ctx.gather(
-            ctx.sleep(timedelta(days=1)), ctx.step("work", lambda: ran.append("work") or "done")
-        )
+        out: list[Any] = await ctx.gather(ctx.sleep(timedelta(days=1)), ctx.step("work", work))
         return out
 
     run_id = await nap.astart()

@@ -38,7 +38,7 @@ def context(is_async: bool = False) -> conveyor.WorkflowContext:
         fence=Fence(1, uuid.uuid4(), None),
         steps={},
         now=NOW,
-        db=_NoDatabase(),  # type: ignore[arg-type]
+        db=_NoDatabase(),
         is_async=is_async,
     )
 
@@ -56,7 +56,7 @@ def test_map_checks_its_options_and_items_before_taking_a_position(
     with pytest.raises(conveyor.WorkflowError, match="concurrency must be >= 1"):
         ctx.map(child, [{"i": 1}], concurrency=0)
     with pytest.raises(conveyor.WorkflowError, match="a dict of one child's keyword arguments"):
-        ctx.map(child, [1, 2])
+        ctx.map(child, [1, 2])  # type: ignore[list-item]
     with pytest.raises(conveyor.WorkflowError, match="10,001 children, over the limit of 10,000"):
         ctx.map(child, [{"i": i} for i in range(10_001)])
     with pytest.raises(conveyor.WorkflowError, match="takes a task or a workflow"):
