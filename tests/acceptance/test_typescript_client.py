@@ -59,3 +59,4 @@ def test_typescript_client_suite_passes_against_the_test_database(
     # the Postgres tests ran rather than skipped
     assert "CONVEYOR_DATABASE_URL is not set" not in output, output
     assert re.search(r"ok \d+ - rollback leaves no job", output), output
+    assert re.search(r"ok \d+ - rollback leaves no run and no event", output), output
