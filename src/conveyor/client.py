@@ -184,7 +184,7 @@ class Client(_Base):
 
     def retry_workflow(self, run_id: str) -> bool:
         """Resume a failed run from its failed step (completed steps are kept and not run
-        again); False if the run is not failed."""
+        again), or an unfinished run whose job is gone; False for any other run."""
         return self._run(workflow_ops.retry(run_id, self._clock.now())) is not None
 
     def status(self) -> Status:

@@ -39,11 +39,10 @@ class Connections:
                 self._pool = ConnectionPool(
                     open=True,
                     check=self._idle_check.check,
-                    reset=self._idle_check.reset,
                     **self._settings(),
                 )
             pool = self._pool
-        return _Guard(pool.connection())
+        return _Guard(pool.connection(), self._idle_check)
 
     def aconnection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         """A pooled async connection of the running loop's pool, as connection() does."""
@@ -54,11 +53,10 @@ class Connections:
             pool = AsyncConnectionPool(
                 open=False,
                 check=self._idle_check.acheck,
-                reset=self._idle_check.areset,
                 **self._settings(),
             )
             self._apools[id(loop)] = pool
-        return _AsyncGuard(pool)
+        return _AsyncGuard(pool, self._idle_check)
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -84,25 +82,34 @@ class Connections:
 
 
 class _Guard(AbstractContextManager[Connection[Any]]):
-    """Turns pool timeouts and lost connections into DatabaseUnavailableError."""
+    """Turns pool timeouts and lost connections into DatabaseUnavailableError; notes when the
+    connection went back (here, not in a pool `reset` callback: with one, the pool hands every
+    returned connection to its worker thread, a thread switch on each enqueue)."""
 
-    def __init__(self, cm: AbstractContextManager[Connection[Any]]) -> None:
+    def __init__(self, cm: AbstractContextManager[Connection[Any]], idle: IdleCheck) -> None:
         self._cm = cm
+        self._idle = idle
+        self._conn: Connection[Any] | None = None
 
     def __enter__(self) -> Connection[Any]:
         try:
-            return self._cm.__enter__()
+            self._conn = self._cm.__enter__()
+            return self._conn
         except Exception as exc:
             raise _unavailable(exc) from exc
 
     def __exit__(self, *exc: Any) -> Any:
+        if self._conn is not None:
+            self._idle.returned(self._conn)
         return self._cm.__exit__(*exc)
 
 
 class _AsyncGuard(AbstractAsyncContextManager[AsyncConnection[Any]]):
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], idle: IdleCheck) -> None:
         self._pool = pool
+        self._idle = idle
         self._cm: Any = None
+        self._conn: AsyncConnection[Any] | None = None
 
     async def __aenter__(self) -> AsyncConnection[Any]:
         try:
@@ -110,11 +117,14 @@ class _AsyncGuard(AbstractAsyncContextManager[AsyncConnection[Any]]):
                 await self._pool.open(wait=False)
             self._cm = self._pool.connection()
             conn: AsyncConnection[Any] = await self._cm.__aenter__()
+            self._conn = conn
             return conn
         except Exception as exc:
             raise _unavailable(exc) from exc
 
     async def __aexit__(self, *exc: Any) -> Any:
+        if self._conn is not None:
+            self._idle.returned(self._conn)
         return await self._cm.__aexit__(*exc)
 
 

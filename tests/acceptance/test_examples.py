@@ -26,6 +26,7 @@ EXAMPLES = {
     "dashboard_mount.py": "dashboard mounted at /admin/jobs: 1 job(s) listed in queue emails",
     "cron_endpoint.py": "cron endpoint: tick.every5 called the route 3 times, signed",
     "delivery.py": "delivery: send-receipt completed on attempt 1, result {'receipt': 'sent'",
+    "workflows_checkout.py": "checkout 42: completed, shipped by DHL",
     "observability.py": 'conveyor_jobs_completed_total{queue="default",task="obs.resize"} 2.0',
 }
 

@@ -5,14 +5,24 @@ status mapping, and the docs' examples."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from conveyor.endpoints import Endpoint
+from conveyor.job import Job, JobState
+from conveyor.worker.delivery import Deliverer
+from conveyor.worker.delivery.network import AllowList
+from conveyor.worker.outcome import Failed, Succeeded
 from tests.acceptance.conftest import ROOT
 from tests.helpers import npm_install, require_tool
 
@@ -60,3 +70,72 @@ def test_typescript_client_suite_passes_against_the_test_database(
     assert "CONVEYOR_DATABASE_URL is not set" not in output, output
     assert re.search(r"ok \d+ - rollback leaves no job", output), output
     assert re.search(r"ok \d+ - rollback leaves no run and no event", output), output
+
+
+@pytest.mark.timeout(120)
+async def test_deliveries_signed_by_the_python_worker_verify_in_the_typescript_client(
+    typescript_client: Path,
+) -> None:
+    """The worker's real delivery path (body, headers, signatures under a `whsec_` secret and
+    a rotation's second, plain secret) against `verifyDelivery` in Node: what the route sees is
+    the job as enqueued; a receiver with another secret answers 401 and the job is retried."""
+    built = subprocess.run(
+        ["npm", "run", "build"], cwd=typescript_client, capture_output=True, text=True,
+        timeout=90, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    index = typescript_client / "dist" / "src" / "index.js"
+    old, new = "whsec_" + base64.b64encode(b"k" * 32).decode(), "rotated-plain-secret"
+    now = datetime.now(UTC)
+    job = Job(
+        id=9007199254740993, task="send-receipt", queue="mail", state=JobState("running"),
+        priority=0, attempt=2, max_attempts=5,
+        args={"order": 42, "name": "Zoë ✓", "lines": [{"sku": "a", "qty": 1.5}], "none": None},
+        errors=[], unique_key=None, timeout_seconds=None, created_at=now, run_at=now,
+        attempted_at=now, finished_at=None, result=None, worker_id=None,
+        correlation_id="req-7",
+    )  # fmt: skip
+    for receiver_secrets, endpoint_secrets, verified in [
+        ([old], [old, new], True),  # the route still knows only the old secret
+        ([new], [old, new], True),  # the route has moved to the new one
+        (["another-secret"], [old], False),
+    ]:
+        with _verify_server(index, receiver_secrets) as port:
+            deliverer = Deliverer(allow=AllowList.parse(["127.0.0.0/8"], environ={}))
+            deliverer.update(
+                [Endpoint("send-receipt", f"http://127.0.0.1:{port}/", tuple(endpoint_secrets))]
+            )
+            try:
+                outcome = await deliverer.deliver(job)
+            finally:
+                await deliverer.aclose()
+        if not verified:
+            assert isinstance(outcome, Failed), outcome
+            assert outcome.retry_in is None or outcome.retry_in >= 0
+            assert "401" in outcome.error["message"], outcome.error
+            continue
+        assert isinstance(outcome, Succeeded), outcome
+        assert outcome.result_json is not None
+        seen = json.loads(outcome.result_json)
+        assert seen["id"] == str(job.id)  # a bigint beyond 2**53 arrives exactly
+        assert seen["args"] == job.args
+        assert (seen["task"], seen["queue"], seen["attempt"]) == ("send-receipt", "mail", 2)
+        assert (seen["maxAttempts"], seen["correlationId"]) == (5, "req-7")
+        assert seen["webhookId"] == f"job_{job.id}"
+        assert datetime.fromisoformat(seen["createdAt"]) == now.replace(
+            microsecond=now.microsecond // 1000 * 1000
+        )
+
+
+@contextlib.contextmanager
+def _verify_server(index: Path, secrets: list[str]) -> Iterator[int]:
+    server = subprocess.Popen(
+        ["node", str(Path(__file__).with_name("verify_server.mjs")), str(index), *secrets],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        yield int(server.stdout.readline())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -72,6 +72,7 @@ async def test_event_sent_before_the_wait_is_not_lost(
     app: conveyor.Conveyor, shipping: conveyor.Workflow
 ) -> None:
     app.send_event("order.shipped", key="7", payload={"carrier": "UPS"})
+    app.send_event("order.shipped")  # no key: waits on ("order.shipped", "") take it
     app.send_event("order.shipped", key="8", payload={"carrier": "other order"})
     run_id = shipping.start(order="7")
     async with running_worker(app, config()):
@@ -222,3 +223,16 @@ async def test_a_wait_behind_an_uncommitted_send_takes_the_event_once_committed(
             sender.commit()
             run = await run_in(app, run_id, "completed")
     assert run.result == {"shipped": {"late": True}}
+
+
+async def test_an_event_without_a_key_wakes_a_wait_without_one(app: conveyor.Conveyor) -> None:
+    @app.workflow(name="wf.keyless")
+    def keyless(ctx: conveyor.WorkflowContext) -> Any:
+        return ctx.wait_for_event("deploy.done", timeout=60)
+
+    run_id = keyless.start()
+    async with running_worker(app, config()):
+        await run_in(app, run_id, "waiting")
+        await app.asend_event("deploy.done", payload=["v2"])
+        run = await run_in(app, run_id, "completed")
+    assert run.result == ["v2"]

@@ -390,3 +390,25 @@ async def test_cli_lists_shows_cancels_and_retries_runs(app: conveyor.Conveyor) 
     assert invoke("workflows", "cancel", run_id).exit_code == 1
     missing = invoke("workflows", "show", "no-such-run")
     assert missing.exit_code == 1 and "no workflow run" in missing.output
+
+
+async def test_retry_resumes_a_run_whose_job_failed_for_good(
+    app: conveyor.Conveyor, clock: conveyor.FrozenClock, effects: Effects
+) -> None:
+    @app.workflow(name="wf.orphan")
+    async def orphan(ctx: conveyor.WorkflowContext) -> str:
+        await ctx.step("first", lambda: effects.add("o", "first"))
+        await ctx.sleep(3600)
+        return "resumed"
+
+    run_id = await orphan.astart()
+    async with running_worker(app, config()):
+        run = await state_of(app, run_id, "sleeping")
+        # what the rescuer does to a job whose worker kept crashing: failed for good
+        app.client().cancel(run.job_id)
+        assert app.client().get_workflow(run_id).state == "sleeping"
+        assert app.client().retry_workflow(run_id) is True
+        run = await state_of(app, run_id, "sleeping")  # its sleep keeps its wake time
+        clock.advance(seconds=3600)
+        run = await finished(app, run_id)
+    assert run.result == "resumed" and effects.count("first") == 1

@@ -127,3 +127,42 @@ async def test_pruning_deletes_old_finished_runs_with_their_steps_and_expired_ev
     assert conn.execute("SELECT count(*) FROM conveyor.workflow_steps").fetchone() == (0,)
     keys = conn.execute("SELECT key FROM conveyor.workflow_events").fetchall()
     assert keys == [("kept",)]
+
+
+class _FlakyStore:
+    """The store, with its N-th transaction failing as a lost connection would."""
+
+    def __init__(self, store: PostgresStore, fail_at: int) -> None:
+        self._store = store
+        self._fail_at = fail_at
+        self.opened = 0
+
+    def transaction(self) -> Any:
+        self.opened += 1
+        if self.opened == self._fail_at:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return self._store.transaction()
+
+    def sync_transaction(self) -> Any:
+        return self._store.sync_transaction()
+
+
+async def test_a_database_error_is_the_jobs_to_retry_not_the_runs_failure(
+    app: conveyor.Conveyor, store: PostgresStore, conn: psycopg.Connection[Any]
+) -> None:
+    @app.workflow(name="wf.blip")
+    async def blip(ctx: conveyor.WorkflowContext) -> Any:
+        try:
+            return await ctx.step("one", lambda: 1)
+        except Exception:  # noqa: BLE001 - the workflow cannot swallow the database's trouble
+            return "swallowed"
+
+    run_id = await blip.astart()
+    job, token = await _claim(store, "wf.blip")
+    flaky = _FlakyStore(store, fail_at=2)  # 1: begin, 2: the step's record
+    with pytest.raises(psycopg.OperationalError):
+        await WorkflowEngine(flaky).arun(blip, job, token)
+    run = app.client().get_workflow(run_id)
+    assert run.state == "running" and run.steps == ()
+    ended = await WorkflowEngine(store).arun(blip, job, token)  # the job's next attempt
+    assert ended.kind == "completed" and ended.result_json == "1"

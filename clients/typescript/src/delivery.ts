@@ -218,9 +218,8 @@ function parseBody<A>(body: Uint8Array, webhookId: string, timestamp: Date): Del
   }
   if (!isObject(parsed)) throw badBody("the body is not a JSON object");
   const { id, task, args, attempt, max_attempts, queue, correlation_id, created_at } = parsed;
-  if (!((typeof id === "number" && Number.isSafeInteger(id)) || isIntegerText(id))) {
-    throw badBody("its id is not an integer");
-  }
+  const exactId = jobId(id, webhookId);
+  if (exactId === undefined) throw badBody("its id is not an integer");
   if (typeof task !== "string") throw badBody("its task is not a string");
   if (!isObject(args)) throw badBody("its args are not a JSON object");
   if (!isPositiveInteger(attempt)) throw badBody("its attempt is not a positive integer");
@@ -234,7 +233,7 @@ function parseBody<A>(body: Uint8Array, webhookId: string, timestamp: Date): Del
   const createdAt = typeof created_at === "string" ? new Date(created_at) : new Date(Number.NaN);
   if (Number.isNaN(createdAt.getTime())) throw badBody("its created_at is not an ISO 8601 time");
   return {
-    id: String(id),
+    id: exactId,
     task,
     args: args as A,
     attempt,
@@ -245,6 +244,19 @@ function parseBody<A>(body: Uint8Array, webhookId: string, timestamp: Date): Del
     webhookId,
     timestamp,
   };
+}
+
+/**
+ * The job id as exact decimal text. JSON.parse rounds an id beyond 2^53 (bigserial allows
+ * it); the signed `webhook-id` (`job_<id>`) carries it exactly, so take it from there when it
+ * names the same number.
+ */
+function jobId(id: unknown, webhookId: string): string | undefined {
+  if (isIntegerText(id)) return id;
+  if (typeof id !== "number" || !Number.isInteger(id)) return undefined;
+  if (Number.isSafeInteger(id)) return String(id);
+  const match = /^job_([0-9]+)$/.exec(webhookId);
+  return match !== null && Number(match[1]) === id ? match[1] : undefined;
 }
 
 function badBody(problem: string): DeliveryVerificationError {

@@ -123,6 +123,18 @@ describe("verifyDelivery refuses", () => {
     assert.equal(delivery.createdAt.toISOString(), "2026-12-06T06:00:00.123Z");
   });
 
+  test("an id beyond 2^53 arrives exactly, from the signed webhook-id", async () => {
+    const text =
+      '{"id":9007199254740993,"task":"t","args":{},"attempt":1,"max_attempts":3,' +
+      '"queue":"q","correlation_id":null,"created_at":"2026-12-06T06:00:00+00:00"}';
+    const exact = await signDelivery(text, SECRET, { webhookId: "job_9007199254740993" });
+    const delivery = await verifyDelivery(request(exact, text), SECRET);
+    assert.equal(delivery.id, "9007199254740993");
+    // a webhook-id naming another job does not lend its id
+    const other = await signDelivery(text, SECRET, { webhookId: "job_12" });
+    assert.equal(await reason(verifyDelivery(request(other, text), SECRET)), "bad_body");
+  });
+
   test("a signed body that is not a delivery", async () => {
     const text = JSON.stringify({ hello: "world" });
     const headers = await signDelivery(text, SECRET);

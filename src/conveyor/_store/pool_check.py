@@ -21,7 +21,7 @@ CHECK_AFTER_IDLE = 2.0
 
 
 class IdleCheck:
-    """`check` and `reset` callbacks for a pool: remembers when each connection came back."""
+    """The `check` callback of a pool; `returned()` remembers when each connection came back."""
 
     def __init__(self, after_idle: float = CHECK_AFTER_IDLE) -> None:
         self._after_idle = after_idle
@@ -45,8 +45,6 @@ class IdleCheck:
         if self._stale(conn):
             await AsyncConnectionPool.check_connection(conn)
 
-    def reset(self, conn: Connection) -> None:
-        self._returned[conn] = time.monotonic()
-
-    async def areset(self, conn: AsyncConnection) -> None:
+    def returned(self, conn: Connection | AsyncConnection) -> None:
+        """Note that `conn` goes back to its pool now (call it just before giving it back)."""
         self._returned[conn] = time.monotonic()

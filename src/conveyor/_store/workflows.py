@@ -206,8 +206,10 @@ def atomic_step(
     held = yield Op("workflow_job_hold", fence.params(), found)
     if not held:
         return False, None
-    value = yield call
-    encoded = encode(value)
+    try:
+        encoded = encode((yield call))
+    except Exception as exc:
+        raise StepRaised(exc) from exc  # rolls the transaction back, the step's writes with it
     if (yield record(replace(write, result_json=encoded), fence)) is None:
         raise _Refused
     return True, encoded
@@ -225,6 +227,14 @@ def finish(
         **fence.params(),
     }
     return Op("workflow_run_finish", params, found)
+
+
+class StepRaised(Exception):  # noqa: N818
+    """An atomic step's function (or its result's encoding) raised: `cause`, not the database."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 class _Refused(Exception):  # noqa: N818
@@ -246,9 +256,17 @@ def _rows(rows: Rows) -> Rows:
 # -- the Client's operations ----------------------------------------------------------------------
 
 
-def start(workflow: str, args_json: str, run_id: str | None, queue: str | None) -> Op[str]:
+def start(
+    workflow: str, args_json: str, run_id: str | None, queue: str | None, priority: int | None
+) -> Op[str]:
     """Start a run through conveyor.start_workflow (idempotent on run_id)."""
-    params = {"workflow": workflow, "args": args_json, "run_id": run_id, "queue": queue}
+    params = {
+        "workflow": workflow,
+        "args": args_json,
+        "run_id": run_id,
+        "queue": queue,
+        "priority": priority,
+    }
     return Op("workflow_start", params, lambda rows: str(rows[0]["id"]))
 
 

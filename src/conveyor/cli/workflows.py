@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import click
 
@@ -34,9 +35,10 @@ def workflows_list(
     if not runs:
         click.echo("no workflow runs match")
         return
-    click.echo(f"{'run id':<38} {'state':<10} {'created':<26} workflow")
+    click.echo(f"{'run id':<38} {'state':<10} {'created (UTC)':<19}  workflow")
     for run in runs:
-        click.echo(f"{run.id:<38} {run.state:<10} {run.created_at!s:<26} {run.workflow}")
+        created = run.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{run.id:<38} {run.state:<10} {created:<19}  {run.workflow}")
 
 
 @workflows.command("show")

@@ -203,7 +203,9 @@ SELECT run.id, (SELECT count(*) FROM moved) AS jobs, (SELECT notified.n FROM not
 
 -- name: workflow_run_retry
 -- Resume a failed run from where it failed: its failed step is forgotten (it runs again with a
--- fresh round of attempts), every completed step is kept, and a new job drives it.
+-- fresh round of attempts), every completed step is kept, and a new job drives it. An
+-- unfinished run whose job is gone (it failed for good on crashes or database errors, or was
+-- cancelled as a job) resumes the same way.
 WITH n AS (
     SELECT coalesce(%(now)s::timestamptz, now()) AS t
 ), run AS (
@@ -211,7 +213,10 @@ WITH n AS (
        SET state = 'running', error = NULL, result = NULL, finished_at = NULL, updated_at = n.t,
            job_id = nextval('conveyor.job_id_seq')
       FROM n
-     WHERE r.id = %(run_id)s AND r.state = 'failed'
+     WHERE r.id = %(run_id)s
+       AND (r.state = 'failed'
+            OR (r.state IN ('running', 'sleeping', 'waiting')
+                AND NOT EXISTS (SELECT FROM conveyor.job j WHERE j.id = r.job_id)))
     RETURNING r.id, r.workflow, r.queue, r.job_id
 ), forgotten AS (
     DELETE FROM conveyor.workflow_steps s USING run
@@ -237,7 +242,7 @@ SELECT conveyor.send_event(%(name)s::text, %(key)s::text, %(payload)s::jsonb) AS
 -- name: workflow_start
 -- Start a run through the SQL function every language uses; returns the run's id.
 SELECT conveyor.start_workflow(%(workflow)s::text, %(args)s::jsonb, %(run_id)s::text,
-                               %(queue)s::text) AS id;
+                               %(queue)s::text, %(priority)s::int) AS id;
 
 -- name: workflow_prune
 -- Delete runs finished before their retention (their steps go with them) and events that

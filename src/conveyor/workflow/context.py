@@ -17,7 +17,6 @@ import inspect
 import logging
 import random
 import time
-import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,6 +39,7 @@ from conveyor.retry import RetryPolicy, as_policy
 from conveyor.workflow.driver import Database, InTransaction, Invoke, Lost, Parked, Script
 from conveyor.workflow.driver import adrive as _adrive
 from conveyor.workflow.driver import drive as _drive
+from conveyor.workflow.records import check_event_key, describe
 from conveyor.workflow.types import WorkflowStep
 
 log = logging.getLogger("conveyor.workflow")
@@ -158,7 +158,7 @@ class WorkflowContext:
         `raise_on_timeout`). An event sent before the wait began counts: the oldest one not
         consumed yet is taken. No timeout waits for as long as it takes."""
         seconds = None if timeout is None else to_seconds(timeout, "timeout")
-        codec.check_key(key, "an event key")
+        check_event_key(key)
         position = self._take(name, "wait")
         return self._run(self._wait(position, name, key, seconds, raise_on_timeout))
 
@@ -202,28 +202,35 @@ class WorkflowContext:
         attempt = attempts + 1
         write = StepWrite(self.run_id, position, name, "step", "completed", attempts=attempt)
         started = time.monotonic()
-        try:
-            if atomic:
-                call = Call(fn, args, kwargs)
+        failure: Exception | None = None
+        encoded: str | None = None
+        if atomic:
+            call = Call(fn, args, kwargs)
+            try:
                 held, encoded = yield InTransaction(
                     lambda conn: ops.atomic_step(
                         write, self._fence, _with_conn(call, conn), self._encode
                     )
                 )
+            except ops.StepRaised as raised:  # the step's own failure; its writes rolled back
+                failure = raised.cause
+            else:
                 if not held:
                     raise Lost("the worker lost the run's job before an atomic step")
+        else:
+            try:
+                encoded = self._encode((yield Invoke(fn, args, kwargs)))
+            except Exception as exc:  # noqa: BLE001 - the step's own failure, recorded
+                failure = exc
             else:
-                value = yield Invoke(fn, args, kwargs)
-                encoded = self._encode(value)
-                if (
-                    yield InTransaction(lambda conn: ops.record(_done(write, encoded), self._fence))
-                ) is None:
+                done = _done(write, encoded)
+                if (yield InTransaction(lambda conn: ops.record(done, self._fence))) is None:
                     raise Lost("the step's result was refused: the worker lost the run's job")
-        except JobTimeout:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the step's own failure, recorded
-            permanent = isinstance(exc, PayloadError)
-            error = describe(exc, attempt)
+        if failure is not None:
+            if isinstance(failure, JobTimeout):
+                raise failure  # the replay's own timeout, not the step's failure
+            permanent = isinstance(failure, PayloadError)
+            error = describe(failure, attempt)
             return (yield from self._failed(write, error, max_attempts, policy, permanent, started))
         self._log(position, name, "completed", attempt, started)
         return None if encoded is None else codec.decode(encoded)
@@ -463,29 +470,3 @@ def _done(write: StepWrite, encoded: str | None) -> StepWrite:
 
 def _with_conn(call: Call, conn: Any) -> Call:
     return Call(call.fn, (conn, *call.args), call.kwargs)
-
-
-#: Longest error message and traceback kept per failed step attempt.
-MAX_MESSAGE_CHARS = 4_000
-MAX_TRACEBACK_CHARS = 16_000
-
-
-def describe(exc: BaseException, attempt: int) -> dict[str, Any]:
-    """The record of a failed step attempt or run: type, message, traceback, attempt."""
-    kind = type(exc)
-    module = getattr(kind, "__module__", None)
-    name = kind.__qualname__ if module in (None, "builtins") else f"{module}.{kind.__qualname__}"
-    try:
-        message = str(exc) or kind.__name__
-    except Exception:  # noqa: BLE001 - the user's exception, not ours
-        message = f"<unprintable {kind.__name__}>"
-    try:
-        trace = "".join(traceback.format_exception(exc))
-    except Exception:  # noqa: BLE001
-        trace = "(traceback unavailable)"
-    return {
-        "type": codec.storable_text(name)[:200],
-        "message": codec.storable_text(message)[-MAX_MESSAGE_CHARS:],
-        "traceback": codec.storable_text(trace)[-MAX_TRACEBACK_CHARS:],
-        "attempt": attempt,
-    }

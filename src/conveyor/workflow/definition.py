@@ -22,6 +22,7 @@ from conveyor.errors import ConfigError, PayloadError
 from conveyor.retry import RetryPolicy
 from conveyor.task import Task, _keyword_parameters
 from conveyor.workflow.context import DEFAULT_MAX_STEPS
+from conveyor.workflow.records import check_event_key
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -118,7 +119,7 @@ class Workflow:
             if not run_id or len(run_id.encode()) > 200:
                 raise PayloadError("run_id must be 1 to 200 bytes; pass a hash of a longer id")
         args_json = codec.encode_args(args, max_bytes=self.app.max_payload_bytes)
-        return ops.start(self.name, args_json, run_id, self.queue)
+        return ops.start(self.name, args_json, run_id, self.queue, self.task.priority)
 
     def _check_arguments(self, args: Mapping[str, Any]) -> None:
         unknown = set() if self._any_keyword else args.keys() - self._accepted
@@ -239,7 +240,7 @@ def _send_op(name: str, key: str, payload: Any) -> Op[int]:
     if not isinstance(name, str) or not name:
         raise ConfigError("an event needs a name (a non-empty string)")
     codec.check_key(name, "the event name")
-    codec.check_key(key, "the event key")
+    check_event_key(key)
     encoded = codec.encode_result({} if payload is None else payload) or "{}"
     size = len(encoded.encode())
     if size > MAX_EVENT_PAYLOAD_BYTES:

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from conveyor._store.ops import Op, Plan
 from conveyor._store.runner import arun, run
-from conveyor._store.workflows import Refused
+from conveyor._store.workflows import Refused, StepRaised
 from conveyor.errors import ConfigError
 
 T = TypeVar("T")
@@ -37,6 +37,16 @@ class Parked(Signal):
 
 class Lost(Signal):
     """The worker no longer holds the run's job (rescued, cancelled): nothing more is written."""
+
+
+class Unavailable(Signal):
+    """A statement of the engine failed (the database went away, say). Carried past the
+    workflow's own `except` blocks to the engine, which raises `cause`: the job's retry policy
+    decides, the run is not failed for it."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -79,8 +89,7 @@ def drive(script: Script[T], db: Database) -> T:
         reply, error = None, None
         try:
             if isinstance(action, InTransaction):
-                with db.sync_transaction() as conn:
-                    reply = run(conn, action.make(conn))
+                reply = _in_transaction(db, action)
             else:
                 if inspect.iscoroutinefunction(action.fn):
                     raise ConfigError(
@@ -88,8 +97,6 @@ def drive(script: Script[T], db: Database) -> T:
                         " workflow `async def`, or the step a plain function"
                     )
                 reply = action.fn(*action.args, **action.kwargs)
-        except Refused:
-            error = Lost("a write of this run was refused: the worker lost its job")
         except (Exception, Signal) as exc:  # noqa: BLE001 - back into the script
             error = exc
 
@@ -107,18 +114,41 @@ async def adrive(script: Script[T], db: Database) -> T:
         reply, error = None, None
         try:
             if isinstance(action, InTransaction):
-                async with db.transaction() as conn:
-                    reply = await arun(conn, action.make(conn))
+                reply = await _ain_transaction(db, action)
             elif inspect.iscoroutinefunction(action.fn):
                 reply = await action.fn(*action.args, **action.kwargs)
             else:
                 reply = await asyncio.to_thread(action.fn, *action.args, **action.kwargs)
                 if inspect.isawaitable(reply):
                     reply = await reply
-        except Refused:
-            error = Lost("a write of this run was refused: the worker lost its job")
         except (Exception, Signal) as exc:  # noqa: BLE001 - back into the script
             error = exc
+
+
+def _in_transaction(db: Database, action: InTransaction) -> Any:
+    try:
+        with db.sync_transaction() as conn:
+            return run(conn, action.make(conn))
+    except Exception as exc:
+        raise _statement_error(exc) from exc
+
+
+async def _ain_transaction(db: Database, action: InTransaction) -> Any:
+    try:
+        async with db.transaction() as conn:
+            return await arun(conn, action.make(conn))
+    except Exception as exc:
+        raise _statement_error(exc) from exc
+
+
+def _statement_error(exc: Exception) -> BaseException:
+    """What a failed transaction becomes in the script: a refused write a lost job, a step's
+    own failure itself, anything else the database's trouble."""
+    if isinstance(exc, Refused):
+        return Lost("a write of this run was refused: the worker lost its job")
+    if isinstance(exc, StepRaised):
+        return exc
+    return Unavailable(exc)
 
 
 def _name(fn: Callable[..., Any]) -> str:

@@ -19,7 +19,7 @@ from conveyor._store import workflows as ops
 from conveyor._store.workflows import Begun, Fence
 from conveyor.errors import JobTimeout, NonDeterminismError, PayloadError, WorkflowError
 from conveyor.job import Job
-from conveyor.workflow.context import WorkflowContext, describe
+from conveyor.workflow.context import WorkflowContext
 from conveyor.workflow.driver import (
     Database,
     InTransaction,
@@ -27,9 +27,11 @@ from conveyor.workflow.driver import (
     Lost,
     Parked,
     Script,
+    Unavailable,
     adrive,
     drive,
 )
+from conveyor.workflow.records import describe
 
 if TYPE_CHECKING:
     from conveyor.workflow.definition import Workflow
@@ -70,11 +72,17 @@ class WorkflowEngine:
 
     async def arun(self, workflow: Workflow, job: Job, token: UUID) -> Ended:
         """One attempt of an async workflow's job, on the event loop."""
-        return await adrive(self._attempt(workflow, job, token, is_async=True), self._db)
+        try:
+            return await adrive(self._attempt(workflow, job, token, is_async=True), self._db)
+        except Unavailable as trouble:
+            raise trouble.cause from None
 
     def run(self, workflow: Workflow, job: Job, token: UUID) -> Ended:
         """One attempt of a sync workflow's job, in the worker's thread."""
-        return drive(self._attempt(workflow, job, token, is_async=False), self._db)
+        try:
+            return drive(self._attempt(workflow, job, token, is_async=False), self._db)
+        except Unavailable as trouble:
+            raise trouble.cause from None
 
     def _attempt(
         self, workflow: Workflow, job: Job, token: UUID, *, is_async: bool

@@ -49,9 +49,10 @@ CREATE TABLE conveyor.workflow_steps (
     run_id      text        NOT NULL REFERENCES conveyor.workflow_runs (id) ON DELETE CASCADE,
     position    integer     NOT NULL CHECK (position >= 0),
     name        text        NOT NULL,
-    -- step (ctx.step), sleep, wait (ctx.wait_for_event), patch (ctx.patched)
+    -- step (ctx.step), sleep, wait (ctx.wait_for_event), patch (ctx.patched); map and child
+    -- are kept for fan-out to child jobs and child workflows
     kind        text        NOT NULL DEFAULT 'step'
-                CHECK (kind IN ('step', 'sleep', 'wait', 'patch')),
+                CHECK (kind IN ('step', 'sleep', 'wait', 'patch', 'map', 'child')),
     -- completed; failed (its last attempt failed); retrying (waits for its backoff);
     -- sleeping; waiting (for an event)
     state       text        NOT NULL
@@ -92,12 +93,14 @@ INSERT INTO conveyor.workflow_settings DEFAULT VALUES;
 -- Start a run of `workflow` with `args` (a JSON object of its keyword arguments) and return its
 -- id. A run_id already taken returns that run's id and starts nothing (an idempotent start).
 -- Works inside the caller's transaction: nothing is started if it rolls back. The run's job
--- goes to `queue` (default 'default'): give the workflow's queue when it declares one.
+-- goes to `queue` (default 'default': give the workflow's queue when it declares one) with
+-- `priority` (default 0).
 CREATE FUNCTION conveyor.start_workflow(
     workflow text,
     args jsonb DEFAULT '{}',
     run_id text DEFAULT NULL,
-    queue text DEFAULT NULL
+    queue text DEFAULT NULL,
+    priority integer DEFAULT NULL
 ) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -138,7 +141,8 @@ BEGIN
         END IF;
         RETURN rid;
     END IF;
-    new_job := conveyor.enqueue(start_workflow.workflow, jsonb_build_object('run_id', rid), q);
+    new_job := conveyor.enqueue(start_workflow.workflow, jsonb_build_object('run_id', rid), q,
+                                priority => start_workflow.priority);
     UPDATE conveyor.workflow_runs r SET job_id = new_job WHERE r.id = rid;
     RETURN rid;
 END;
