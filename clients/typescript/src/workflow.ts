@@ -15,6 +15,8 @@ export interface StartWorkflowOptions {
   /** The queue the workflow is declared on; default `'default'`. SQL cannot see Python's
    * `@app.workflow(queue=...)`: pass it whenever the workflow lives on another queue. */
   queue?: string;
+  /** The priority of the run's job (higher runs first within its queue); default 0. */
+  priority?: number;
   /** Largest JSON text of `args`, in UTF-8 bytes (default 65,536, as the Python codec). */
   maxArgsBytes?: number;
 }
@@ -22,7 +24,8 @@ export interface StartWorkflowOptions {
 /** Largest JSON text of an event's payload, in UTF-8 bytes, as `conveyor.send_event` allows. */
 export const MAX_EVENT_PAYLOAD_BYTES = 64 * 1024;
 
-const START_OPTIONS: ReadonlySet<string> = new Set(["runId", "queue", "maxArgsBytes"]);
+const START_OPTIONS: ReadonlySet<string> = new Set(["runId", "queue", "priority", "maxArgsBytes"]);
+const INT32_MAX = 2 ** 31 - 1;
 const MAX_KEY_BYTES = 1000;
 const MAX_RUN_ID_BYTES = 200;
 
@@ -100,12 +103,18 @@ export function startWorkflowTemplate<A = JsonObject>(
       );
     }
   }
-  const { runId, queue, maxArgsBytes } = options;
+  const { runId, queue, priority, maxArgsBytes } = options;
   if (runId !== undefined) checkText(runId, "runId", 1, MAX_RUN_ID_BYTES);
   if (queue !== undefined && (typeof queue !== "string" || queue === "")) {
     throw new EnqueueOptionError(
       "queue must be a non-empty string (the queue the workflow is declared on)",
       "queue",
+    );
+  }
+  if (priority !== undefined && !(Number.isInteger(priority) && Math.abs(priority) <= INT32_MAX)) {
+    throw new EnqueueOptionError(
+      `priority must be an integer between -${INT32_MAX} and ${INT32_MAX}, got ${priority}`,
+      "priority",
     );
   }
   return {
@@ -114,13 +123,15 @@ export function startWorkflowTemplate<A = JsonObject>(
       "::text, ",
       "::jsonb, run_id => ",
       "::text, queue => ",
-      "::text) AS id",
+      "::text, priority => ",
+      "::integer) AS id",
     ],
     values: [
       checkText(name, "name", 1, MAX_KEY_BYTES),
       encodeArgs(args ?? {}, { maxBytes: maxArgsBytes }),
       runId ?? null,
       queue ?? null,
+      priority ?? null,
     ],
   };
 }

@@ -33,6 +33,7 @@ interface RunRow {
   job_task: string | null;
   job_args: unknown;
   job_state: string | null;
+  job_priority: number | null;
 }
 
 interface EventRow {
@@ -66,7 +67,8 @@ describe("workflows against a real Postgres", { skip }, () => {
   async function runs(id: string): Promise<RunRow[]> {
     const { rows } = await other.query<RunRow>(
       `SELECT r.id, r.workflow, r.state, r.args, r.queue,
-              j.task AS job_task, j.args AS job_args, j.state AS job_state
+              j.task AS job_task, j.args AS job_args, j.state AS job_state,
+              j.priority AS job_priority
          FROM conveyor.workflow_runs r LEFT JOIN conveyor.job j ON j.id = r.job_id
         WHERE r.id = $1`,
       [id],
@@ -87,7 +89,7 @@ describe("workflows against a real Postgres", { skip }, () => {
   test("startWorkflow: a run and its job commit together; the same runId starts one run", async () => {
     const runId = `ts-run-${run}`;
     await client.query("BEGIN");
-    const id = await startWorkflow(client, "shop.checkout", { order_id: 1 }, { runId, queue: "shop" });
+    const id = await startWorkflow(client, "shop.checkout", { order_id: 1 }, { runId, queue: "shop", priority: 3 });
     assert.equal(id, runId);
     assert.deepEqual(await runs(runId), []); // invisible before COMMIT
     await client.query("COMMIT");
@@ -101,6 +103,7 @@ describe("workflows against a real Postgres", { skip }, () => {
         job_task: "shop.checkout",
         job_args: { run_id: runId },
         job_state: "available",
+        job_priority: 3,
       },
     ]);
     // a retried request: the same id back, no second run and no second job
@@ -184,6 +187,7 @@ describe("workflows against a real Postgres", { skip }, () => {
     await assert.rejects(startWorkflow(counting, "w", { at: new Date() }), PayloadError);
     await assert.rejects(startWorkflow(counting, "w", [1] as never), /plain object/);
     await assert.rejects(startWorkflow(counting, "", {}), EnqueueOptionError);
+    await assert.rejects(startWorkflow(counting, "w", {}, { priority: 0.5 }), /priority must be an integer/);
     await assert.rejects(startWorkflow(counting, "w", {}, { runId: "x".repeat(201) }), /runId must be 1 to 200 bytes/);
     await assert.rejects(startWorkflow(counting, "w", {}, { runID: "a" } as never), /unknown startWorkflow option 'runID'/);
     await assert.rejects(sendEvent(counting, "e", "k", { n: 1n }), /payload\.n is a BigInt/);
