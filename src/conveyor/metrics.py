@@ -106,20 +106,30 @@ class WorkerMetrics:
             "failed": self._failed,
             "retrying": self._retried,
         }
+        # labels() looks a child up under a lock and checks its values each time: twice a
+        # job; the children of a (queue, task) are kept here instead
+        self._children: dict[tuple[str, str, str], Any] = {}
+
+    def _child(self, kind: str, metric: Counter | Histogram, queue: str, task: str) -> Any:
+        key = (kind, queue, task)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(queue, task)
+        return child
 
     def started(self, job: Job) -> None:
         """Record the wait of a job that just started (both times are the database's)."""
         if job.attempted_at is not None:
             wait = (job.attempted_at - job.run_at).total_seconds()
-            self._latency.labels(job.queue, job.task).observe(max(wait, 0.0))
+            self._child("latency", self._latency, job.queue, job.task).observe(max(wait, 0.0))
 
     def finished(self, job: Job, outcome: str, duration: float | None) -> None:
         """Record an attempt's end: its outcome as Worker._log_outcome names it."""
         counter = self._counters.get(outcome)
         if counter is not None:
-            counter.labels(job.queue, job.task).inc()
+            self._child(outcome, counter, job.queue, job.task).inc()
         if duration is not None:
-            self._duration.labels(job.queue, job.task).observe(duration)
+            self._child("duration", self._duration, job.queue, job.task).observe(duration)
 
     def workflow_run(self, workflow: str, event: str) -> None:
         """Count a run's start or end (started, completed, failed)."""

@@ -412,3 +412,22 @@ async def test_retry_resumes_a_run_whose_job_failed_for_good(
         clock.advance(seconds=3600)
         run = await finished(app, run_id)
     assert run.result == "resumed" and effects.count("first") == 1
+
+
+async def test_sync_workflow_refuses_an_async_step_without_running_it(
+    app: conveyor.Conveyor,
+) -> None:
+    ran: list[str] = []
+
+    async def notify() -> None:
+        ran.append("notify")
+
+    @app.workflow(name="wf.mixed")
+    def mixed(ctx: conveyor.WorkflowContext) -> None:
+        ctx.step("notify", notify)
+
+    run_id = mixed.start()
+    async with running_worker(app, config()):
+        run = await finished(app, run_id, "failed")
+    assert "async function in a sync workflow" in run.error["message"]
+    assert ran == [] and run.steps == ()

@@ -69,7 +69,7 @@ def test_a_stuck_thread_keeps_its_slot_until_it_returns() -> None:
     running.started = True
     running.thread = 1234
     assert (jobs.free_slots(), jobs.running_count, jobs.stuck_threads) == (1, 1, 0)
-    running.ended = True  # the attempt timed out; its thread cannot be interrupted
+    jobs.end(running)  # the attempt timed out; its thread cannot be interrupted
     assert (jobs.free_slots(), jobs.running_count, jobs.stuck_threads) == (1, 0, 1)
     jobs.take(job)  # its outcome is recorded
     assert 5 not in jobs
@@ -106,7 +106,8 @@ def test_current_is_the_latest_unsettled_attempt() -> None:
     jobs = RunningJobs(concurrency=3)
     first, second = _job(4, 1), _job(4, 2)
     stuck = jobs.add(first, uuid.uuid4())
-    stuck.thread, stuck.ended = 99, True
+    stuck.thread = 99
+    jobs.end(stuck)
     jobs.take(first)
     assert jobs.current(4) is None
     retry = jobs.add(second, uuid.uuid4())

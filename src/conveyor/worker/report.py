@@ -104,4 +104,9 @@ class OutcomeReport:
         }
         if http_status is not None:
             fields["http_status"] = http_status
-        log.log(level, message, job.id, job.task, *args, extra=fields)
+        # the record built here, not by log.log(): that one walks the stack for the caller's
+        # file and line on every job, a third of the line's cost, for fields no line shows
+        record = log.makeRecord(
+            log.name, level, __file__, 0, message, (job.id, job.task, *args), None, extra=fields
+        )
+        log.handle(record)

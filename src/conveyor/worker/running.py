@@ -49,11 +49,6 @@ class RunningJob:
         """The attempt ended, but its sync handler still holds a thread."""
         return self.ended and self.thread is not None
 
-    @property
-    def holds_slot(self) -> bool:
-        """Under way, or a thread still runs its handler: either way one job fewer can start."""
-        return not self.ended or self.thread is not None
-
     def mark_started(self) -> None:
         # called from the handler's thread for sync jobs: a plain attribute store is atomic
         self.started = True
@@ -70,11 +65,24 @@ class RunningJobs:
     def __init__(self, concurrency: int) -> None:
         self._concurrency = concurrency
         self._claims: dict[Attempt, RunningJob] = {}
+        # kept as they change, so free_slots() (asked on every job's end) need not scan
+        self._unended = 0
+        self._ended_in_thread: set[RunningJob] = set()
 
     def add(self, job: Job, token: UUID) -> RunningJob:
         running = RunningJob(job, token)
         self._claims[running.attempt] = running
+        self._unended += 1
         return running
+
+    def end(self, running: RunningJob) -> None:
+        """The attempt of `running` ended (its outcome goes to the completer)."""
+        if running.ended:
+            return
+        running.ended = True
+        self._unended -= 1
+        if running.thread is not None:
+            self._ended_in_thread.add(running)
 
     def current(self, job_id: int) -> RunningJob | None:
         """The latest unsettled claim of `job_id` (what a cancel or a lost lease is about)."""
@@ -107,7 +115,7 @@ class RunningJobs:
     @property
     def running_count(self) -> int:
         """Attempts under way (not yet ended)."""
-        return sum(1 for r in self._claims.values() if not r.ended)
+        return self._unended
 
     @property
     def stuck_threads(self) -> int:
@@ -117,7 +125,11 @@ class RunningJobs:
     def free_slots(self) -> int:
         """Jobs that can start now: a stuck thread counts against the concurrency as a
         running job does, so no claimed job waits for a thread."""
-        return self._concurrency - sum(1 for r in self._claims.values() if r.holds_slot)
+        stuck = 0
+        if self._ended_in_thread:
+            self._ended_in_thread = {r for r in self._ended_in_thread if r.thread is not None}
+            stuck = len(self._ended_in_thread)
+        return self._concurrency - self._unended - stuck
 
     def held(self) -> list[tuple[int, UUID]]:
         """(id, lease token) of every started job whose outcome is not recorded yet."""

@@ -129,8 +129,9 @@ class Worker:
         """Open the store and build the collaborators of this run, wired to this worker."""
         tasks = sorted(self.app.tasks)
         url = self.app.database_url
-        # each running atomic job holds a connection for its transaction
-        atomic = any(t.atomic for t in self.app.tasks.values())
+        # each running atomic job (or a workflow's atomic step) holds a connection for its
+        # transaction
+        atomic = any(t.atomic or t.workflow is not None for t in self.app.tasks.values())
         store = PostgresStore(
             url,
             max_connections=4 + (self.config.concurrency if atomic else 0),
@@ -252,7 +253,7 @@ class Worker:
         finally:
             # whatever happened above, the slot is given back and the outcome goes on
             running.duration = time.monotonic() - started
-            running.ended = True
+            self._jobs.end(running)
             self._rt.producer.slot_freed(job.queue)
             self._settle(running, outcome)
 

@@ -122,6 +122,11 @@ class WorkflowContext:
         if max_attempts < 1:
             raise WorkflowError(f"step {name!r}: max_attempts must be >= 1, got {max_attempts}")
         policy = as_policy(backoff)
+        if not self._is_async and inspect.iscoroutinefunction(fn):
+            raise WorkflowError(
+                f"step {name!r}: an async function in a sync workflow; make the workflow"
+                " `async def`, or the step a plain function"
+            )
         if atomic and inspect.iscoroutinefunction(fn) != self._is_async:
             kind = "an async" if self._is_async else "a sync"
             raise WorkflowError(
