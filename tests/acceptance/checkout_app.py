@@ -38,15 +38,32 @@ async def reserve(tx: psycopg.AsyncConnection[Any], order_id: int) -> int:
     return os.getpid()
 
 
+class Mailer:
+    """One autocommit connection per process for the e-mails' effects (a connection per
+    e-mail would crowd a shared server), reopened when it broke."""
+
+    def __init__(self) -> None:
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.lock = asyncio.Lock()
+
+    async def record(self, order_id: int, carrier: str) -> None:
+        async with self.lock:
+            if self.conn is None or self.conn.closed or self.conn.broken:
+                self.conn = await psycopg.AsyncConnection.connect(app.database_url, autocommit=True)
+            await self.conn.execute(
+                "INSERT INTO acceptance.checkout_effects (order_id, step, pid)"
+                " VALUES (%s, 'email:' || %s, %s)",
+                (order_id, carrier, os.getpid()),
+            )
+
+
+mailer = Mailer()
+
+
 async def send_email(order_id: int, carrier: str) -> int:
     """Send the e-mail (its effect commits before the step is recorded: at least once); a
     little work after it widens the window in which a kill repeats it."""
-    async with await psycopg.AsyncConnection.connect(app.database_url, autocommit=True) as conn:
-        await conn.execute(
-            "INSERT INTO acceptance.checkout_effects (order_id, step, pid)"
-            " VALUES (%s, 'email:' || %s, %s)",
-            (order_id, carrier, os.getpid()),
-        )
+    await mailer.record(order_id, carrier)
     await asyncio.sleep(0.1)
     return os.getpid()
 
@@ -64,5 +81,8 @@ async def checkout(ctx: conveyor.WorkflowContext, order_id: int) -> dict[str, An
     shipped = await ctx.wait_for_event(
         "order.shipped", key=str(order_id), timeout=timedelta(hours=1), raise_on_timeout=True
     )
-    emailed_by = await ctx.step("email", send_email, order_id, shipped["carrier"])
+    # a connection refused by a busy (or restarting) server is retried, not the run's end
+    emailed_by = await ctx.step(
+        "email", send_email, order_id, shipped["carrier"], max_attempts=20, backoff=0.2
+    )
     return {"reserved_by": reserved_by, "emailed_by": emailed_by}

@@ -43,7 +43,9 @@ class Fleet:
         self.all: list[WorkerProcess] = []
 
     def start(self) -> None:
-        args = ("--concurrency", "20", "--lease", "3")
+        # a workflow worker's pool holds up to 4 + concurrency connections: 5 x 12 stays well
+        # under a shared server's max_connections (100 by default)
+        args = ("--concurrency", "8", "--lease", "3")
         worker = WorkerProcess(self.db, args, self.log_dir / f"worker-{len(self.all)}.log", app=APP)
         self.all.append(worker)
         self.live.append((worker, time.monotonic()))
