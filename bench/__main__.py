@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             sequential=args.workflow_sequential,
             reps=args.reps,
             concurrency=args.concurrency,
+            processes=tuple(int(x) for x in args.processes.split(",")),
             dbos=not args.no_dbos,
         )
         save("workflows")

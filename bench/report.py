@@ -136,6 +136,7 @@ def _workflow_rows(wf: dict[str, Any]) -> list[dict[str, Any]]:
         ("workflow no-op step, median", ("per_step", "step_ms_median"), "ms"),
         ("workflow no-op step, p95", ("per_step", "step_ms_p95"), "ms"),
         ("workflow 10-step runs", ("throughput", "steps_per_s_median"), "steps/s"),
+        ("workflow 10-step runs, 2 processes", ("throughput_2p", "steps_per_s_median"), "steps/s"),
     ]
     dbos = wf.get("dbos") or {}
     for label, path, unit in figures:

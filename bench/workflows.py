@@ -6,7 +6,8 @@
   first gap of a run (from the function's start) is left out. Also the run's latency, start
   commit to finish, by the database's clock.
 - throughput: N runs of 10 no-op steps started in one transaction, drained by one worker
-  process (--concurrency); steps/s from the commit until every run is completed.
+  process (--concurrency), then by `--processes 2` (when --processes lists 2); steps/s from
+  the commit until every run is completed.
 - fan-out: 1,000 children through ctx.map, when the engine has it.
 - DBOS Transact (if installed by bench/peers/setup_dbos.sh): the same 10-step workflow, per step
   and throughput, in one process on the same Postgres (bench/peers/dbos_run.py).
@@ -40,19 +41,25 @@ def run(
     sequential: int,
     reps: int,
     concurrency: int,
+    processes: tuple[int, ...] = (1,),
     dbos: bool = True,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"steps_per_run": STEPS}
     with connect(url) as mon:
-        _clear(mon)
-        workers = WorkerGroup(url, processes=1, concurrency=concurrency, label="workflows")
-        workers.start()
-        try:
-            pids = workers.wait_ready(mon)
-            out["per_step"] = _per_step(url, mon, sequential)
-            out["throughput"] = _throughput(url, mon, pids, runs, reps)
-        finally:
-            workers.stop()
+        for count in sorted(set(processes) | {1}):
+            _clear(mon)
+            label = f"workflows-{count}p"
+            workers = WorkerGroup(url, processes=count, concurrency=concurrency, label=label)
+            workers.start()
+            try:
+                pids = workers.wait_ready(mon)
+                if count == 1:
+                    out["per_step"] = _per_step(url, mon, sequential)
+                key = "throughput" if count == 1 else f"throughput_{count}p"
+                out[key] = _throughput(url, mon, pids, runs, reps, tag=f"{count}p")
+                out[key]["processes"] = count
+            finally:
+                workers.stop()
         _clear(mon)
     if not hasattr(WorkflowContext, "map"):
         note = "skipped: the engine has no ctx.map yet (1,000-child fan-out not measured)"
@@ -109,13 +116,13 @@ def _wait_finished(
 
 
 def _throughput(
-    url: str, mon: psycopg.Connection[Any], pids: list[int], runs: int, reps: int
+    url: str, mon: psycopg.Connection[Any], pids: list[int], runs: int, reps: int, *, tag: str
 ) -> dict[str, Any]:
     rates, cpu_per_step, pg_per_step, seconds = [], [], [], []
     for rep in range(reps):
         with psycopg.connect(url) as tx:
             for i in range(runs):
-                steps.start_tx(tx, run_id=f"tp-{rep}-{i}", n=STEPS)
+                steps.start_tx(tx, run_id=f"tp-{tag}-{rep}-{i}", n=STEPS)
             tx.commit()
             t0 = time.perf_counter()
         worker_cpu = CpuMeter(pids)
@@ -127,7 +134,7 @@ def _throughput(
             row = mon.execute(
                 "SELECT count(*) FROM conveyor.workflow_runs"
                 " WHERE id LIKE %s AND state = 'completed'",
-                (f"tp-{rep}-%",),
+                (f"tp-{tag}-{rep}-%",),
             ).fetchone()
             if row and row[0] == runs:
                 break
@@ -143,7 +150,7 @@ def _throughput(
         cpu_per_step.append(1000 * wcpu["cpu_s"] / total)
         pg_per_step.append(1000 * dcpu["cpu_s"] / total)
         log(
-            f"workflows throughput rep {rep + 1}/{reps}: {runs} runs x {STEPS} steps in"
+            f"workflows throughput {tag} rep {rep + 1}/{reps}: {runs} runs x {STEPS} steps in"
             f" {took:.2f}s = {total / took:,.0f} steps/s (worker cpu {wcpu['cpu_s']:.1f}s,"
             f" postgres cpu {dcpu['cpu_s']:.1f}s)"
         )
