@@ -110,6 +110,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--workflow-sequential", type=int, help="workflows: runs timed one at a time (200)"
     )
+    p.add_argument(
+        "--workflow-concurrency",
+        type=int,
+        default=30,
+        help="workflows: worker --concurrency, and DBOS's runs at once (30: a workflow worker's"
+        " pool holds 4 + concurrency connections)",
+    )
     p.add_argument("--no-dbos", action="store_true", help="workflows: skip DBOS Transact")
     p.add_argument("--concurrency", type=int, default=100, help="worker --concurrency (100)")
     p.add_argument("--processes", default="1,2", help="W2 worker process counts (1,2)")
@@ -181,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_database(url, force=args.force_database)
     with connect(url) as conn:
         server = server_facts(conn)
-    settings = {k: getattr(args, k) for k in (*FULL, "concurrency", "processes", "handler")}
+    settings = {k: getattr(args, k) for k in (*FULL, "concurrency", "processes", "handler", "workflow_concurrency")}
     results: dict[str, Any] = {
         "meta": {
             "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
@@ -289,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             runs=args.workflow_runs,
             sequential=args.workflow_sequential,
             reps=args.reps,
-            concurrency=args.concurrency,
+            concurrency=args.workflow_concurrency,
             processes=tuple(int(x) for x in args.processes.split(",")),
             dbos=not args.no_dbos,
         )

@@ -6,11 +6,12 @@
   first gap of a run (from the function's start) is left out. Also the run's latency, start
   commit to finish, by the database's clock.
 - throughput: N runs of 10 no-op steps started in one transaction, drained by one worker
-  process (--concurrency), then by `--processes 2` (when --processes lists 2); steps/s from
+  process (--workflow-concurrency), then by `--processes 2` (when --processes lists 2); steps/s from
   the commit until every run is completed.
 - fan-out: 1,000 children through ctx.map, when the engine has it.
 - DBOS Transact (if installed by bench/peers/setup_dbos.sh): the same 10-step workflow, per step
-  and throughput, in one process on the same Postgres (bench/peers/dbos_run.py).
+  and throughput (as many runs at once as the worker's --workflow-concurrency), in one process
+  on the same Postgres (bench/peers/dbos_run.py).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from bench.app import steps
 from bench.common import ROOT, CpuMeter, backend_pids, connect, log, percentile, truncate
 from bench.workers import WorkerGroup
+from bench.workflow_app import steps
 from conveyor import WorkflowContext
 
 STEPS = 10
@@ -49,7 +50,7 @@ def run(
         for count in sorted(set(processes) | {1}):
             _clear(mon)
             label = f"workflows-{count}p"
-            workers = WorkerGroup(url, processes=count, concurrency=concurrency, label=label)
+            workers = _Workers(url, processes=count, concurrency=concurrency, label=label)
             workers.start()
             try:
                 pids = workers.wait_ready(mon)
@@ -65,8 +66,22 @@ def run(
         note = "skipped: the engine has no ctx.map yet (1,000-child fan-out not measured)"
         log(f"workflows fan-out {note}")
         out["fanout"] = {"note": note}
-    out["dbos"] = _dbos(url, runs=runs, sequential=sequential, reps=reps) if dbos else None
+    out["concurrency"] = concurrency
+    out["dbos"] = (
+        _dbos(url, runs=runs, sequential=sequential, reps=reps, concurrency=concurrency)
+        if dbos
+        else None
+    )
     return out
+
+
+class _Workers(WorkerGroup):
+    """`conveyor worker bench.workflow_app:app`."""
+
+    def command(self) -> list[str]:
+        cmd = super().command()
+        cmd[cmd.index("bench.app:app")] = "bench.workflow_app:app"
+        return cmd
 
 
 def _per_step(url: str, mon: psycopg.Connection[Any], n: int) -> dict[str, Any]:
@@ -165,7 +180,9 @@ def _throughput(
     }
 
 
-def _dbos(url: str, *, runs: int, sequential: int, reps: int) -> dict[str, Any] | None:
+def _dbos(
+    url: str, *, runs: int, sequential: int, reps: int, concurrency: int
+) -> dict[str, Any] | None:
     """DBOS Transact's run of the same workflow, on a database of its own on this server."""
     if not DBOS_PYTHON.exists():
         log(f"workflows: DBOS not compared ({DBOS_PYTHON} missing: bash bench/peers/setup_dbos.sh)")
@@ -175,6 +192,7 @@ def _dbos(url: str, *, runs: int, sequential: int, reps: int) -> dict[str, Any] 
     dbos_url = _as_url(make_conninfo(url, dbname=dbname))
     args = [str(DBOS_PYTHON), str(DBOS_RUNNER), "--database-url", dbos_url]
     args += ["--runs", str(runs), "--sequential", str(sequential), "--reps", str(reps)]
+    args += ["--concurrency", str(concurrency)]
     log(f"workflows: DBOS Transact on {dbname}")
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
