@@ -188,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     prepare_database(url, force=args.force_database)
     with connect(url) as conn:
         server = server_facts(conn)
-    settings = {k: getattr(args, k) for k in (*FULL, "concurrency", "processes", "handler", "workflow_concurrency")}
+    settings = {
+        k: getattr(args, k)
+        for k in (*FULL, "concurrency", "processes", "handler", "workflow_concurrency")
+    }
     results: dict[str, Any] = {
         "meta": {
             "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
