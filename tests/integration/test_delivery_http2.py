@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,10 @@ import pytest
 from standardwebhooks import Webhook
 
 import conveyor
-from conveyor.endpoints import generate_secret
+from conveyor.endpoints import Endpoint, generate_secret
+from conveyor.job import Job, JobState
+from conveyor.worker.delivery import AllowList, Deliverer, negotiated
+from conveyor.worker.outcome import Failed
 from tests.helpers import eventually, fast_config, running_worker
 from tests.integration.test_delivery import LOOPBACK, _ends, _enqueue
 from tests.tls_server import TlsServer, tls_server
@@ -81,3 +85,44 @@ async def test_a_certificate_the_worker_does_not_trust_is_a_retried_connection_e
     assert "CERTIFICATE_VERIFY_FAILED" in error["message"]
     await asyncio.sleep(0.1)
     assert server.requests == []
+
+
+async def test_cut_off_http2_answers_retire_their_connection_before_it_stalls(
+    server: TlsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(negotiated, "MAX_TRUNCATED_PER_CONNECTION", 2)
+    deliverer = Deliverer(
+        allow=AllowList.parse(LOOPBACK, environ={}), ssl_context=server.ssl_context()
+    )
+    outcomes: list[tuple[str, str]] = []
+    try:
+        for path in ["/huge", "/huge", "/ok", "/ok", "/huge", "/huge", "/ok", "/ok"]:
+            deliverer.update([Endpoint("e", server.url(path), ("s",), timeout=5)])
+            outcome = await deliverer.deliver(_job())
+            kind = outcome.error["type"] if isinstance(outcome, Failed) else "completed"
+            outcomes.append((path, kind.removeprefix("conveyor.delivery.")))
+    finally:
+        await deliverer.aclose()
+    # every cut-off answer is still a 500 with its first bytes; after each second one the
+    # connection is closed: the next delivery fails (retried), the one after gets a new one
+    assert outcomes == [
+        ("/huge", "HTTP500"),
+        ("/huge", "HTTP500"),
+        ("/ok", "ConnectionError"),
+        ("/ok", "completed"),
+        ("/huge", "HTTP500"),
+        ("/huge", "HTTP500"),
+        ("/ok", "ConnectionError"),
+        ("/ok", "completed"),
+    ]
+    assert server.connections == 3
+
+
+def _job() -> Job:
+    now = datetime.now(UTC)
+    return Job(
+        id=1, task="e", queue="default", state=JobState("running"), priority=0, attempt=1,
+        max_attempts=10, args={}, errors=[], unique_key=None, timeout_seconds=None,
+        created_at=now, run_at=now, attempted_at=now, finished_at=None, result=None,
+        worker_id=None,
+    )  # fmt: skip

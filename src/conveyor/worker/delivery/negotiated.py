@@ -130,7 +130,9 @@ class NegotiatedClient:
         count = self._truncated.get(stream, 0) + 1
         self._truncated[stream] = count
         if count >= MAX_TRUNCATED_PER_CONNECTION:
-            # the pool drops the connection at its next use; deliveries on it are retried
+            # public API has no way to reset one stream or retire one connection: the
+            # deliveries in flight on it and the next one sent on it fail (and are retried),
+            # then the pool opens another and drops this one at its keep-alive expiry
             await stream.aclose()
 
     async def aclose(self) -> None:
