@@ -11,13 +11,15 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
+import aiohttp
+import httpcore2
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 import conveyor
-from conveyor.endpoints import address_kind, generate_secret, key_bytes
+from conveyor.endpoints import Endpoint, address_kind, generate_secret, key_bytes
 from conveyor.worker.delivery.answer import MAX_RETRY_AFTER, retry_after
-from conveyor.worker.delivery.deliverer import delivery_ssl_context
+from conveyor.worker.delivery.deliverer import _failure, delivery_ssl_context
 from conveyor.worker.delivery.negotiated import GuardedBackend
 from conveyor.worker.delivery.network import AllowList, GuardedResolver, guarded_socket
 from conveyor.worker.delivery.signing import signature_header, verify
@@ -164,3 +166,27 @@ async def test_a_job_of_an_endpoint_removed_since_its_claim_fails_saying_so() ->
         await deliverer.aclose()
     assert isinstance(outcome, Failed) and outcome.retry_in is None
     assert "endpoint 'gone' was removed" in outcome.error["message"]
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "final"),
+    [
+        (aiohttp.ServerDisconnectedError(), "ConnectionError", False),
+        (httpcore2.RemoteProtocolError("closed"), "ConnectionError", False),
+        (httpcore2.ConnectError("refused"), "ConnectionError", False),
+        (httpcore2.ReadError("reset"), "ConnectionError", False),
+        (httpcore2.WriteError("reset"), "ConnectionError", False),
+        (TimeoutError(), "Timeout", False),
+        (httpcore2.ConnectTimeout(), "Timeout", False),
+        (httpcore2.ReadTimeout(), "Timeout", False),
+        (httpcore2.UnsupportedProtocol("ftp"), "BadURL", True),
+        (aiohttp.InvalidURL("x"), "BadURL", True),
+        (conveyor.RefusedAddressError("refused to connect to 10.0.0.1"), "RefusedAddress", True),
+    ],
+)
+def test_both_clients_failures_map_to_the_same_kinds(
+    error: Exception, kind: str, final: bool
+) -> None:
+    endpoint = Endpoint("e", "https://example.com/hook", ("s",), timeout=2)
+    found, message, is_final = _failure(error, endpoint)
+    assert (found, is_final) == (kind, final) and message
