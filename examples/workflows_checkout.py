@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from typing import Any
+from uuid import uuid4
 
 import conveyor
 from conveyor.client import AsyncClient
@@ -59,7 +60,8 @@ async def until(client: AsyncClient, run_id: str, state: str) -> Any:
 async def main() -> None:
     await asyncio.to_thread(app.migrate)
     # run_id makes the start idempotent: a second start(order_id=42, run_id=...) returns it
-    run_id = await checkout.astart(order_id=42, run_id="checkout-42")
+    # (unique per run of this script, so it can run again on the same database)
+    run_id = await checkout.astart(order_id=42, run_id=f"checkout-42-{uuid4()}")
     client = app.async_client()
 
     worker = conveyor.Worker(app, conveyor.WorkerConfig(promote_interval=0.1))

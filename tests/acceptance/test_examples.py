@@ -27,6 +27,8 @@ EXAMPLES = {
     "cron_endpoint.py": "cron endpoint: tick.every5 called the route 3 times, signed",
     "delivery.py": "delivery: send-receipt completed on attempt 1, result {'receipt': 'sent'",
     "workflows_checkout.py": "checkout 42: completed, shipped by DHL",
+    "workflows_approval.py": "expense E-17: approved by manager@example.com, paid 420 EUR",
+    "workflows_onboarding.py": "onboarding: completed, 3 messages, each sent once: True",
     "observability.py": 'conveyor_jobs_completed_total{queue="default",task="obs.resize"} 2.0',
 }
 

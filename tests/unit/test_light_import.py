@@ -19,6 +19,9 @@ HEAVY = (
     "conveyor.worker.delivery",
     "httpx2",
     "httpcore2",
+    "aiohttp",
+    "h2",
+    "conveyor.worker.delivery.negotiated",
 )
 
 

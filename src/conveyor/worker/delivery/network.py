@@ -1,19 +1,26 @@
-"""SSRF protection at connect time: resolve the host, check every address, connect only to an
-allowed one. The check is on the address actually connected to, so DNS that answers a public
-address to `endpoint add` and 127.0.0.1 to the worker (rebinding) is still refused; TLS keeps the
-URL's host name for SNI and certificate checks (httpcore passes it to start_tls)."""
+"""SSRF protection at connect time: the allow-list, and two public hooks of aiohttp's
+`TCPConnector` (the HTTP/2 path's `GuardedBackend`, in `negotiated.py`, uses the same checks).
+
+`GuardedResolver` resolves a host name and keeps only the addresses the allow-list permits (so a
+name with one private and one public address still reaches the public one), or refuses with a
+message that says what to allow. `guarded_socket` is the connector's socket factory: it is
+called with the address of every socket the connector is about to connect (IP-literal hosts
+skip the resolver, so this is the check that covers every connection) and refuses a private
+one. The check is on the address actually connected to, so DNS that answers a public address
+to `endpoint add` and 127.0.0.1 to the worker (rebinding) is still refused; TLS keeps the URL's
+host name for SNI and certificate checks (aiohttp passes it as `server_hostname`)."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore2
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 
 from conveyor.endpoints import address_kind
 from conveyor.errors import ConfigError, RefusedAddressError
@@ -60,60 +67,64 @@ class AllowList:
             f" {ALLOW_ENV}={address}/{address.max_prefixlen} on the delivering worker"
         )
 
+    def check(self, address: str) -> None:
+        """RefusedAddressError when a delivery may not connect to the IP `address`."""
+        refusal = self.refusal(_address(address))
+        if refusal is not None:
+            raise RefusedAddressError(refusal)
 
-class GuardedBackend(httpcore2.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to addresses the allow-list permits."""
+    def permitted(self, host: str, addresses: Sequence[str]) -> list[str]:
+        """The addresses `host` resolved to that a delivery may connect to, in order;
+        RefusedAddressError naming the host when there are some and none may be used."""
+        kept = [a for a in addresses if self.refusal(_address(a)) is None]
+        if addresses and not kept:
+            raise RefusedAddressError(f"{host}: {self.refusal(_address(addresses[0]))}")
+        return kept
 
-    def __init__(self, allow: AllowList, inner: httpcore2.AsyncNetworkBackend | None = None):
+
+#: What `TCPConnector(socket_factory=...)` is called with: getaddrinfo's tuple for one address.
+AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
+
+
+def _address(host: str) -> Address:
+    return ipaddress.ip_address(host.split("%")[0])  # a scoped IPv6 address: drop the zone
+
+
+def is_ip(host: str) -> bool:
+    """Whether `host` is an IP address (then it is connected to as it is, with no lookup)."""
+    try:
+        _address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with getaddrinfo (in a thread, as aiohttp's default does) and returns only the
+    addresses the allow-list permits; RefusedAddressError when it permits none."""
+
+    def __init__(self, allow: AllowList, inner: AbstractResolver | None = None) -> None:
         self._allow = allow
-        self._inner = inner or httpcore2.AnyIOBackend()
+        self._inner = inner or ThreadedResolver()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        addresses = await self._resolve(host, port, timeout)
-        refusals: list[str] = []
-        last: Exception | None = None
-        for address in addresses:
-            refusal = self._allow.refusal(address)
-            if refusal:
-                refusals.append(refusal)
-                continue
-            try:
-                return await self._inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
-                )
-            except (httpcore2.ConnectError, httpcore2.ConnectTimeout) as exc:
-                last = exc
-        if last is not None:
-            raise last
-        raise RefusedAddressError(f"{host}: {refusals[0]}")
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        kept = set(self._allow.permitted(host, [r["host"] for r in found]))
+        return [r for r in found if r["host"] in kept]
 
-    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[Address]:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except TimeoutError:
-            raise httpcore2.ConnectTimeout(f"resolving {host} timed out") from None
-        except OSError as exc:
-            raise httpcore2.ConnectError(f"cannot resolve {host}: {exc}") from None
-        seen: list[Address] = []
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-            if address not in seen:
-                seen.append(address)
-        return seen
+    async def close(self) -> None:
+        await self._inner.close()
 
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore2.AsyncNetworkStream:
-        raise RefusedAddressError("deliveries never use unix sockets")
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+def guarded_socket(allow: AllowList) -> Callable[[AddrInfo], socket.socket]:
+    """A socket factory for `TCPConnector` that refuses to make a socket for an address the
+    allow-list does not permit: every connection the connector makes passes here."""
+
+    def make(addr_info: AddrInfo) -> socket.socket:
+        family, kind, proto, _, address = addr_info
+        allow.check(str(address[0]))
+        return socket.socket(family=family, type=kind, proto=proto)
+
+    return make
