@@ -11,7 +11,7 @@ import os
 import time
 from datetime import timedelta
 
-from conveyor import Conveyor, Retention
+from conveyor import Conveyor, Retention, WorkflowContext
 
 QUEUE = "bench"
 RETENTION_ENV = "CONVEYOR_BENCH_RETENTION_SECONDS"
@@ -39,3 +39,21 @@ def noop_sync(i: int = 0) -> None:
 async def stamp(t: float) -> float:
     """Return the wall time at which the handler started; `t` is the enqueue wall time."""
     return time.time()
+
+
+async def _noop_step() -> None:
+    """A step that does nothing: what is measured is the engine's record of it."""
+
+
+@app.workflow(name="bench.steps", queue=QUEUE, max_steps=1_000)
+async def steps(ctx: WorkflowContext, n: int = 10) -> list[float]:
+    """`n` no-op steps; return the seconds between one step's return and the next's (the
+    first from the start of the function): each is one step's whole cost in the worker."""
+    gaps = []
+    last = time.perf_counter()
+    for i in range(n):
+        await ctx.step(f"s{i}", _noop_step)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+    return gaps
