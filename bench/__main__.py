@@ -37,6 +37,7 @@ WORKLOADS = (
     "peers",
     "hotpath",
     "deliver",
+    "workflows",
     "sustained",
 )
 ALIASES = {"w1": "enqueue", "w2": "drain", "w3": "latency", "w4": "scale", "w5": "sustained"}
@@ -55,6 +56,8 @@ FULL = {
     "hotpath_jobs": 20_000,
     "import_reps": 20,
     "deliver_jobs": 20_000,
+    "workflow_runs": 1_000,
+    "workflow_sequential": 200,
 }
 QUICK = {
     "reps": 1,
@@ -70,6 +73,8 @@ QUICK = {
     "hotpath_jobs": 2_000,
     "import_reps": 5,
     "deliver_jobs": 2_000,
+    "workflow_runs": 100,
+    "workflow_sequential": 20,
 }
 
 
@@ -80,6 +85,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="workloads: import (time of `import conveyor`), enqueue (W1), drain (W2),"
         " latency (W3), scale (W4), peers, hotpath (asyncpg vs psycopg), deliver (HTTP delivery),"
+        " workflows (10-step durable workflows; DBOS beside it if installed),"
         " sustained (W5);"
         " 'table' reprints latest.json, 'plot' redraws docs/img/w5.png from it",
     )
@@ -100,6 +106,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--hotpath-jobs", type=int, help="hotpath jobs per run (20,000)")
     p.add_argument("--import-reps", type=int, help="fresh interpreters timed by 'import' (20)")
     p.add_argument("--deliver-jobs", type=int, help="deliver: jobs per run (20,000)")
+    p.add_argument("--workflow-runs", type=int, help="workflows: runs per throughput rep (1,000)")
+    p.add_argument(
+        "--workflow-sequential", type=int, help="workflows: runs timed one at a time (200)"
+    )
+    p.add_argument(
+        "--workflow-concurrency",
+        type=int,
+        default=30,
+        help="workflows: worker --concurrency, and DBOS's runs at once (30: a workflow worker's"
+        " pool holds 4 + concurrency connections)",
+    )
+    p.add_argument("--no-dbos", action="store_true", help="workflows: skip DBOS Transact")
     p.add_argument("--concurrency", type=int, default=100, help="worker --concurrency (100)")
     p.add_argument("--processes", default="1,2", help="W2 worker process counts (1,2)")
     p.add_argument("--handler", choices=("async", "sync"), default="async", help="W2 handler")
@@ -170,7 +188,10 @@ def main(argv: list[str] | None = None) -> int:
     prepare_database(url, force=args.force_database)
     with connect(url) as conn:
         server = server_facts(conn)
-    settings = {k: getattr(args, k) for k in (*FULL, "concurrency", "processes", "handler")}
+    settings = {
+        k: getattr(args, k)
+        for k in (*FULL, "concurrency", "processes", "handler", "workflow_concurrency")
+    }
     results: dict[str, Any] = {
         "meta": {
             "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
@@ -270,6 +291,19 @@ def main(argv: list[str] | None = None) -> int:
             profile=not args.no_profile,
         )
         save("deliver")
+    if "workflows" in args.workloads:
+        from bench import workflows
+
+        work["workflows"] = workflows.run(
+            url,
+            runs=args.workflow_runs,
+            sequential=args.workflow_sequential,
+            reps=args.reps,
+            concurrency=args.workflow_concurrency,
+            processes=tuple(int(x) for x in args.processes.split(",")),
+            dbos=not args.no_dbos,
+        )
+        save("workflows")
     if "sustained" in args.workloads:
         from bench import sustained
 

@@ -125,6 +125,38 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "note": f"client cpu {fig.get('client_cpu_us_per_job')} us/job",
                 }
             )
+    out.extend(_workflow_rows(work.get("workflows") or {}))
+    return out
+
+
+def _workflow_rows(wf: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-step overhead and steps/s of the 10-step workflow, Conveyor then DBOS."""
+    out: list[dict[str, Any]] = []
+    figures = [
+        ("workflow no-op step, median", ("per_step", "step_ms_median"), "ms"),
+        ("workflow no-op step, p95", ("per_step", "step_ms_p95"), "ms"),
+        ("workflow 10-step runs", ("throughput", "steps_per_s_median"), "steps/s"),
+        ("workflow 10-step runs, 2 processes", ("throughput_2p", "steps_per_s_median"), "steps/s"),
+    ]
+    dbos = wf.get("dbos") or {}
+    for label, path, unit in figures:
+        mine, theirs = _get(wf, *path), _get(dbos, *path)
+        for system, value in (("conveyor", mine), ("dbos", theirs)):
+            if value is None:
+                continue
+            out.append(
+                {
+                    "workload": label,
+                    "system": system,
+                    "median": value,
+                    "min": None,
+                    "max": None,
+                    "unit": unit,
+                    "ratio": round(mine / theirs, 4) if mine and theirs else None,
+                    "vs": "dbos" if theirs else None,
+                    "note": "" if system == "conveyor" else f"DBOS {dbos.get('version')}",
+                }
+            )
     return out
 
 

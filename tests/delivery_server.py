@@ -15,6 +15,8 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    #: The HTTP version the request came in ("1.1", "2.0").
+    version: str = "1.1"
 
 
 @dataclass

@@ -27,14 +27,21 @@ except ImportError:  # the `otel` extra is not installed
 _SYSTEM = "conveyor"
 
 
+_found: list[tuple[Any, Any]] = []  # (provider, its tracer), once a real provider is set
+
+
 def _tracer() -> Any:
     """The tracer, or None when OpenTelemetry is absent or no provider was installed."""
     if trace is None:
         return None
     provider = trace.get_tracer_provider()
+    if _found and _found[0][0] is provider:
+        return _found[0][1]  # a tracer per provider, not one per job (the SDK builds each anew)
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
         return None
-    return provider.get_tracer("conveyor")
+    tracer = provider.get_tracer("conveyor")
+    _found[:] = [(provider, tracer)]
+    return tracer
 
 
 @contextmanager

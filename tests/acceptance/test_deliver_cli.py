@@ -23,6 +23,7 @@ from conveyor.cli import cli
 from tests.acceptance.conftest import ROOT, _descendants
 from tests.delivery_server import DeliveryServer, delivery_server
 from tests.helpers import wait_until
+from tests.tls_server import TlsServer, tls_server
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -147,4 +148,68 @@ def test_conveyor_deliver_in_two_processes_delivers_each_job_once(
     ids = [r.headers["webhook-id"] for r in server.bodies("/ok")]
     assert len(ids) == len(set(ids)) == 40
     for request in server.bodies("/ok"):
+        Webhook(SECRET).verify(request.body, request.headers)
+
+
+@pytest.fixture
+def tls(tmp_path: Path) -> Iterator[TlsServer]:
+    """The Node TLS server (h2 and http/1.1 by ALPN), on its own event loop in a thread."""
+    ready = threading.Event()
+    stop = threading.Event()
+    holder: list[TlsServer] = []
+
+    async def serve() -> None:
+        async with tls_server(tmp_path) as running:
+            holder.append(running)
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    yield holder[0]
+    stop.set()
+    thread.join(10)
+
+
+@pytest.mark.parametrize(("flags", "version"), [((), "2.0"), (("--no-http2",), "1.1")])
+def test_deliver_speaks_http2_to_https_unless_told_not_to(
+    db: str, tls: TlsServer, tmp_path: Path, flags: tuple[str, ...], version: str
+) -> None:
+    result = _run(db, "endpoint", "add", "v", "--url", tls.url("/version"), "--secret", SECRET)
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(db, autocommit=True) as conn:
+        for n in range(5):
+            conn.execute("SELECT conveyor.enqueue('v', %s::jsonb)", (f'{{"n": {n}}}',))
+    command = [sys.executable, "-m", "conveyor", "deliver", "--allow-network", "127.0.0.1/32"]
+    command += ["--ca-file", tls.ca_file, "--shutdown-grace", "2", *flags]
+    log_path = tmp_path / "deliver.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "CONVEYOR_DATABASE_URL": db},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def completed() -> bool:
+            with psycopg.connect(db) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM conveyor.jobs WHERE state = 'completed'"
+                ).fetchone()
+            return row is not None and row[0] == 5
+
+        wait_until(completed)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+        print(log_path.read_text(errors="replace"))
+    wait_until(lambda: len(tls.bodies("/version")) == 5)
+    assert {r.version for r in tls.bodies("/version")} == {version}
+    for request in tls.bodies("/version"):
         Webhook(SECRET).verify(request.body, request.headers)

@@ -44,6 +44,7 @@ EXAMPLE = Path("examples") / "nextjs"
 CLIENT = Path("clients") / "typescript"
 CRON = "cleanup.minutely"
 CRON_APP = "tests.acceptance.nextjs_cron_app:app"
+APPROVAL_APP = "tests.acceptance.nextjs_approval_app:app"
 MINUTES = 3
 SPEED = 10  # a pause of 6 s (60 simulated) on a busy machine would skip a minute
 
@@ -130,6 +131,7 @@ class Shop:
     db: str
     secret: str
     logs: dict[str, Path]
+    approval_secret: str
 
     def rows(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.db, autocommit=True) as conn:
@@ -184,12 +186,13 @@ def shop(db: str, built_app: Path, tmp_path: Path) -> Iterator[Shop]:
         assert result.exit_code == 0, result.output
     logs = {"next": tmp_path / "next.log", "deliver": tmp_path / "deliver.log"}
     processes = Processes()
-    shop = Shop(f"http://127.0.0.1:{port}", db, secret, logs)
+    approval_secret = generate_secret()
+    shop = Shop(f"http://127.0.0.1:{port}", db, secret, logs, approval_secret)
     try:
         processes.start(
             ["npm", "start", "--", "-H", "127.0.0.1", "-p", str(port)],  # next start
             cwd=built_app,
-            env=_node_env(DATABASE_URL=db, CONVEYOR_SECRET=secret),
+            env=_node_env(DATABASE_URL=db, CONVEYOR_SECRET=secret, APPROVAL_SECRET=approval_secret),
             log=logs["next"],
         )  # fmt: skip
         processes.start(
@@ -374,6 +377,62 @@ def test_the_cron_route_runs_once_per_minute_slot(shop: Shop, tmp_path: Path) ->
     ]
 
 
+def test_a_large_order_waits_for_a_managers_signed_link(shop: Shop, tmp_path: Path) -> None:
+    """The checkout route starts a Python workflow in its transaction (`startWorkflow`); the
+    run records a signed link and waits; a tampered link gets 403 and sends nothing; the real
+    one's POST sends the event (`sendEvent`) and the run completes with the decision."""
+    processes = Processes()
+    log = tmp_path / "approval-worker.log"
+    try:
+        processes.start(
+            [sys.executable, "-m", "conveyor", "worker", APPROVAL_APP],
+            cwd=ROOT,
+            env={**os.environ, "CONVEYOR_DATABASE_URL": shop.db,
+                 "APPROVAL_SECRET": shop.approval_secret, "CONVEYOR_SECRET": shop.secret},
+            log=log,
+        )  # fmt: skip
+        small = shop.checkout(email="ada@example.com", amount=1200)
+        assert small.status == 201 and small.body.get("approvalRunId") is None, small.body
+        placed = shop.checkout(email="big@example.com", amount=250_000)
+        assert placed.status == 201, placed.body
+        order_id, run_id = int(placed.body["orderId"]), placed.body["approvalRunId"]
+        assert run_id == f"approval-{order_id}"
+        waiting = "SELECT 1 FROM conveyor.workflow_runs WHERE id = %s AND state = 'waiting'"
+        wait_until(lambda: shop.rows(waiting, run_id))
+        [(link,)] = shop.rows(
+            "SELECT result #>> '{}' FROM conveyor.workflow_steps"
+            " WHERE run_id = %s AND name = 'ask'",
+            run_id,
+        )
+        shown = _local.open(shop.base + link, timeout=30)
+        assert shown.status == 200 and b"<form" in shown.read()
+
+        tampered = link.replace("decision=approve", "decision=reject")
+        assert _status(shop.base + tampered, method="POST") == 403
+        assert _status(shop.base + link.replace("sig=", "sig=0"), method="POST") == 403
+        events = "SELECT count(*) FROM conveyor.workflow_events WHERE key = %s"
+        assert shop.rows(events, str(order_id)) == [(0,)]
+
+        clicked = post(shop.base + link, b"")
+        assert clicked.status == 200, clicked.body
+        assert clicked.body["decision"] == "approve"
+        done = "SELECT result FROM conveyor.workflow_runs WHERE id = %s AND state = 'completed'"
+        [(result,)] = wait_until(lambda: shop.rows(done, run_id))
+        assert result == {"orderId": order_id, "link": link, "decision": "approve"}
+    finally:
+        processes.close()
+        print(f"--- approval worker:\n{log.read_text(errors='replace')}")
+
+
+def _status(url: str, *, method: str) -> int:
+    request = urllib.request.Request(url, data=b"" if method == "POST" else None, method=method)
+    try:
+        with _local.open(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
 def test_readme_shows_the_walkthrough_commands_the_test_runs() -> None:
     readme = (ROOT / EXAMPLE / "README.md").read_text()
     flat = " ".join(readme.replace("\\\n", " ").split())
@@ -392,6 +451,7 @@ def test_docs_show_the_example_files_as_they_are() -> None:
         "examples/nextjs/app/api/checkout/drizzle/route.ts",
         "examples/nextjs/app/api/send-receipt/route.ts",
         "examples/nextjs/app/api/cron/cleanup/route.ts",
+        "examples/nextjs/app/api/approvals/route.ts",
     }
     for path, text in shown:
         assert text == (ROOT / path).read_text(), f"docs/nextjs.md shows {path} out of date"

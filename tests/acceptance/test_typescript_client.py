@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 
+import conveyor
 from conveyor.endpoints import Endpoint
 from conveyor.job import Job, JobState
 from conveyor.worker.delivery import Deliverer
 from conveyor.worker.delivery.network import AllowList
 from conveyor.worker.outcome import Failed, Succeeded
 from tests.acceptance.conftest import ROOT
-from tests.helpers import npm_install, require_tool
+from tests.helpers import eventually, fast_config, npm_install, require_tool, running_worker
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +70,7 @@ def test_typescript_client_suite_passes_against_the_test_database(
     # the Postgres tests ran rather than skipped
     assert "CONVEYOR_DATABASE_URL is not set" not in output, output
     assert re.search(r"ok \d+ - rollback leaves no job", output), output
+    assert re.search(r"ok \d+ - rollback leaves no run and no event", output), output
 
 
 @pytest.mark.timeout(120)
@@ -138,3 +140,78 @@ def _verify_server(index: Path, secrets: list[str]) -> Iterator[int]:
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# Run from inside the package copy, so `pg` and `@conveyor/client` resolve as in an app.
+WORKFLOW_CALL = """
+import pg from "pg";
+import { sendEvent, startWorkflow } from "@conveyor/client";
+const [action, name, a, b] = process.argv.slice(2);
+const client = new pg.Client({ connectionString: process.env.CONVEYOR_DATABASE_URL });
+await client.connect();
+await client.query("BEGIN");
+const id = action === "start"
+  ? await startWorkflow(client, name, JSON.parse(a), { runId: b })
+  : await sendEvent(client, name, a, JSON.parse(b));
+await client.query("COMMIT");
+await client.end();
+console.log(id);
+"""
+
+
+def _node(folder: Path, db: str, *args: str) -> str:
+    script = folder / "workflow-call.mjs"
+    script.write_text(WORKFLOW_CALL)
+    env = {**os.environ, "CONVEYOR_DATABASE_URL": db}
+    done = subprocess.run(
+        ["node", str(script), *args], cwd=folder, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.timeout(180)
+async def test_runs_started_and_woken_from_node_finish_on_a_python_worker(
+    db: str, typescript_client: Path
+) -> None:
+    """startWorkflow and sendEvent from Node drive real runs: one event sent before its run
+    waits (kept, then consumed), one sent while its run waits (wakes it)."""
+    built = subprocess.run(
+        ["npm", "run", "build"], cwd=typescript_client, capture_output=True, text=True,
+        timeout=90, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    app = conveyor.Conveyor(db)
+
+    @app.workflow(name="ts.checkout")
+    async def checkout(ctx: conveyor.WorkflowContext, order_id: int) -> object:
+        return await ctx.wait_for_event("order.shipped", key=str(order_id), timeout=120)
+
+    client = app.async_client()
+    try:
+        early = _node(typescript_client, db, "send", "order.shipped", "1", '{"carrier": "UPS"}')
+        assert re.fullmatch(r"\d+", early)
+        for order in (1, 2):
+            run_id = _node(
+                typescript_client,
+                db,
+                "start",
+                "ts.checkout",
+                f'{{"order_id": {order}}}',
+                f"ts-{order}",
+            )
+            assert run_id == f"ts-{order}"
+        async with running_worker(app, fast_config()):
+
+            async def state(run_id: str, wanted: str) -> bool:
+                return (await client.get_workflow(run_id)).state == wanted
+
+            await eventually(lambda: state("ts-1", "completed"))
+            await eventually(lambda: state("ts-2", "waiting"))
+            _node(typescript_client, db, "send", "order.shipped", "2", '{"carrier": "DHL"}')
+            await eventually(lambda: state("ts-2", "completed"))
+        assert (await client.get_workflow("ts-1")).result == {"carrier": "UPS"}
+        assert (await client.get_workflow("ts-2")).result == {"carrier": "DHL"}
+    finally:
+        await app.aclose()

@@ -1,19 +1,26 @@
 """The parts of delivery that need no server: signatures (checked with the Standard Webhooks
-reference library), Retry-After, the SSRF allow-list, and the connect-time address check."""
+reference library), Retry-After, the SSRF allow-list, and the connect-time address check of
+both clients."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
+import aiohttp
+import httpcore2
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 import conveyor
-from conveyor.endpoints import address_kind, generate_secret, key_bytes
+from conveyor.endpoints import Endpoint, address_kind, generate_secret, key_bytes
 from conveyor.worker.delivery.answer import MAX_RETRY_AFTER, retry_after
+from conveyor.worker.delivery.deliverer import _failure, delivery_ssl_context
+from conveyor.worker.delivery.negotiated import GuardedBackend
 from conveyor.worker.delivery.network import AllowList, GuardedResolver, guarded_socket
 from conveyor.worker.delivery.signing import signature_header, verify
 
@@ -97,6 +104,49 @@ def test_the_socket_factory_refuses_every_private_address_it_is_asked_for() -> N
         assert sock.family == socket.AF_INET
 
 
+async def test_the_http2_backend_refuses_with_the_messages_of_the_aiohttp_hooks() -> None:
+    backend = GuardedBackend(AllowList())
+    with pytest.raises(conveyor.RefusedAddressError) as by_name:
+        await backend.connect_tcp("localhost", 443)
+    with pytest.raises(conveyor.RefusedAddressError) as by_resolver:
+        await GuardedResolver(AllowList()).resolve("localhost", 443, socket.AF_UNSPEC)
+    assert str(by_name.value) == str(by_resolver.value)
+    assert str(by_name.value).startswith("localhost: refused to connect")
+    with pytest.raises(conveyor.RefusedAddressError) as by_ip:
+        await backend.connect_tcp("169.254.169.254", 80)
+    with pytest.raises(conveyor.RefusedAddressError) as by_socket:
+        guarded_socket(AllowList())((socket.AF_INET, 0, 0, "", ("169.254.169.254", 80)))
+    assert str(by_ip.value) == str(by_socket.value)
+    assert "cloud metadata" in str(by_ip.value)
+
+
+async def test_the_http2_backend_connects_to_an_allowed_address_of_a_name() -> None:
+    listening = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    port = listening.sockets[0].getsockname()[1]
+    try:
+        # localhost may resolve to ::1 first: only 127.0.0.1 is allowed, and is connected to
+        backend = GuardedBackend(AllowList.parse(["127.0.0.1/32"], environ={}))
+        stream = await backend.connect_tcp("localhost", port)
+        assert stream.get_extra_info("server_addr")[0] == "127.0.0.1"
+        await stream.aclose()
+    finally:
+        listening.close()
+
+
+def test_a_ca_file_is_trusted_besides_the_system_store(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    assert delivery_ssl_context(None, environ={}) is None
+    context = delivery_ssl_context(None, environ={"CONVEYOR_DELIVERY_CA_FILE": str(ca_file)})
+    assert context is not None and context.cert_store_stats()["x509_ca"] >= 1
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    with pytest.raises(conveyor.ConfigError, match="cannot load CA certificates"):
+        delivery_ssl_context(str(tmp_path / "bad.pem"), environ={})
+    with pytest.raises(conveyor.ConfigError, match="is not a file"):
+        conveyor.WorkerConfig(ca_file=str(tmp_path / "missing.pem"))
+
+
 async def test_a_job_of_an_endpoint_removed_since_its_claim_fails_saying_so() -> None:
     from conveyor.job import Job, JobState
     from conveyor.worker.delivery import Deliverer
@@ -116,3 +166,27 @@ async def test_a_job_of_an_endpoint_removed_since_its_claim_fails_saying_so() ->
         await deliverer.aclose()
     assert isinstance(outcome, Failed) and outcome.retry_in is None
     assert "endpoint 'gone' was removed" in outcome.error["message"]
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "final"),
+    [
+        (aiohttp.ServerDisconnectedError(), "ConnectionError", False),
+        (httpcore2.RemoteProtocolError("closed"), "ConnectionError", False),
+        (httpcore2.ConnectError("refused"), "ConnectionError", False),
+        (httpcore2.ReadError("reset"), "ConnectionError", False),
+        (httpcore2.WriteError("reset"), "ConnectionError", False),
+        (TimeoutError(), "Timeout", False),
+        (httpcore2.ConnectTimeout(), "Timeout", False),
+        (httpcore2.ReadTimeout(), "Timeout", False),
+        (httpcore2.UnsupportedProtocol("ftp"), "BadURL", True),
+        (aiohttp.InvalidURL("x"), "BadURL", True),
+        (conveyor.RefusedAddressError("refused to connect to 10.0.0.1"), "RefusedAddress", True),
+    ],
+)
+def test_both_clients_failures_map_to_the_same_kinds(
+    error: Exception, kind: str, final: bool
+) -> None:
+    endpoint = Endpoint("e", "https://example.com/hook", ("s",), timeout=2)
+    found, message, is_final = _failure(error, endpoint)
+    assert (found, is_final) == (kind, final) and message

@@ -20,6 +20,8 @@ HEAVY = (
     "httpx2",
     "httpcore2",
     "aiohttp",
+    "h2",
+    "conveyor.worker.delivery.negotiated",
 )
 
 

@@ -1,6 +1,7 @@
 /**
  * `@conveyor/client`: enqueue Conveyor jobs from Node in your own transaction, and verify the
- * signed HTTP deliveries Conveyor POSTs to your routes (Standard Webhooks 1.0).
+ * signed HTTP deliveries Conveyor POSTs to your routes (Standard Webhooks 1.0); start durable
+ * workflow runs and send the events they wait for.
  */
 
 export {
@@ -45,9 +46,20 @@ export {
   DEFAULT_MAX_ARGS_BYTES,
   type EncodeArgsOptions,
   encodeArgs,
+  encodeJson,
   type JsonObject,
   type JsonPrimitive,
   type JsonValue,
   MAX_NESTING,
 } from "./json.js";
 export type { DeliveryHeaders } from "./signature.js";
+export {
+  MAX_EVENT_PAYLOAD_BYTES,
+  sendEvent,
+  sendEventSql,
+  sendEventTemplate,
+  type StartWorkflowOptions,
+  startWorkflow,
+  startWorkflowSql,
+  startWorkflowTemplate,
+} from "./workflow.js";

@@ -34,25 +34,45 @@ export function encodeArgs(args: unknown, options: EncodeArgsOptions = {}): stri
       "args",
     );
   }
-  checkTree(args);
-  const text = JSON.stringify(args);
+  return encodeChecked(args, "args", "job arguments", options.maxBytes ?? DEFAULT_MAX_ARGS_BYTES);
+}
+
+/**
+ * Return the JSON text of any JSON value (an event's payload, say) under the rules of
+ * `encodeArgs`, except that the top may be any JSON value; `path` names it in errors.
+ */
+export function encodeJson(
+  value: unknown,
+  path: string,
+  options: EncodeArgsOptions = {},
+): string {
+  if (value === undefined) {
+    throw new PayloadError(`${path} is undefined, which JSON cannot hold; pass null or {}`, path);
+  }
+  return encodeChecked(value, path, path, options.maxBytes ?? DEFAULT_MAX_ARGS_BYTES);
+}
+
+function encodeChecked(value: unknown, path: string, what: string, maxBytes: number): string {
+  checkTree(value, path);
+  const text = JSON.stringify(value);
   const size = new TextEncoder().encode(text).length;
-  const maxBytes = options.maxBytes ?? DEFAULT_MAX_ARGS_BYTES;
   if (size > maxBytes) {
     throw new PayloadError(
-      `job arguments are ${size.toLocaleString("en")} bytes, over the` +
+      `${what} ${what === path ? "is" : "are"} ${size.toLocaleString("en")} bytes, over the` +
         ` ${maxBytes.toLocaleString("en")}-byte limit; store the data elsewhere (a table,` +
         " object storage) and pass its id instead",
-      "args",
+      path,
     );
   }
   return text;
 }
 
 // Iterative walk: a deep (or cyclic) value must not exhaust the stack before the depth check.
-function checkTree(args: Record<string, unknown>): void {
+function checkTree(root: unknown, path: string): void {
+  checkValue(root, path);
+  if (!(Array.isArray(root) || isPlainObject(root))) return;
   const stack: Array<[unknown, string, number]> = [];
-  pushChildren(stack, args, "args", 1);
+  pushChildren(stack, root, path, 1);
   for (let entry = stack.pop(); entry !== undefined; entry = stack.pop()) {
     const [value, path, level] = entry;
     if (level > MAX_NESTING) {

@@ -55,6 +55,19 @@ _OPTIONS = [
         " CONVEYOR_ALLOW_NETWORKS (comma-separated) adds more.",
     ),
     click.option(
+        "--http2/--no-http2",
+        default=True,
+        show_default=True,
+        help="Offer HTTP/2 to https routes (the server picks); --no-http2 sends them over"
+        " HTTP/1.1, which costs less worker CPU per delivery.",
+    ),
+    click.option(
+        "--ca-file",
+        envvar="CONVEYOR_DELIVERY_CA_FILE",
+        type=click.Path(exists=True, dir_okay=False),
+        help="PEM file of CA certificates https deliveries trust besides the system's.",
+    ),
+    click.option(
         "--metrics-port",
         type=click.IntRange(0, 65535),
         help="Serve Prometheus metrics at /metrics on this port (with --processes N, process i"
@@ -120,6 +133,8 @@ def _run(
     shutdown_grace: float,
     lease_seconds: float,
     allow_networks: tuple[str, ...],
+    http2: bool,
+    ca_file: str | None,
     cron_interval: float,
     metrics_port: int | None,
     metrics_host: str,
@@ -147,6 +162,8 @@ def _run(
         lease_seconds=lease_seconds,
         cron_interval=cron_interval,
         allow_networks=allow_networks,
+        http2=http2,
+        ca_file=ca_file,
         metrics_port=metrics_port,
         metrics_host=metrics_host,
         metrics_credentials=credentials if credentials.required else None,

@@ -29,6 +29,7 @@ from conveyor.dashboard.auth import RequireCredentials
 from conveyor.dashboard.csrf import Signer
 from conveyor.dashboard.schema import SchemaGuard
 from conveyor.dashboard.views import Views, age, json_text
+from conveyor.dashboard.workflows import WorkflowViews
 from conveyor.http_auth import Credentials
 from conveyor.migrate import Migrator
 
@@ -75,6 +76,7 @@ def create_app(
     key = secret_key.encode() if isinstance(secret_key, str) else secret_key
     signer = Signer(key or secrets.token_bytes(32))
     views = Views(conveyor_app.async_client(), _templates(), signer, credentials, title)
+    workflows = WorkflowViews(views)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -89,6 +91,10 @@ def create_app(
         Route("/jobs/{job_id:int}/{action}", views.job_action, methods=["POST"]),
         # a queue name may hold "/": the path converter takes all but the last segment
         Route("/queues/{name:path}/{action}", views.queue_action, methods=["POST"]),
+        Route("/workflows", workflows.runs, methods=["GET"], name="workflows"),
+        # a run id may hold "/": the path converter takes all but the last segment
+        Route("/workflows/{run_id:path}/{action}", workflows.action, methods=["POST"]),
+        Route("/workflows/{run_id:path}", workflows.run, methods=["GET"], name="workflow"),
         Route("/login", views.login_form, methods=["GET"]),
         Route("/login", views.login, methods=["POST"]),
         Route("/logout", views.logout, methods=["POST"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,12 @@ class WorkerConfig:
     #: Networks (CIDRs) deliveries may reach although they are not public: loopback, private,
     #: link-local (SSRF allow-list; CONVEYOR_ALLOW_NETWORKS adds more). docs/delivery.md.
     allow_networks: tuple[str, ...] = ()
+    #: Deliver `https` URLs with a client that offers HTTP/2 (the route's server picks); False
+    #: sends them over aiohttp's HTTP/1.1, which costs less CPU per delivery. docs/delivery.md.
+    http2: bool = True
+    #: A PEM file of CA certificates deliveries trust besides the system's (a private CA);
+    #: CONVEYOR_DELIVERY_CA_FILE when not given.
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         if not self.queues or any(not q for q in self.queues):
@@ -76,6 +83,8 @@ class WorkerConfig:
                 raise ConfigError(
                     f"allow_networks: {cidr!r} is not a network; give a CIDR such as 10.0.0.0/8"
                 ) from None
+        if self.ca_file is not None and not os.path.isfile(self.ca_file):
+            raise ConfigError(f"ca_file: {self.ca_file!r} is not a file (a PEM of CA certificates)")
         if self.metrics_port is not None:
             if not 0 <= self.metrics_port <= 65535:
                 raise ConfigError(f"metrics_port must be 0..65535, got {self.metrics_port}")

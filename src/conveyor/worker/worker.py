@@ -25,6 +25,7 @@ from conveyor.worker.completer import Completer
 from conveyor.worker.config import WorkerConfig
 from conveyor.worker.delivery import AllowList, Deliverer
 from conveyor.worker.delivery.answer import DELIVERY_MAX_ATTEMPTS
+from conveyor.worker.delivery.deliverer import delivery_ssl_context
 from conveyor.worker.executor import Executor
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.loops import stop_loops
@@ -143,6 +144,8 @@ class Worker:
             allow=AllowList.parse(self.config.allow_networks),
             metrics=self.metrics,
             max_connections=self.config.concurrency,
+            http2=self.config.http2,
+            ssl_context=delivery_ssl_context(self.config.ca_file),
         )
         self._deliverer = deliverer
         producer = Producer(

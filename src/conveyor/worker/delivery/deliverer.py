@@ -1,4 +1,4 @@
-"""Deliverer: the worker's pooled HTTP client and endpoint registry; POSTs one job, signed.
+"""Deliverer: the worker's pooled HTTP clients and endpoint registry; POSTs one job, signed.
 
 One `aiohttp.ClientSession` per worker, made on the worker's loop at the first delivery:
 HTTP/1.1 keep-alive connections up to the worker's concurrency, redirects never followed,
@@ -6,6 +6,10 @@ proxies from the environment ignored (a proxy would connect for us, past the add
 and every connection checked by `GuardedResolver` and `guarded_socket`, which refuse private
 addresses the allow-list does not name. aiohttp parses answers in C and hands a free
 connection back in constant time, which is what makes a delivery cheap (docs/benchmarks.md).
+
+`https` URLs go to `NegotiatedClient` (negotiated.py: httpcore2 offering h2 and http/1.1 by
+ALPN, the same checks on its network backend) unless `http2=False`; both paths send the same
+request under the same deadline and give `Decide` the same `Answer`.
 """
 
 from __future__ import annotations
@@ -15,19 +19,22 @@ import json
 import logging
 import os
 import random
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
+import httpcore2
 
 from conveyor import codec
 from conveyor.endpoints import Endpoint, resolve_secret
-from conveyor.errors import EndpointSecretError, RefusedAddressError
+from conveyor.errors import ConfigError, EndpointSecretError, RefusedAddressError
 from conveyor.job import Job
 from conveyor.metrics import WorkerMetrics
 from conveyor.retry import RetryPolicy
 from conveyor.worker.delivery.answer import Answer, Decide
+from conveyor.worker.delivery.negotiated import NegotiatedClient
 from conveyor.worker.delivery.network import AllowList, GuardedResolver, guarded_socket
 from conveyor.worker.delivery.signing import signature_header
 from conveyor.worker.outcome import Outcome
@@ -35,6 +42,26 @@ from conveyor.worker.outcome import Outcome
 log = logging.getLogger("conveyor.delivery")
 
 USER_AGENT = "Conveyor-Delivery/1 (+https://standardwebhooks.com)"
+#: A PEM file of CA certificates `https` deliveries trust besides the system's.
+CA_FILE_ENV = "CONVEYOR_DELIVERY_CA_FILE"
+
+
+def delivery_ssl_context(
+    ca_file: str | None = None, environ: Mapping[str, str] | None = None
+) -> ssl.SSLContext | None:
+    """The system's trust store plus the CAs of `ca_file` (or CONVEYOR_DELIVERY_CA_FILE); None
+    when neither names one (the system's alone). ConfigError when the file cannot be loaded."""
+    path = ca_file or (os.environ if environ is None else environ).get(CA_FILE_ENV) or None
+    if path is None:
+        return None
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=path)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"--ca-file / {CA_FILE_ENV}: cannot load CA certificates from {path!r}: {exc}"
+        ) from None
+    return context
 
 
 class Deliverer:
@@ -51,7 +78,12 @@ class Deliverer:
         rng: random.Random | None = None,
         max_result_bytes: int = codec.DEFAULT_MAX_PAYLOAD_BYTES,
         environ: Mapping[str, str] | None = None,
+        http2: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """`http2`: send `https` URLs through the HTTP/2-capable client (else aiohttp's
+        HTTP/1.1). `ssl_context`: the certificates trusted for `https` (default: the system's);
+        the deliverer sets its ALPN protocols to those its client speaks."""
         self._endpoints: dict[str, Endpoint] = {}
         self._metrics = metrics
         self._environ = os.environ if environ is None else environ
@@ -62,24 +94,40 @@ class Deliverer:
         self._allow = allow or AllowList()
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._http2 = http2
+        self._ssl_context = ssl_context
+        self._negotiated: NegotiatedClient | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         # made on first use: aiohttp binds its session and resolver to the running loop
         if self._session is None:
+            tls: ssl.SSLContext | bool = True  # aiohttp's default context, ALPN http/1.1
+            if self._ssl_context is not None and not self._http2:
+                self._ssl_context.set_alpn_protocols(["http/1.1"])
+                tls = self._ssl_context
             connector = aiohttp.TCPConnector(
+                ssl=tls,
                 limit=self._max_connections,
                 resolver=GuardedResolver(self._allow),
                 socket_factory=guarded_socket(self._allow),
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                headers={"user-agent": USER_AGENT},
                 # no timer of aiohttp's: `_send`'s one deadline bounds the whole exchange
                 timeout=aiohttp.ClientTimeout(),
                 auto_decompress=False,
                 trust_env=False,
             )
         return self._session
+
+    def _negotiating(self) -> NegotiatedClient:
+        if self._negotiated is None:
+            self._negotiated = NegotiatedClient(
+                self._allow,
+                self._ssl_context or ssl.create_default_context(),
+                self._max_connections,
+            )
+        return self._negotiated
 
     @property
     def names(self) -> list[str]:
@@ -101,6 +149,9 @@ class Deliverer:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._negotiated is not None:
+            await self._negotiated.aclose()
+            self._negotiated = None
 
     async def deliver(self, job: Job) -> Outcome:
         """POST the job to its endpoint once; never raises (but for cancellation)."""
@@ -133,6 +184,8 @@ class Deliverer:
         message_id = f"job_{job.id}"
         timestamp = int(time.time())
         headers = {
+            "user-agent": USER_AGENT,
+            "accept": "*/*",
             "content-type": "application/json",
             # an uncompressed answer: only its first bytes are read, and no bomb can inflate
             "accept-encoding": "identity",
@@ -145,13 +198,16 @@ class Deliverer:
     async def _send(self, endpoint: Endpoint, body: bytes, headers: dict[str, str]) -> Answer:
         # one deadline for the whole exchange, connection to last byte read, so a server that
         # drips its answer a byte at a time cannot hold the attempt past the timeout
+        limit = max(self._max_result, 1024)
+        if self._http2 and endpoint.url[:8].lower() == "https://":
+            async with asyncio.timeout(endpoint.timeout):
+                return await self._negotiating().post(endpoint.url, body, headers, limit)
         async with (
             asyncio.timeout(endpoint.timeout),
             self._client().post(
                 endpoint.url, data=body, headers=headers, allow_redirects=False
             ) as response,
         ):
-            limit = max(self._max_result, 1024)
             read = await _read_at_most(response.content, limit + 1)
             # leaving the block with the body unread closes the connection, not pools it
             return Answer(
@@ -209,11 +265,15 @@ def _failure(exc: Exception, endpoint: Endpoint) -> tuple[str, str, bool]:
         exc.os_error, RefusedAddressError
     ):  # refused by the resolver or the socket factory, wrapped by aiohttp
         return "RefusedAddress", str(exc.os_error), True
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError | httpcore2.TimeoutException):
         return "Timeout", f"no answer within the endpoint's {endpoint.timeout:g}s timeout", False
-    if isinstance(exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+    if isinstance(
+        exc, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError | httpcore2.UnsupportedProtocol
+    ):
         return "BadURL", f"cannot POST to {endpoint.url!r}: {exc}", True
-    if isinstance(exc, aiohttp.ClientError | OSError):
+    if isinstance(
+        exc, aiohttp.ClientError | OSError | httpcore2.NetworkError | httpcore2.ProtocolError
+    ):
         what = type(exc).__name__
         return "ConnectionError", f"{what} with {endpoint.url}: {exc or 'connection lost'}", False
     return type(exc).__name__, f"{type(exc).__name__}: {exc}", False

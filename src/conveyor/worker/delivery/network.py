@@ -1,4 +1,5 @@
-"""SSRF protection at connect time, through two public hooks of aiohttp's `TCPConnector`.
+"""SSRF protection at connect time: the allow-list, and two public hooks of aiohttp's
+`TCPConnector` (the HTTP/2 path's `GuardedBackend`, in `negotiated.py`, uses the same checks).
 
 `GuardedResolver` resolves a host name and keeps only the addresses the allow-list permits (so a
 name with one private and one public address still reaches the public one), or refuses with a
@@ -14,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,20 @@ class AllowList:
             f" {ALLOW_ENV}={address}/{address.max_prefixlen} on the delivering worker"
         )
 
+    def check(self, address: str) -> None:
+        """RefusedAddressError when a delivery may not connect to the IP `address`."""
+        refusal = self.refusal(_address(address))
+        if refusal is not None:
+            raise RefusedAddressError(refusal)
+
+    def permitted(self, host: str, addresses: Sequence[str]) -> list[str]:
+        """The addresses `host` resolved to that a delivery may connect to, in order;
+        RefusedAddressError naming the host when there are some and none may be used."""
+        kept = [a for a in addresses if self.refusal(_address(a)) is None]
+        if addresses and not kept:
+            raise RefusedAddressError(f"{host}: {self.refusal(_address(addresses[0]))}")
+        return kept
+
 
 #: What `TCPConnector(socket_factory=...)` is called with: getaddrinfo's tuple for one address.
 AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
@@ -73,6 +88,15 @@ AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
 
 def _address(host: str) -> Address:
     return ipaddress.ip_address(host.split("%")[0])  # a scoped IPv6 address: drop the zone
+
+
+def is_ip(host: str) -> bool:
+    """Whether `host` is an IP address (then it is connected to as it is, with no lookup)."""
+    try:
+        _address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class GuardedResolver(AbstractResolver):
@@ -87,11 +111,8 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
-        kept = [r for r in found if self._allow.refusal(_address(r["host"])) is None]
-        if found and not kept:
-            refusal = self._allow.refusal(_address(found[0]["host"]))
-            raise RefusedAddressError(f"{host}: {refusal}")
-        return kept
+        kept = set(self._allow.permitted(host, [r["host"] for r in found]))
+        return [r for r in found if r["host"] in kept]
 
     async def close(self) -> None:
         await self._inner.close()
@@ -103,9 +124,7 @@ def guarded_socket(allow: AllowList) -> Callable[[AddrInfo], socket.socket]:
 
     def make(addr_info: AddrInfo) -> socket.socket:
         family, kind, proto, _, address = addr_info
-        refusal = allow.refusal(_address(str(address[0])))
-        if refusal is not None:
-            raise RefusedAddressError(refusal)
+        allow.check(str(address[0]))
         return socket.socket(family=family, type=kind, proto=proto)
 
     return make
