@@ -130,13 +130,39 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _workflow_rows(wf: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-step overhead and steps/s of the 10-step workflow, Conveyor then DBOS."""
+    """Per-step overhead and steps/s of the 10-step workflow, and the 1,000-child fan-out's
+    children/s and parent overhead, Conveyor then DBOS."""
     out: list[dict[str, Any]] = []
     figures = [
         ("workflow no-op step, median", ("per_step", "step_ms_median"), "ms"),
         ("workflow no-op step, p95", ("per_step", "step_ms_p95"), "ms"),
         ("workflow 10-step runs", ("throughput", "steps_per_s_median"), "steps/s"),
         ("workflow 10-step runs, 2 processes", ("throughput_2p", "steps_per_s_median"), "steps/s"),
+        (
+            "fan-out 1,000 children, unbounded",
+            ("fanout", "unbounded", "children_per_s_median"),
+            "children/s",
+        ),
+        (
+            "fan-out 1,000 children, concurrency 100",
+            ("fanout", "concurrency_100", "children_per_s_median"),
+            "children/s",
+        ),
+        (
+            "fan-out 1,000 children, concurrency 10",
+            ("fanout", "concurrency_10", "children_per_s_median"),
+            "children/s",
+        ),
+        (
+            "fan-out 1,000, unbounded, 2 processes",
+            ("fanout_2p", "unbounded", "children_per_s_median"),
+            "children/s",
+        ),
+        (
+            "fan-out parent after last child, unbounded",
+            ("fanout", "unbounded", "parent_overhead_ms_median"),
+            "ms",
+        ),
     ]
     dbos = wf.get("dbos") or {}
     for label, path, unit in figures:

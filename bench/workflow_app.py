@@ -1,4 +1,5 @@
-"""The workflow benchmark's app (bench/workflows.py): a 10-step no-op workflow on queue `bench`.
+"""The workflow benchmark's app (bench/workflows.py): a 10-step no-op workflow and a fan-out
+workflow (one ctx.map over a no-op task) on queue `bench`.
 
 An app of its own, apart from bench.app: a worker of an app with a workflow keeps a connection
 per slot in its pool (for atomic steps), which the job workloads must not pay for.
@@ -30,3 +31,17 @@ async def steps(ctx: WorkflowContext, n: int = 10) -> list[float]:
         gaps.append(now - last)
         last = now
     return gaps
+
+
+@app.task(name="bench.wf_noop", queue=QUEUE)
+async def noop_task(i: int = 0) -> None:
+    """A fan-out's child: does nothing, so what is measured is the children's jobs and the
+    count-down that wakes the parent."""
+
+
+@app.workflow(name="bench.fanout", queue=QUEUE)
+async def fanout(ctx: WorkflowContext, n: int = 1_000, concurrency: int | None = None) -> int:
+    """One step: `n` no-op child jobs through ctx.map (at most `concurrency` at once; None: all
+    of them); return how many results came back."""
+    results = await ctx.map(noop_task, [{"i": i} for i in range(n)], concurrency=concurrency)
+    return len(results)

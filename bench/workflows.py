@@ -8,10 +8,19 @@
 - throughput: N runs of 10 no-op steps started in one transaction, drained by one worker
   process (--workflow-concurrency), then by `--processes 2` (when --processes lists 2); steps/s from
   the commit until every run is completed.
-- fan-out: 1,000 children through ctx.map, when the engine has it.
+- fan-out: a workflow whose one step is ctx.map over 1,000 no-op child jobs
+  (bench.workflow_app:fanout), with no bound and with concurrency=100 and 10, started one at a
+  time on the same worker process(es): time from the start's commit until the parent run is
+  completed (client clock, polled every 2 ms), children/s, and from the database's timestamps
+  where the time went: the children's creation, the first child's claim, the last child's end
+  (conveyor.job_done.finished_at) and the parent's own overhead after it (the run's
+  finished_at minus the last child's finished_at: the wake-up, claim, replay that reads the
+  1,000 results and completion of the parent's job).
 - DBOS Transact (if installed by bench/peers/setup_dbos.sh): the same 10-step workflow, per step
-  and throughput (as many runs at once as the worker's --workflow-concurrency), in one process
-  on the same Postgres (bench/peers/dbos_run.py).
+  and throughput (as many runs at once as the worker's --workflow-concurrency), and the fan-out
+  (a workflow that enqueues 1,000 no-op child workflows on a DBOS queue and waits for their
+  results, no limit and worker_concurrency=100), in one process on the same Postgres
+  (bench/peers/dbos_run.py).
 """
 
 from __future__ import annotations
@@ -27,10 +36,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bench.common import ROOT, CpuMeter, backend_pids, connect, log, percentile, truncate
 from bench.workers import WorkerGroup
-from bench.workflow_app import steps
-from conveyor import WorkflowContext
+from bench.workflow_app import fanout, steps
 
 STEPS = 10
+FANOUT_CHILDREN = 1_000
+#: ctx.map's `concurrency` for the fan-out: None (all children let go at once), then bounds.
+FANOUT_BOUNDS: tuple[int | None, ...] = (None, 100, 10)
 DBOS_PYTHON = ROOT / "bench" / ".peers" / "dbos-venv" / "bin" / "python"
 DBOS_RUNNER = ROOT / "bench" / "peers" / "dbos_run.py"
 
@@ -59,13 +70,12 @@ def run(
                 key = "throughput" if count == 1 else f"throughput_{count}p"
                 out[key] = _throughput(url, mon, pids, runs, reps, tag=f"{count}p")
                 out[key]["processes"] = count
+                fkey = "fanout" if count == 1 else f"fanout_{count}p"
+                out[fkey] = _fanout(url, mon, pids, FANOUT_CHILDREN, reps, tag=f"{count}p")
+                out[fkey]["processes"] = count
             finally:
                 workers.stop()
         _clear(mon)
-    if not hasattr(WorkflowContext, "map"):
-        note = "skipped: the engine has no ctx.map yet (1,000-child fan-out not measured)"
-        log(f"workflows fan-out {note}")
-        out["fanout"] = {"note": note}
     out["concurrency"] = concurrency
     out["dbos"] = (
         _dbos(url, runs=runs, sequential=sequential, reps=reps, concurrency=concurrency)
@@ -92,7 +102,7 @@ def _per_step(url: str, mon: psycopg.Connection[Any], n: int) -> dict[str, Any]:
         run_id = steps.start(run_id=f"seq-{i}", n=STEPS)
         row = _wait_finished(mon, run_id, timeout=30)
         result, latency = row
-        gaps.extend(result[1:])
+        gaps.extend(list(result)[1:])
         latencies.append(latency)
     gaps_ms = sorted(1000 * g for g in gaps)
     lat_ms = sorted(1000 * s for s in latencies)
@@ -114,7 +124,9 @@ def _per_step(url: str, mon: psycopg.Connection[Any], n: int) -> dict[str, Any]:
 
 def _wait_finished(
     mon: psycopg.Connection[Any], run_id: str, *, timeout: float
-) -> tuple[list[float], float]:
+) -> tuple[Any, float]:
+    """Poll (every 2 ms) until the run is completed: its result and its latency (created_at
+    to finished_at, by the database's clock)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = mon.execute(
@@ -123,7 +135,7 @@ def _wait_finished(
             (run_id,),
         ).fetchone()
         if row and row[0] == "completed":
-            return list(row[1]), float(row[2])
+            return row[1], float(row[2])
         if row and row[0] in ("failed", "cancelled"):
             raise RuntimeError(f"run {run_id} ended {row[0]}")
         time.sleep(0.002)
@@ -180,6 +192,81 @@ def _throughput(
     }
 
 
+#: Where a fan-out's time went, by the database's clock (seconds from the run's created_at, but
+#: the last: from the last child's end). now() in Postgres is its transaction's start.
+_FANOUT_TIMES = """
+SELECT count(*) FILTER (WHERE d.state = 'completed'),
+       extract(epoch FROM s.started_at - r.created_at),
+       extract(epoch FROM min(d.attempted_at) - r.created_at),
+       extract(epoch FROM max(d.finished_at) - r.created_at),
+       extract(epoch FROM r.finished_at - r.created_at),
+       extract(epoch FROM s.finished_at - max(d.finished_at)),
+       extract(epoch FROM r.finished_at - max(d.finished_at))
+  FROM conveyor.workflow_runs r
+  JOIN conveyor.workflow_steps s ON s.run_id = r.id AND s.position = 0
+  JOIN conveyor.workflow_children c ON c.run_id = r.id AND c.position = 0
+  JOIN conveyor.job_done d ON d.id = c.job_id
+ WHERE r.id = %s
+ GROUP BY r.id, s.run_id, s.position
+"""
+
+
+def _fanout(
+    url: str, mon: psycopg.Connection[Any], pids: list[int], n: int, reps: int, *, tag: str
+) -> dict[str, Any]:
+    """One ctx.map of `n` no-op children per rep, for each bound of FANOUT_BOUNDS."""
+    out: dict[str, Any] = {"children": n}
+    for bound in FANOUT_BOUNDS:
+        key = "unbounded" if bound is None else f"concurrency_{bound}"
+        rows: list[dict[str, float]] = []
+        for rep in range(reps):
+            run_id = f"fan-{tag}-{key}-{rep}"
+            with psycopg.connect(url) as tx:
+                fanout.start_tx(tx, run_id=run_id, n=n, concurrency=bound)
+                tx.commit()
+                t0 = time.perf_counter()
+            worker_cpu = CpuMeter(pids)
+            worker_cpu.begin()
+            db_cpu = CpuMeter(backend_pids(mon))
+            db_cpu.begin()
+            result, _ = _wait_finished(mon, run_id, timeout=120 + n / 10)
+            took = time.perf_counter() - t0
+            wcpu = worker_cpu.end()
+            dcpu = db_cpu.end(backend_pids(mon))
+            times = mon.execute(_FANOUT_TIMES, (run_id,)).fetchone()
+            if result != n or times is None or times[0] != n:
+                raise RuntimeError(f"fan-out {run_id}: result {result!r}, children {times}")
+            row = {
+                "seconds": took,
+                "children_per_s": n / took,
+                "db_run_s": float(times[4]),
+                "children_created_ms": 1000 * float(times[1]),
+                "first_child_claimed_ms": 1000 * float(times[2]),
+                "last_child_finished_ms": 1000 * float(times[3]),
+                "step_ended_after_last_child_ms": 1000 * float(times[5]),
+                "parent_overhead_ms": 1000 * float(times[6]),
+                "worker_cpu_ms_per_child": 1000 * wcpu["cpu_s"] / n,
+                "postgres_cpu_ms_per_child": 1000 * dcpu["cpu_s"] / n,
+            }
+            rows.append(row)
+            log(
+                f"workflows fan-out {tag} {key} rep {rep + 1}/{reps}: {n} children in"
+                f" {took:.2f}s = {n / took:,.0f} children/s; by the database: children created"
+                f" at {row['children_created_ms']:.0f} ms, first claimed at"
+                f" {row['first_child_claimed_ms']:.0f} ms, last finished at"
+                f" {row['last_child_finished_ms']:.0f} ms, parent completed"
+                f" {row['parent_overhead_ms']:.1f} ms after it (worker cpu {wcpu['cpu_s']:.2f}s,"
+                f" postgres cpu {dcpu['cpu_s']:.2f}s)"
+            )
+        figure: dict[str, Any] = {"concurrency": bound, "reps": reps}
+        for name in rows[0]:
+            values = [r[name] for r in rows]
+            figure[f"{name}_median"] = round(statistics.median(values), 3)
+            figure[f"{name}_runs"] = [round(v, 3) for v in values]
+        out[key] = figure
+    return out
+
+
 def _dbos(
     url: str, *, runs: int, sequential: int, reps: int, concurrency: int
 ) -> dict[str, Any] | None:
@@ -192,7 +279,7 @@ def _dbos(
     dbos_url = _as_url(make_conninfo(url, dbname=dbname))
     args = [str(DBOS_PYTHON), str(DBOS_RUNNER), "--database-url", dbos_url]
     args += ["--runs", str(runs), "--sequential", str(sequential), "--reps", str(reps)]
-    args += ["--concurrency", str(concurrency)]
+    args += ["--concurrency", str(concurrency), "--fanout", str(FANOUT_CHILDREN)]
     log(f"workflows: DBOS Transact on {dbname}")
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -204,6 +291,13 @@ def _dbos(
         f" {result['per_step']['step_ms_median']} ms; throughput"
         f" {result['throughput']['steps_per_s_median']:,.0f} steps/s"
     )
+    for key, fig in (result.get("fanout") or {}).items():
+        if isinstance(fig, dict):
+            log(
+                f"workflows DBOS fan-out {key}: {fig['children_per_s_median']:,.0f} children/s"
+                f" ({fig['seconds_median']:.2f}s), parent {fig['parent_overhead_ms_median']:.0f} ms"
+                " after its last child"
+            )
     return result
 
 
