@@ -58,7 +58,14 @@ from conveyor.spec import JobSpec
 from conveyor.task import Enqueuer, Task
 from conveyor.workflow.context import WorkflowContext
 from conveyor.workflow.definition import Workflow
-from conveyor.workflow.types import ChildError, WorkflowRun, WorkflowStep
+from conveyor.workflow.types import (
+    ChildError,
+    FanOut,
+    WorkflowChild,
+    WorkflowChildren,
+    WorkflowRun,
+    WorkflowStep,
+)
 
 if TYPE_CHECKING:
     from conveyor.worker import Worker, WorkerConfig
@@ -84,6 +91,7 @@ __all__ = [
     "Enqueuer",
     "EventTimeout",
     "FailNow",
+    "FanOut",
     "Flow",
     "FrozenClock",
     "Job",
@@ -118,6 +126,8 @@ __all__ = [
     "Worker",
     "WorkerConfig",
     "Workflow",
+    "WorkflowChild",
+    "WorkflowChildren",
     "WorkflowContext",
     "WorkflowError",
     "WorkflowNotFoundError",

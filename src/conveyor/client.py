@@ -33,7 +33,7 @@ from conveyor.client_types import (
 from conveyor.endpoints import DEFAULT_TIMEOUT, Endpoint, check_timeout, endpoint_changes
 from conveyor.job import Job, JobState
 from conveyor.queues import QueueInfo, configure_queue_params, validate_queue_settings
-from conveyor.workflow.types import WorkflowRun
+from conveyor.workflow.types import WorkflowChildren, WorkflowRun
 
 if TYPE_CHECKING:
     from conveyor.clock import Clock
@@ -177,6 +177,11 @@ class Client(_Base):
     ) -> list[WorkflowRun]:
         """Workflow runs, newest first (without their steps)."""
         return self._run(workflow_ops.list_runs(state=state, workflow=workflow, limit=limit))
+
+    def workflow_children(self, run_id: str, *, limit: int = 100) -> WorkflowChildren:
+        """A run's fan-outs (ctx.map, ctx.run_workflow) with their counts, and the first
+        `limit` of their children in order."""
+        return self._run(workflow_ops.children(run_id, limit))
 
     def cancel_workflow(self, run_id: str) -> bool:
         """Cancel an unfinished run, its sleep or wait and its job; False if it had finished."""
@@ -363,6 +368,10 @@ class AsyncClient(_Base):
     ) -> list[WorkflowRun]:
         """Async twin of Client.list_workflows()."""
         return await self._run(workflow_ops.list_runs(state=state, workflow=workflow, limit=limit))
+
+    async def workflow_children(self, run_id: str, *, limit: int = 100) -> WorkflowChildren:
+        """Async twin of Client.workflow_children()."""
+        return await self._run(workflow_ops.children(run_id, limit))
 
     async def cancel_workflow(self, run_id: str) -> bool:
         """Async twin of Client.cancel_workflow()."""

@@ -162,3 +162,56 @@ def test_actions_need_the_csrf_token_and_unknown_runs_are_404(
     assert app.client().get_workflow("checkout-7").state == "waiting"
     assert web.get("/workflows/no-such-run").status_code == 404
     assert web.post("/workflows/checkout-7/delete", data={"csrf_token": token}).status_code == 404
+
+
+async def test_run_page_shows_fan_outs_their_counts_and_children(
+    app: conveyor.Conveyor, web: TestClient
+) -> None:
+    @app.task(name="dash.square")
+    def square(n: int) -> int:
+        if n == 3:
+            raise ValueError("three is unlucky")
+        return n * n
+
+    @app.workflow(name="dash.child")
+    async def child(ctx: conveyor.WorkflowContext, n: int) -> int:
+        return n + 1
+
+    @app.workflow(name="dash.report")
+    async def report(ctx: conveyor.WorkflowContext) -> list[Any]:
+        squares = await ctx.map(square, [{"n": n} for n in range(5)], on_failure="return")
+        one = await ctx.run_workflow(child, n=41)
+        return [len(squares), one]
+
+    run_id = await report.astart(run_id="report-1")
+    client = app.async_client()
+    async with running_worker(app, fast_config()):
+
+        async def done() -> bool:
+            return (await client.get_workflow(run_id)).state == "completed"
+
+        await eventually(done)
+    kids = await client.workflow_children(run_id)
+    assert [(f.kind, f.total, f.remaining, f.failed) for f in kids.fanouts] == [
+        ("map", 5, 0, 1),
+        ("child", 1, 0, 0),
+    ]
+    assert [(c.position, c.index, c.state) for c in kids.children] == [
+        *[(0, n, "failed" if n == 3 else "completed") for n in range(5)],
+        (1, 0, "completed"),
+    ]
+    child_run = kids.children[-1].run_id
+    assert child_run is not None
+
+    html = web.get("/workflows/report-1").text
+    counts = re.findall(
+        r'<tr class="fanout">\s*<td class="num">(\d+)</td><td><code>[^<]+</code></td>'
+        r'<td>(\w+)</td>\s*<td class="num">(\d+)</td><td class="num">(\d+)</td>\s*'
+        r'<td class="num">(\d+)</td>',
+        html,
+    )
+    assert counts == [("0", "map", "5", "5", "1"), ("1", "child", "1", "1", "0")]
+    assert len(re.findall(r'<tr class="child">', html)) == 6
+    assert "<code>ValueError</code>: three is unlucky" in html
+    assert f'href="/workflows/{child_run}"' in html
+    assert f'href="/jobs/{kids.children[0].job_id}"' in html

@@ -16,7 +16,13 @@ from uuid import UUID
 
 from conveyor._store.ops import Call, Op, Plan, Rows, found
 from conveyor.errors import WorkflowNotFoundError
-from conveyor.workflow.types import WorkflowRun, WorkflowStep
+from conveyor.workflow.types import (
+    FanOut,
+    WorkflowChild,
+    WorkflowChildren,
+    WorkflowRun,
+    WorkflowStep,
+)
 
 
 @dataclass(frozen=True)
@@ -340,3 +346,24 @@ def prune(
         "now": now,
     }
     return Op("workflow_prune", params, lambda rows: (rows[0]["runs"], rows[0]["events"]))
+
+
+def children(run_id: str, limit: int) -> Plan[WorkflowChildren]:
+    """A run's fan-outs and their first `limit` children."""
+    fanouts = yield Op("workflow_fanout_list", {"run_id": run_id}, Rows)
+    kids = yield Op("workflow_child_list", {"run_id": run_id, "limit": limit}, Rows)
+    return WorkflowChildren(
+        fanouts=[FanOut(**row) for row in fanouts],
+        children=[
+            WorkflowChild(
+                position=row["position"],
+                index=row["idx"],
+                job_id=row["job_id"],
+                run_id=row["child_run_id"],
+                state=row["state"],
+                error=row["error"],
+                finished_at=row["finished_at"],
+            )
+            for row in kids
+        ],
+    )

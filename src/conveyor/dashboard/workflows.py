@@ -16,6 +16,8 @@ from conveyor.errors import WorkflowNotFoundError
 from conveyor.workflow.types import FINISHED, RUN_STATES, WorkflowRun, WorkflowStep
 
 PAGE_SIZE = 50
+#: Children listed on a run page (a map may have 10,000; the counts cover them all).
+CHILDREN_SHOWN = 100
 
 
 class WorkflowViews:
@@ -45,6 +47,7 @@ class WorkflowViews:
         run_id = request.path_params["run_id"]
         try:
             run = await self.client.get_workflow(run_id)
+            children = await self.client.workflow_children(run_id, limit=CHILDREN_SHOWN)
         except WorkflowNotFoundError as exc:
             return self.views.render(request, "missing.html", status_code=404, message=str(exc))
         return self.views.render(
@@ -57,6 +60,8 @@ class WorkflowViews:
             parked=parked(run),
             actions=actions(run),
             run_url=run_url,
+            children=children,
+            children_shown=CHILDREN_SHOWN,
         )
 
     async def action(self, request: Request) -> Response:

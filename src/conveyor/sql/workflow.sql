@@ -370,3 +370,20 @@ SELECT idx, job_id, child_run_id, state, result, error, finished_at
   FROM conveyor.workflow_children
  WHERE run_id = %(run_id)s AND position = %(position)s
  ORDER BY idx;
+
+-- name: workflow_fanout_list
+-- The fan-outs of a run (ctx.map, ctx.run_workflow), by position: how many children, how many
+-- still to finish, failed, and let go under the concurrency bound.
+SELECT f.position, s.name, s.kind, f.total, f.remaining, f.failed, f.released, f.on_failure
+  FROM conveyor.workflow_fanouts f
+  JOIN conveyor.workflow_steps s ON s.run_id = f.run_id AND s.position = f.position
+ WHERE f.run_id = %(run_id)s
+ ORDER BY f.position;
+
+-- name: workflow_child_list
+-- A run's children in fan-out order, the first %(limit)s (a map may have 10,000).
+SELECT position, idx, job_id, child_run_id, state, error, finished_at
+  FROM conveyor.workflow_children
+ WHERE run_id = %(run_id)s
+ ORDER BY position, idx
+ LIMIT %(limit)s;

@@ -127,3 +127,43 @@ class ChildError:
             "state": self.state,
             "error": self.error,
         }
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """One ctx.map or ctx.run_workflow of a run: its children counted."""
+
+    position: int
+    name: str
+    #: map or child
+    kind: str
+    total: int
+    #: children not finished yet
+    remaining: int
+    #: children that failed or were cancelled
+    failed: int
+    #: children let go so far under the map's concurrency bound
+    released: int
+    on_failure: str
+
+
+@dataclass(frozen=True)
+class WorkflowChild:
+    """One child of a fan-out: its job, its run when it is a workflow, how it ended."""
+
+    position: int
+    index: int
+    job_id: int
+    run_id: str | None
+    #: pending, completed, failed or cancelled
+    state: str
+    error: dict[str, Any] | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class WorkflowChildren:
+    """A run's fan-outs and (the first of) their children, from Client.workflow_children."""
+
+    fanouts: list[FanOut]
+    children: list[WorkflowChild]
