@@ -11,8 +11,10 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -20,23 +22,25 @@ from click.testing import CliRunner, Result
 from standardwebhooks import Webhook
 
 from conveyor.cli import cli
-from tests.acceptance.conftest import ROOT, _descendants
+from tests.acceptance.conftest import ROOT, _descendants, scalar
 from tests.delivery_server import DeliveryServer, delivery_server
 from tests.helpers import wait_until
 from tests.tls_server import TlsServer, tls_server
 
+T = TypeVar("T")
+
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-@pytest.fixture
-def server() -> Iterator[DeliveryServer]:
-    """The local HTTP server, on its own event loop in a thread."""
+def _in_thread(server: Callable[[], AbstractAsyncContextManager[T]]) -> Iterator[T]:
+    """Run the async context manager `server()` on its own event loop in a thread; yield what
+    it gives until the test ends."""
     ready = threading.Event()
     stop = threading.Event()
-    holder: list[DeliveryServer] = []
+    holder: list[T] = []
 
     async def serve() -> None:
-        async with delivery_server() as running:
+        async with server() as running:
             holder.append(running)
             ready.set()
             while not stop.is_set():
@@ -48,6 +52,12 @@ def server() -> Iterator[DeliveryServer]:
     yield holder[0]
     stop.set()
     thread.join(10)
+
+
+@pytest.fixture
+def server() -> Iterator[DeliveryServer]:
+    """The local HTTP server, on its own event loop in a thread."""
+    yield from _in_thread(delivery_server)
 
 
 def _run(db: str, *args: str) -> Result:
@@ -104,47 +114,13 @@ def test_conveyor_deliver_in_two_processes_delivers_each_job_once(
     with psycopg.connect(db, autocommit=True) as conn:
         for n in range(40):
             conn.execute("SELECT conveyor.enqueue('receipt', %s::jsonb)", (f'{{"n": {n}}}',))
-    log_path = tmp_path / "deliver.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "conveyor",
-                "deliver",
-                "--queues",
-                "hooks",
-                "--processes",
-                "2",
-                "--concurrency",
-                "4",
-                "--allow-network",
-                "127.0.0.0/8",
-                "--shutdown-grace",
-                "2",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "CONVEYOR_DATABASE_URL": db},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def completed() -> bool:
-            with psycopg.connect(db) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM conveyor.jobs WHERE state = 'completed'"
-                ).fetchone()
-            return row is not None and row[0] == 40
-
-        wait_until(completed)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    finally:
-        for pid in [*_descendants(process.pid), process.pid]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        print(log_path.read_text(errors="replace"))
+    _deliver_until_completed(
+        db,
+        ["--queues", "hooks", "--processes", "2", "--concurrency", "4",
+         "--allow-network", "127.0.0.0/8"],
+        completed=40,
+        log_path=tmp_path / "deliver.log",
+    )  # fmt: skip
     ids = [r.headers["webhook-id"] for r in server.bodies("/ok")]
     assert len(ids) == len(set(ids)) == 40
     for request in server.bodies("/ok"):
@@ -154,23 +130,7 @@ def test_conveyor_deliver_in_two_processes_delivers_each_job_once(
 @pytest.fixture
 def tls(tmp_path: Path) -> Iterator[TlsServer]:
     """The Node TLS server (h2 and http/1.1 by ALPN), on its own event loop in a thread."""
-    ready = threading.Event()
-    stop = threading.Event()
-    holder: list[TlsServer] = []
-
-    async def serve() -> None:
-        async with tls_server(tmp_path) as running:
-            holder.append(running)
-            ready.set()
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-
-    thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    yield holder[0]
-    stop.set()
-    thread.join(10)
+    yield from _in_thread(lambda: tls_server(tmp_path))
 
 
 @pytest.mark.parametrize(("flags", "version"), [((), "2.0"), (("--no-http2",), "1.1")])
@@ -182,9 +142,22 @@ def test_deliver_speaks_http2_to_https_unless_told_not_to(
     with psycopg.connect(db, autocommit=True) as conn:
         for n in range(5):
             conn.execute("SELECT conveyor.enqueue('v', %s::jsonb)", (f'{{"n": {n}}}',))
-    command = [sys.executable, "-m", "conveyor", "deliver", "--allow-network", "127.0.0.1/32"]
-    command += ["--ca-file", tls.ca_file, "--shutdown-grace", "2", *flags]
-    log_path = tmp_path / "deliver.log"
+    _deliver_until_completed(
+        db,
+        ["--allow-network", "127.0.0.1/32", "--ca-file", tls.ca_file, *flags],
+        completed=5,
+        log_path=tmp_path / "deliver.log",
+    )
+    wait_until(lambda: len(tls.bodies("/version")) == 5)
+    assert {r.version for r in tls.bodies("/version")} == {version}
+    for request in tls.bodies("/version"):
+        Webhook(SECRET).verify(request.body, request.headers)
+
+
+def _deliver_until_completed(db: str, args: list[str], *, completed: int, log_path: Path) -> None:
+    """Run `conveyor deliver ARGS` until `completed` jobs are completed, then stop it with
+    SIGTERM: it must exit 0. Whatever it started is killed in the end, and its log printed."""
+    command = [sys.executable, "-m", "conveyor", "deliver", "--shutdown-grace", "2", *args]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command,
@@ -194,22 +167,12 @@ def test_deliver_speaks_http2_to_https_unless_told_not_to(
             stderr=subprocess.STDOUT,
         )
     try:
-
-        def completed() -> bool:
-            with psycopg.connect(db) as conn:
-                row = conn.execute(
-                    "SELECT count(*) FROM conveyor.jobs WHERE state = 'completed'"
-                ).fetchone()
-            return row is not None and row[0] == 5
-
-        wait_until(completed)
+        done = "SELECT count(*) FROM conveyor.jobs WHERE state = 'completed'"
+        wait_until(lambda: scalar(db, done) == completed)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGKILL)
+        for pid in [*_descendants(process.pid), process.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         print(log_path.read_text(errors="replace"))
-    wait_until(lambda: len(tls.bodies("/version")) == 5)
-    assert {r.version for r in tls.bodies("/version")} == {version}
-    for request in tls.bodies("/version"):
-        Webhook(SECRET).verify(request.body, request.headers)
