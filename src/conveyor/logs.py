@@ -14,7 +14,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, date, datetime, time
 from itertools import islice
 from time import time as _now
@@ -44,11 +44,22 @@ def job_fields(job: Job) -> dict[str, Any]:
 @contextmanager
 def job_scope(job: Job) -> Iterator[None]:
     """Tag every record logged inside the block with `job`'s fields."""
-    token = _job.set(job_fields(job))
+    scope = enter_job(job)
     try:
         yield
     finally:
-        _job.reset(token)
+        leave_job(scope)
+
+
+def enter_job(job: Job) -> Token[dict[str, Any] | None]:
+    """Tag every record logged from here on (in this context) with `job`'s fields, until
+    leave_job() with what this returned: job_scope() without a generator, for the worker's
+    once-a-job path."""
+    return _job.set(job_fields(job))
+
+
+def leave_job(scope: Token[dict[str, Any] | None]) -> None:
+    _job.reset(scope)
 
 
 class JobFieldsFilter(logging.Filter):
