@@ -14,6 +14,8 @@ from psycopg.conninfo import conninfo_to_dict
 from bench.common import ROOT, log, summarize
 
 PEERS = ("bullmq", "pgboss", "procrastinate", "pgqueuer")
+#: Peers whose runner has the enqueue_concurrent workload.
+CONCURRENT_ENQUEUE = ("bullmq",)
 _PEERS_PY = str(ROOT / "bench" / ".peers" / "venv" / "bin" / "python")
 RUNNERS = {
     "bullmq": ["node", "bench/peers/bullmq.mjs"],
@@ -91,6 +93,11 @@ def run(
         ):
             runs = [run_one(url, peer, workload, args, 600) for _ in range(reps)]
             res[workload] = _figure(runs, unit, key, jobs=int(args[1]))
+        if peer in CONCURRENT_ENQUEUE:
+            # 16 callers each awaiting one add at a time (W1's threads16/tasks16 figures)
+            args = ["--jobs", str(single), "--concurrency", "16"]
+            runs = [run_one(url, peer, "enqueue_concurrent", args, 600) for _ in range(reps)]
+            res["enqueue_concurrent"] = _figure(runs, "jobs/s", "rate", jobs=single)
         runs = []
         for _ in range(reps):
             r = run_one(url, peer, "drain", ["--jobs", str(drain)], 120 + drain / 50)

@@ -30,6 +30,13 @@ COMPARISONS: list[tuple[str, tuple[str, ...], tuple[str, ...] | None, bool]] = [
     ("import conveyor, fresh interpreter", ("import", "wall_ms"), None, False),
     ("W1 enqueue single, sync", ("W1", "sync_single"), ("enqueue_single", "-"), True),
     ("W1 enqueue single, async", ("W1", "async_single"), ("enqueue_single",), True),
+    (
+        "W1 enqueue single, 16 threads",
+        ("W1", "threads16_single"),
+        ("enqueue_concurrent", "-"),
+        True,
+    ),
+    ("W1 enqueue single, 16 tasks", ("W1", "tasks16_single"), ("enqueue_concurrent",), True),
     ("W1 enqueue bulk (1,000/batch)", ("W1", "bulk_copy"), ("enqueue_bulk",), True),
     ("W2 drain, 1 process", ("W2", "drain_1p"), ("drain",), True),
     ("W2 drain, 2 processes", ("W2", "drain_2p"), None, True),

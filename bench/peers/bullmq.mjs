@@ -65,6 +65,17 @@ async function main () {
       for (let i = 0; i < jobs; i++) await queue.add('noop', { i })
       const seconds = monoS() - t0
       result = { jobs, seconds: round4(seconds), rate: rateOf(jobs, seconds) }
+    } else if (workload === 'enqueue_concurrent') {
+      // `concurrency` callers (default 16), each awaiting its own queue.add one by one
+      const callers = args.concurrency ?? 16
+      const share = Math.floor(jobs / callers)
+      const t0 = monoS()
+      await Promise.all(Array.from({ length: callers }, async (_, k) => {
+        for (let i = k * share; i < (k + 1) * share; i++) await queue.add('noop', { i })
+      }))
+      const seconds = monoS() - t0
+      const n = share * callers
+      result = { jobs: n, seconds: round4(seconds), rate: rateOf(n, seconds), concurrency: callers }
     } else if (workload === 'enqueue_bulk') {
       const t0 = monoS()
       await bulkAdd(queue, jobs)
