@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from conveyor._store.enqueue import insert_plan
+from conveyor._store.enqueue import insert_plan, needs_transaction
 from conveyor._store.flow_insert import flow_plan
 from conveyor._store.runner import arun, run
 from conveyor.alerts import AlertSettings, Channel, LogChannel, Rule, add_channel, add_rule
@@ -370,6 +370,9 @@ class Conveyor(WorkflowMethods):
         if not specs:
             return []
         with self._connections.connection() as conn:
+            if needs_transaction(conn, specs):
+                with conn.transaction():
+                    return run(conn, insert_plan(conn, specs, self.clock.now())).ids
             return run(conn, insert_plan(conn, specs, self.clock.now())).ids
 
     def enqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
@@ -382,6 +385,9 @@ class Conveyor(WorkflowMethods):
         if not specs:
             return []
         async with self._connections.aconnection() as conn:
+            if needs_transaction(conn, specs):
+                async with conn.transaction():
+                    return (await arun(conn, insert_plan(conn, specs, self.clock.now()))).ids
             return (await arun(conn, insert_plan(conn, specs, self.clock.now()))).ids
 
     async def aenqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:

@@ -99,8 +99,31 @@ _ATTEMPTS = 5
 _RACE = "unique-key enqueue kept racing with the key's holder finishing; try again"
 
 
+#: The types of job_copy's columns, in _copy_rows()'s order.
+_COPY_TYPES = (
+    "int8",
+    "text",
+    "text",
+    "jsonb",
+    "int4",
+    "int4",
+    "timestamptz",
+    "text",
+    "float8",
+    "timestamptz",
+    "text",
+    "jsonb",
+)
+
+
 def _use_copy(conn: Any, specs: Sequence[JobSpec]) -> bool:
     return len(specs) >= COPY_THRESHOLD and can_copy(conn) and not any(s.unique_key for s in specs)
+
+
+def needs_transaction(conn: Any, specs: Sequence[JobSpec]) -> bool:
+    """True when inserting `specs` on `conn` takes several writing statements (COPY) that an
+    autocommit connection must run inside a transaction of its own."""
+    return _use_copy(conn, specs)
 
 
 def _copy_rows(
@@ -155,20 +178,21 @@ def _migrated() -> Iterator[None]:
 
 
 def _copy_jobs(specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserted]:
-    """Bulk insert with COPY: ids drawn first, one NOTIFY per queue, all inside the
-    connection's current transaction."""
+    """Bulk insert with a binary COPY: ids drawn first (with the backpressure check), then the
+    rows, then the concurrency keys and one NOTIFY per woken queue. Three statements: run them
+    in one transaction (the caller's, or the one app.enqueue_many opens, see
+    needs_transaction()), so that no worker sees a job before its concurrency key."""
     batch = _batch_counts(specs)
-    refused = sorted(row["name"] for row in (yield Op("queue_refusing", batch, Rows)))
-    if refused:
-        raise QueueFullError(refused)
-    drawn = yield Op("job_reserve_ids", {"n": len(specs), "now": now}, Rows)
-    ids = [row["id"] for row in drawn]
-    rows, wake = _copy_rows(specs, ids, drawn[0]["now"])
-    yield Copy("job_copy", rows)
-    yield Op("job_set_concurrency_keys", {"ids": ids}, ignore)
-    yield _make_room(batch["queues"], now)
-    for queue in sorted(wake):
-        yield Op("job_notify", {"queue": queue}, ignore)
+    (drawn,) = yield Op("job_reserve_ids", {**batch, "n": len(specs), "now": now}, Rows)
+    if drawn["refused"]:
+        raise QueueFullError(sorted(drawn["refused"]))
+    ids: list[int] = drawn["ids"]
+    rows, wake = _copy_rows(specs, ids, drawn["now"])
+    yield Copy("job_copy", rows, _COPY_TYPES)
+    keyed = ids if drawn["keyed"] else []
+    yield Op("job_copied", {"ids": keyed, "wake": sorted(wake)}, ignore)
+    if drawn["dropping"]:
+        yield _make_room(batch["queues"], now)
     return Inserted(ids, [True] * len(ids))
 
 
