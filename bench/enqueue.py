@@ -15,18 +15,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.app import app, noop
+from bench.app import app, noop, noop_relaxed
 from bench.common import connect, log, summarize, truncate
+from conveyor import Task
 
 BULK_BATCH = 1000
 #: Concurrent callers of the concurrent figures (threads, asyncio tasks).
 CONCURRENCY = 16
 
 
-def _sync_single(n: int) -> float:
+def _sync_single(n: int, task: Task[Any] = noop) -> float:
     t0 = time.perf_counter()
     for i in range(n):
-        noop.enqueue(i=i)
+        task.enqueue(i=i)
     return time.perf_counter() - t0
 
 
@@ -44,7 +45,7 @@ def _async_single(n: int) -> float:
     return asyncio.run(go())
 
 
-def _threads(n: int) -> float:
+def _threads(n: int, task: Task[Any] = noop) -> float:
     """CONCURRENCY threads, each enqueueing its share one job per call."""
     share = n // CONCURRENCY
     start = threading.Barrier(CONCURRENCY + 1)
@@ -52,7 +53,7 @@ def _threads(n: int) -> float:
     def caller(k: int) -> None:
         start.wait()
         for i in range(k * share, (k + 1) * share):
-            noop.enqueue(i=i)
+            task.enqueue(i=i)
 
     threads = [threading.Thread(target=caller, args=(k,)) for k in range(CONCURRENCY)]
     for thread in threads:
@@ -141,6 +142,9 @@ def run(url: str, *, single: int, bulk: int, reps: int) -> dict[str, Any]:
         "async_single": (single, _async_single),
         f"threads{CONCURRENCY}_single": (single, _threads),
         f"tasks{CONCURRENCY}_single": (single, _tasks),
+        # durable_enqueue=False: the commit does not wait for the WAL flush (docs/enqueue.md)
+        "sync_single_relaxed": (single, lambda n: _sync_single(n, noop_relaxed)),
+        f"threads{CONCURRENCY}_single_relaxed": (single, lambda n: _threads(n, noop_relaxed)),
         "bulk_copy": (bulk, _bulk),
         "sync_single_own_conn": (single, lambda n: _own_connection(url, n)),
     }

@@ -33,7 +33,7 @@ class Inserted:
     created: list[bool]
 
 
-def _insert(specs: Sequence[JobSpec], now: datetime | None) -> Op[Rows]:
+def _insert(specs: Sequence[JobSpec], now: datetime | None, relaxed: bool) -> Op[Rows]:
     """The insert for these jobs: one row, or a JSON recordset of many."""
     if len(specs) == 1:
         s = specs[0]
@@ -50,10 +50,11 @@ def _insert(specs: Sequence[JobSpec], now: datetime | None) -> Op[Rows]:
             "correlation_id": s.correlation_id,
             "trace_context": None if s.trace_context is None else json.dumps(s.trace_context),
             "now": now,
+            "relaxed": relaxed,
         }
         return Op("job_insert_one", params, Rows)
     document = "[" + ",".join(spec.to_json(i) for i, spec in enumerate(specs)) + "]"
-    return Op("job_insert_many", {"jobs": document, "now": now}, Rows)
+    return Op("job_insert_many", {"jobs": document, "now": now, "relaxed": relaxed}, Rows)
 
 
 def _make_room(queues: list[str], now: datetime | None) -> Op[None]:
@@ -156,14 +157,19 @@ def _copy_rows(
     return rows, wake
 
 
-def insert_plan(conn: Any, specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserted]:
+def insert_plan(
+    conn: Any, specs: Sequence[JobSpec], now: datetime | None, *, relaxed: bool = False
+) -> Plan[Inserted]:
     """Insert jobs, to be run on `conn` (the caller's transaction, if one is open; `conn` is
     only looked at to choose COPY). Runs inside an enqueue span; a database without the schema
-    raises SchemaError saying to run `conveyor migrate` instead of the driver's UndefinedTable."""
+    raises SchemaError saying to run `conveyor migrate` instead of the driver's UndefinedTable.
+
+    `relaxed` turns synchronous_commit off for the transaction the insert runs in (SET LOCAL):
+    only for the app's own connections, whose transaction holds nothing but the enqueue."""
     with tracing.enqueue_span(specs) as traced, _migrated():
         if _use_copy(conn, traced):
-            return (yield from _copy_jobs(traced, now))
-        return (yield from _insert_jobs(traced, now))
+            return (yield from _copy_jobs(traced, now, relaxed))
+        return (yield from _insert_jobs(traced, now, relaxed))
 
 
 @contextmanager
@@ -177,13 +183,14 @@ def _migrated() -> Iterator[None]:
         raise missing from exc
 
 
-def _copy_jobs(specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserted]:
+def _copy_jobs(specs: Sequence[JobSpec], now: datetime | None, relaxed: bool) -> Plan[Inserted]:
     """Bulk insert with a binary COPY: ids drawn first (with the backpressure check), then the
     rows, then the concurrency keys and one NOTIFY per woken queue. Three statements: run them
     in one transaction (the caller's, or the one app.enqueue_many opens, see
     needs_transaction()), so that no worker sees a job before its concurrency key."""
     batch = _batch_counts(specs)
-    (drawn,) = yield Op("job_reserve_ids", {**batch, "n": len(specs), "now": now}, Rows)
+    reserve = {**batch, "n": len(specs), "now": now, "relaxed": relaxed}
+    (drawn,) = yield Op("job_reserve_ids", reserve, Rows)
     if drawn["refused"]:
         raise QueueFullError(sorted(drawn["refused"]))
     ids: list[int] = drawn["ids"]
@@ -196,8 +203,8 @@ def _copy_jobs(specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserted]
     return Inserted(ids, [True] * len(ids))
 
 
-def _insert_jobs(specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserted]:
-    rows = yield _insert(specs, now)
+def _insert_jobs(specs: Sequence[JobSpec], now: datetime | None, relaxed: bool) -> Plan[Inserted]:
+    rows = yield _insert(specs, now, relaxed)
     crowded = _backpressure(specs, rows)
     if crowded:
         yield _make_room(crowded, now)
@@ -212,7 +219,7 @@ def _insert_jobs(specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserte
         # Keys whose holder finished in between: insert those jobs again.
         retry = _pending(specs, ids)
         if retry:
-            again, made = _parse((yield _insert([specs[n] for n in retry], now)))
+            again, made = _parse((yield _insert([specs[n] for n in retry], now, relaxed)))
             for n, job_id, was_made in zip(retry, again, made, strict=True):
                 ids[n], created[n] = job_id, was_made
     raise UniqueKeyRaceError(_RACE)

@@ -11,8 +11,11 @@
 -- name: job_insert_many
 -- Insert jobs given as a JSON array of objects; return each one's id in input order and whether
 -- it is new (false when an active job already held its unique key). One NOTIFY per queue.
-WITH n AS (
-    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+-- %(relaxed)s: commit without waiting for the WAL flush (an opt-in, docs/enqueue.md).
+WITH n AS MATERIALIZED (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t,
+           CASE WHEN %(relaxed)s::bool THEN set_config('synchronous_commit', 'off', true) END
+             AS relaxed
 ), input AS (
     -- ids are drawn up front so each input row knows its own id (RETURNING has no order)
     SELECT nextval('conveyor.job_id_seq') AS id, x.*
@@ -74,9 +77,12 @@ SELECT i.ord, coalesce(ins.id, dup.id, old.id) AS id, ins.id IS NOT NULL AS crea
 -- Insert one job (the common single enqueue, lighter than job_insert_many's JSON recordset);
 -- return its id, or the id of the active job already holding its unique key. Same columns
 -- as job_insert_many: `refused` when its queue is full and rejects, `crowded` when its queue
--- drops jobs when full.
-WITH n AS (
-    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+-- drops jobs when full. %(relaxed)s: commit without waiting for the WAL flush (an opt-in,
+-- docs/enqueue.md; only on the app's own connections, never in a caller's transaction).
+WITH n AS MATERIALIZED (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t,
+           CASE WHEN %(relaxed)s::bool THEN set_config('synchronous_commit', 'off', true) END
+             AS relaxed
 ), r AS (
     SELECT n.t, coalesce(%(run_at)s::timestamptz,
                          n.t + make_interval(secs => coalesce(%(delay)s::float8, 0))) AS run_at
@@ -125,9 +131,11 @@ SELECT 0 AS ord,
 -- ids in `ids`, with the database's now; unless a queue that rejects would overfill: `refused`
 -- names those, and `ids` is NULL. `keyed` when a queue of the batch takes a concurrency key
 -- from an argument (job_copied sets them), `dropping` when one drops jobs when full
--- (queue_make_room follows).
+-- (queue_make_room follows). %(relaxed)s: commit without waiting for the WAL flush.
 WITH b AS (
     SELECT * FROM unnest(%(queues)s::text[], %(counts)s::int[]) AS b(queue, k)
+), relaxed AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', 'off', true) WHERE %(relaxed)s::bool
 ), refused AS (
     SELECT c.name FROM conveyor.queue c JOIN b ON b.queue = c.name
      WHERE c.on_full = 'reject'
@@ -144,7 +152,8 @@ SELECT ARRAY(SELECT r.name FROM refused r ORDER BY 1) AS refused,
        EXISTS (SELECT FROM conveyor.queue c JOIN b ON b.queue = c.name
                 WHERE c.key_arg IS NOT NULL) AS keyed,
        EXISTS (SELECT FROM conveyor.queue c JOIN b ON b.queue = c.name
-                WHERE c.max_depth IS NOT NULL AND c.on_full <> 'reject') AS dropping;
+                WHERE c.max_depth IS NOT NULL AND c.on_full <> 'reject') AS dropping,
+       EXISTS (SELECT FROM relaxed) AS relaxed;
 
 -- name: job_copied
 -- After a COPY of new jobs, in its transaction: give the jobs %(ids)s of keyed queues their
