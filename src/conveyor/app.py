@@ -378,7 +378,7 @@ class Conveyor(WorkflowMethods):
             return []
         relaxed = self._relaxed(specs)
         with self._connections.connection() as conn:
-            plan = insert_plan(conn, specs, self.clock.now(), relaxed=relaxed)
+            plan = insert_plan(conn, specs, self.clock.now(), relaxed=relaxed, own=True)
             if needs_transaction(conn, specs):
                 with conn.transaction():
                     return run(conn, plan).ids
@@ -395,7 +395,7 @@ class Conveyor(WorkflowMethods):
             return []
         relaxed = self._relaxed(specs)
         async with self._connections.aconnection() as conn:
-            plan = insert_plan(conn, specs, self.clock.now(), relaxed=relaxed)
+            plan = insert_plan(conn, specs, self.clock.now(), relaxed=relaxed, own=True)
             if needs_transaction(conn, specs):
                 async with conn.transaction():
                     return (await arun(conn, plan)).ids

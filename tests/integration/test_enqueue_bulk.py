@@ -120,3 +120,23 @@ def test_a_bulk_enqueue_wakes_each_queue_with_available_jobs_once(
         )
         woken = sorted(n.payload for n in listener.notifies(timeout=1.0, stop_after=3))
     assert woken == ["default", "other"]
+
+
+def test_a_single_enqueue_wakes_its_queue_once_and_only_for_an_available_job(
+    app: conveyor.Conveyor, t: conveyor.Task[Any], db: str
+) -> None:
+    # On the app's own connection the NOTIFY is a transaction of its own after the insert's
+    # (notifying inside it would hold a lock through the commit flush); in a caller's
+    # transaction it stays inside, so a rollback wakes nobody.
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute("LISTEN conveyor_jobs")
+        t.enqueue(n=1)
+        t.with_options(queue="later", delay=3600).enqueue(n=2)
+        keyed = t.with_options(queue="once", unique_key="k")
+        keyed.enqueue(n=3)
+        keyed.enqueue(n=4)  # the key's job already waits: not inserted, nobody to wake
+        with psycopg.connect(db) as own:
+            t.with_options(queue="rolled_back").enqueue_tx(own, n=5)
+            own.rollback()
+        woken = [n.payload for n in listener.notifies(timeout=1.0, stop_after=4)]
+    assert woken == ["default", "once"]

@@ -33,7 +33,9 @@ class Inserted:
     created: list[bool]
 
 
-def _insert(specs: Sequence[JobSpec], now: datetime | None, relaxed: bool) -> Op[Rows]:
+def _insert(
+    specs: Sequence[JobSpec], now: datetime | None, relaxed: bool, wake_later: bool
+) -> Op[Rows]:
     """The insert for these jobs: one row, or a JSON recordset of many."""
     if len(specs) == 1:
         s = specs[0]
@@ -51,6 +53,7 @@ def _insert(specs: Sequence[JobSpec], now: datetime | None, relaxed: bool) -> Op
             "trace_context": None if s.trace_context is None else json.dumps(s.trace_context),
             "now": now,
             "relaxed": relaxed,
+            "wake_later": wake_later,
         }
         return Op("job_insert_one", params, Rows)
     document = "[" + ",".join(spec.to_json(i) for i, spec in enumerate(specs)) + "]"
@@ -158,18 +161,32 @@ def _copy_rows(
 
 
 def insert_plan(
-    conn: Any, specs: Sequence[JobSpec], now: datetime | None, *, relaxed: bool = False
+    conn: Any,
+    specs: Sequence[JobSpec],
+    now: datetime | None,
+    *,
+    relaxed: bool = False,
+    own: bool = False,
 ) -> Plan[Inserted]:
     """Insert jobs, to be run on `conn` (the caller's transaction, if one is open; `conn` is
     only looked at to choose COPY). Runs inside an enqueue span; a database without the schema
     raises SchemaError saying to run `conveyor migrate` instead of the driver's UndefinedTable.
 
-    `relaxed` turns synchronous_commit off for the transaction the insert runs in (SET LOCAL):
-    only for the app's own connections, whose transaction holds nothing but the enqueue."""
+    `own`: `conn` is the app's own autocommit connection, where each statement commits by
+    itself. `relaxed` (own connections only) turns synchronous_commit off for the insert's
+    transaction (SET LOCAL).
+
+    A single job inserted durably on an own connection wakes its queue with a NOTIFY of its own
+    after the insert committed, not inside the insert: a transaction that notifies holds a
+    cluster-wide lock from its commit until the commit's WAL flush is done, so notifying
+    inserts cannot share flushes (group commit) and concurrent enqueues queue up one flush at a
+    time. A failed insert still wakes nobody. Everywhere else (a caller's transaction, many
+    jobs, relaxed commits, which do not wait for the flush) the NOTIFY goes with the insert."""
     with tracing.enqueue_span(specs) as traced, _migrated():
         if _use_copy(conn, traced):
             return (yield from _copy_jobs(traced, now, relaxed))
-        return (yield from _insert_jobs(traced, now, relaxed))
+        wake_later = own and not relaxed and len(traced) == 1
+        return (yield from _insert_jobs(traced, now, relaxed, wake_later))
 
 
 @contextmanager
@@ -203,8 +220,27 @@ def _copy_jobs(specs: Sequence[JobSpec], now: datetime | None, relaxed: bool) ->
     return Inserted(ids, [True] * len(ids))
 
 
-def _insert_jobs(specs: Sequence[JobSpec], now: datetime | None, relaxed: bool) -> Plan[Inserted]:
-    rows = yield _insert(specs, now, relaxed)
+def _insert_jobs(
+    specs: Sequence[JobSpec], now: datetime | None, relaxed: bool, wake_later: bool
+) -> Plan[Inserted]:
+    inserted = yield from _insert_and_race(specs, now, relaxed, wake_later)
+    if inserted.wake:
+        yield Op("job_wake", {"queue": inserted.wake}, ignore)
+    return Inserted(inserted.ids, inserted.created)
+
+
+@dataclass(frozen=True)
+class _Woken(Inserted):
+    """Inserted, and the queue to wake after the commit (job_insert_one with wake_later)."""
+
+    wake: str | None = None
+
+
+def _insert_and_race(
+    specs: Sequence[JobSpec], now: datetime | None, relaxed: bool, wake_later: bool
+) -> Plan[_Woken]:
+    rows = yield _insert(specs, now, relaxed, wake_later)
+    wake = rows[0].get("wake") if wake_later else None
     crowded = _backpressure(specs, rows)
     if crowded:
         yield _make_room(crowded, now)
@@ -212,14 +248,16 @@ def _insert_jobs(specs: Sequence[JobSpec], now: datetime | None, relaxed: bool) 
     for _ in range(_ATTEMPTS):
         pending = _pending(specs, ids)
         if not pending:
-            return Inserted([i for i in ids if i is not None], created)
+            return _Woken([i for i in ids if i is not None], created, wake)
         # A concurrent transaction committed the key after our statement's snapshot was taken.
         keys = [specs[n].unique_key for n in pending]
         _apply(ids, pending, specs, (yield Op("job_find_by_unique_key", {"keys": keys}, Rows)))
         # Keys whose holder finished in between: insert those jobs again.
         retry = _pending(specs, ids)
         if retry:
-            again, made = _parse((yield _insert([specs[n] for n in retry], now, relaxed)))
+            rows = yield _insert([specs[n] for n in retry], now, relaxed, wake_later)
+            wake = wake or (rows[0].get("wake") if wake_later else None)
+            again, made = _parse(rows)
             for n, job_id, was_made in zip(retry, again, made, strict=True):
                 ids[n], created[n] = job_id, was_made
     raise UniqueKeyRaceError(_RACE)

@@ -113,7 +113,10 @@ WITH n AS MATERIALIZED (
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING id, queue, state
 ), notified AS (
-    SELECT count(pg_notify('conveyor_jobs', ins.queue)) AS n FROM ins WHERE ins.state = 'available'
+    -- %(wake_later)s: the caller wakes the queue itself after the commit (job_wake), see
+    -- _store/enqueue.py: NOTIFY holds a cluster-wide lock through its transaction's commit flush
+    SELECT count(pg_notify('conveyor_jobs', ins.queue)) AS n FROM ins
+     WHERE ins.state = 'available' AND NOT %(wake_later)s::bool
 )
 SELECT 0 AS ord,
        coalesce((SELECT id FROM ins),
@@ -124,7 +127,13 @@ SELECT 0 AS ord,
        EXISTS (SELECT FROM refused) AS refused,
        -- a full queue that drops jobs: the caller runs queue_make_room next
        EXISTS (SELECT FROM c WHERE c.max_depth IS NOT NULL AND c.on_full <> 'reject') AS crowded,
-       (SELECT notified.n FROM notified) AS notified;
+       (SELECT notified.n FROM notified) AS notified,
+       (SELECT ins.queue FROM ins WHERE ins.state = 'available') AS wake;
+
+-- name: job_wake
+-- Wake the workers of a queue that got an available job, in a transaction of its own after the
+-- job's (job_insert_one with wake_later).
+SELECT pg_notify('conveyor_jobs', %(queue)s);
 
 -- name: job_reserve_ids
 -- Before a COPY of new jobs (%(queues)s, and how many enter each: %(counts)s): draw %(n)s job
