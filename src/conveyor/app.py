@@ -11,7 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from conveyor._store.enqueue import insert_plan, needs_transaction
+from conveyor._store import enqueue_own
+from conveyor._store.enqueue import insert_plan
 from conveyor._store.flow_insert import flow_plan
 from conveyor._store.runner import arun, run
 from conveyor.alerts import AlertSettings, Channel, LogChannel, Rule, add_channel, add_rule
@@ -378,11 +379,7 @@ class Conveyor(WorkflowMethods):
             return []
         relaxed = self._relaxed(specs)
         with self._connections.connection() as conn:
-            plan = insert_plan(conn, specs, self.clock.now(), relaxed=relaxed, own=True)
-            if needs_transaction(conn, specs):
-                with conn.transaction():
-                    return run(conn, plan).ids
-            return run(conn, plan).ids
+            return enqueue_own.enqueue(conn, specs, self.clock.now(), relaxed)
 
     def enqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Insert many jobs in the caller's open transaction: invisible until commit, gone on
@@ -395,11 +392,7 @@ class Conveyor(WorkflowMethods):
             return []
         relaxed = self._relaxed(specs)
         async with self._connections.aconnection() as conn:
-            plan = insert_plan(conn, specs, self.clock.now(), relaxed=relaxed, own=True)
-            if needs_transaction(conn, specs):
-                async with conn.transaction():
-                    return (await arun(conn, plan)).ids
-            return (await arun(conn, plan)).ids
+            return await enqueue_own.aenqueue(conn, specs, self.clock.now(), relaxed)
 
     async def aenqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Async twin of enqueue_many_tx()."""

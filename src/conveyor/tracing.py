@@ -44,6 +44,11 @@ def _tracer() -> Any:
     return tracer
 
 
+def off() -> bool:
+    """True when enqueues make no span (no OpenTelemetry, or no provider installed)."""
+    return _tracer() is None
+
+
 @contextmanager
 def enqueue_span(specs: Sequence[JobSpec]) -> Iterator[Sequence[JobSpec]]:
     """Run an enqueue inside a producer span; yield the specs carrying its context."""

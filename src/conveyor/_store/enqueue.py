@@ -38,26 +38,29 @@ def _insert(
 ) -> Op[Rows]:
     """The insert for these jobs: one row, or a JSON recordset of many."""
     if len(specs) == 1:
-        s = specs[0]
-        params = {
-            "task": s.task,
-            "queue": s.queue,
-            "args": s.args_json,
-            "priority": s.priority,
-            "max_attempts": s.max_attempts,
-            "run_at": s.run_at,
-            "delay": s.delay,
-            "unique_key": s.unique_key,
-            "timeout_seconds": s.timeout_seconds,
-            "correlation_id": s.correlation_id,
-            "trace_context": None if s.trace_context is None else json.dumps(s.trace_context),
-            "now": now,
-            "relaxed": relaxed,
-            "wake_later": wake_later,
-        }
-        return Op("job_insert_one", params, Rows)
+        return Op("job_insert_one", one_params(specs[0], now, relaxed, wake_later), Rows)
     document = "[" + ",".join(spec.to_json(i) for i, spec in enumerate(specs)) + "]"
     return Op("job_insert_many", {"jobs": document, "now": now, "relaxed": relaxed}, Rows)
+
+
+def one_params(s: JobSpec, now: datetime | None, relaxed: bool, wake_later: bool) -> dict[str, Any]:
+    """The parameters of job_insert_one for `s`."""
+    return {
+        "task": s.task,
+        "queue": s.queue,
+        "args": s.args_json,
+        "priority": s.priority,
+        "max_attempts": s.max_attempts,
+        "run_at": s.run_at,
+        "delay": s.delay,
+        "unique_key": s.unique_key,
+        "timeout_seconds": s.timeout_seconds,
+        "correlation_id": s.correlation_id,
+        "trace_context": None if s.trace_context is None else json.dumps(s.trace_context),
+        "now": now,
+        "relaxed": relaxed,
+        "wake_later": wake_later,
+    }
 
 
 def _make_room(queues: list[str], now: datetime | None) -> Op[None]:
@@ -189,6 +192,15 @@ def insert_plan(
         return (yield from _insert_jobs(traced, now, relaxed, wake_later))
 
 
+def continue_insert(
+    specs: Sequence[JobSpec], now: datetime | None, params: dict[str, Any], rows: Rows
+) -> Plan[Inserted]:
+    """The rest of insert_plan() for one job whose job_insert_one (with `params`) already ran on
+    an own connection and returned `rows` (enqueue_own.py)."""
+    with _migrated():
+        return (yield from _insert_jobs(specs, now, params["relaxed"], params["wake_later"], rows))
+
+
 @contextmanager
 def _migrated() -> Iterator[None]:
     try:
@@ -221,9 +233,13 @@ def _copy_jobs(specs: Sequence[JobSpec], now: datetime | None, relaxed: bool) ->
 
 
 def _insert_jobs(
-    specs: Sequence[JobSpec], now: datetime | None, relaxed: bool, wake_later: bool
+    specs: Sequence[JobSpec],
+    now: datetime | None,
+    relaxed: bool,
+    wake_later: bool,
+    first: Rows | None = None,
 ) -> Plan[Inserted]:
-    inserted = yield from _insert_and_race(specs, now, relaxed, wake_later)
+    inserted = yield from _insert_and_race(specs, now, relaxed, wake_later, first)
     if inserted.wake:
         yield Op("job_wake", {"queue": inserted.wake}, ignore)
     return Inserted(inserted.ids, inserted.created)
@@ -237,9 +253,13 @@ class _Woken(Inserted):
 
 
 def _insert_and_race(
-    specs: Sequence[JobSpec], now: datetime | None, relaxed: bool, wake_later: bool
+    specs: Sequence[JobSpec],
+    now: datetime | None,
+    relaxed: bool,
+    wake_later: bool,
+    first: Rows | None,
 ) -> Plan[_Woken]:
-    rows = yield _insert(specs, now, relaxed, wake_later)
+    rows = first if first is not None else (yield _insert(specs, now, relaxed, wake_later))
     wake = rows[0].get("wake") if wake_later else None
     crowded = _backpressure(specs, rows)
     if crowded:
