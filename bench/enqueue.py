@@ -39,6 +39,7 @@ def _async_single(n: int) -> float:
         for i in range(n):
             await noop.aenqueue(i=i)
         seconds = time.perf_counter() - t0
+        _before_close()
         await app.aclose()
         return seconds
 
@@ -79,6 +80,7 @@ def _tasks(n: int) -> float:
         t0 = time.perf_counter()
         await asyncio.gather(*(caller(k) for k in range(CONCURRENCY)))
         seconds = time.perf_counter() - t0
+        _before_close()
         await app.aclose()
         return (share * CONCURRENCY / n) * seconds
 
@@ -98,16 +100,20 @@ def _own_connection(url: str, n: int) -> float:
         t0 = time.perf_counter()
         for i in range(n):
             noop.enqueue_tx(conn, i=i)
-        return time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        _before_close()
+        return seconds
 
 
 class _ServerCpu:
     """CPU seconds the database's backends (of this database, not this benchmark's own
-    connection) used between start() and stop(); None without psutil or their processes."""
+    connection) used between start() and stop(); None without psutil or their processes.
+    A run that closes its connections calls _before_close() first (their backends end)."""
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
         self._before: dict[int, float] = {}
+        self._closing: dict[int, float] = {}
 
     def _times(self) -> dict[int, float]:
         import psutil
@@ -127,12 +133,24 @@ class _ServerCpu:
 
     def start(self) -> None:
         self._before = self._times()
+        self._closing = {}
+
+    def closing(self) -> None:
+        self._closing = self._times()
 
     def stop(self) -> float | None:
-        after = self._times()
+        after = {**self._times(), **self._closing}
         if not after:
             return None
         return sum(t - self._before.get(pid, 0.0) for pid, t in after.items())
+
+
+_meters: list[_ServerCpu] = []
+
+
+def _before_close() -> None:
+    for meter in _meters:
+        meter.closing()
 
 
 def run(url: str, *, single: int, bulk: int, reps: int) -> dict[str, Any]:
@@ -155,6 +173,7 @@ def run(url: str, *, single: int, bulk: int, reps: int) -> dict[str, Any]:
         for _ in range(50):  # open the app's sync pool before any clock starts
             noop.enqueue(i=-1)
         meter = _ServerCpu(conn)
+        _meters[:] = [meter]
         for rep in range(reps):
             # modes interleaved, so drift in machine load hits all of them alike
             for name, (n, fn) in modes.items():
