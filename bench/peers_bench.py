@@ -53,12 +53,24 @@ def setup() -> None:
     )
 
 
-def run_one(url: str, peer: str, workload: str, args: list[str], timeout: float) -> dict[str, Any]:
+def run_one(
+    url: str,
+    peer: str,
+    workload: str,
+    args: list[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     cmd = [*RUNNERS[peer], "--workload", workload, *args, *EXTRA.get(peer, [])]
     cmd += ["--timeout", str(int(timeout))]
     try:
         proc = subprocess.run(
-            cmd, cwd=ROOT, env=_env(url), capture_output=True, text=True, timeout=timeout + 60
+            cmd,
+            cwd=ROOT,
+            env={**_env(url), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout + 60,
         )
     except subprocess.TimeoutExpired:
         return {"peer": peer, "workload": workload, "error": "runner did not exit in time"}
@@ -107,6 +119,16 @@ def run(
         res["drain"] = _figure(runs, "jobs/s", "rate", jobs=drain)
         if len(runs) < reps and "error" not in runs[-1]:
             res["drain"]["note"] = f"run once: one drain took over {SLOW_DRAIN_S}s"
+        if peer == "bullmq":
+            # the default above keeps a bounded history (removeOnComplete: {count: 1000});
+            # this one removes every completed job (removeOnComplete: true), labelled as such
+            every = {"BENCH_BULLMQ_REMOVE_ON_COMPLETE": "true"}
+            runs = [
+                run_one(url, peer, "drain", ["--jobs", str(drain)], 120 + drain / 50, every)
+                for _ in range(reps)
+            ]
+            res["drain_remove_on_complete_true"] = _figure(runs, "jobs/s", "rate", jobs=drain)
+            res["drain"]["remove_on_complete"] = "count:1000"
         runs = [
             run_one(url, peer, "latency", ["--rate", str(rate), "--duration", str(duration)], 600)
             for _ in range(reps)
