@@ -21,6 +21,7 @@ from conveyor._store.claimed import failures
 from conveyor._store.cron import CronStatements
 from conveyor._store.flows import FlowStatements
 from conveyor._store.ops import Claim, Op, Plan, Rows, Savepoint, found, ids, ignore, rowcount
+from conveyor._store.pooler import connect_options
 from conveyor._store.protocol import (
     Completion,
     Failure,
@@ -40,6 +41,9 @@ T = TypeVar("T")
 
 log = logging.getLogger("conveyor.worker")
 
+#: The one lease of conveyor.leader: the maintenance services' leader.
+LEADER = "maintenance"
+
 _VACUUM: dict[TableName, str] = {"job": "job_table_vacuum", "job_done": "job_done_table_vacuum"}
 
 
@@ -47,16 +51,25 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     """All of the worker's SQL, run on a small pool of autocommit connections (the cron,
     flow and alert statements live in _store/cron.py, flows.py and alerts.py)."""
 
-    def __init__(self, database_url: str, *, max_connections: int = 4, name: str = "") -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        max_connections: int = 4,
+        name: str = "",
+        pgbouncer: bool = False,
+    ) -> None:
         self.database_url = database_url
         self._name = name or "conveyor"
+        # behind PgBouncer in transaction mode: no server-side prepared statements (pooler.py)
+        self._options = connect_options(pgbouncer)
         self._sync_pool: ConnectionPool[Any] | None = None
         self._sync_lock = threading.Lock()
         self._pool = AsyncConnectionPool(
             database_url,
             min_size=1,
             max_size=max_connections,
-            kwargs={"autocommit": True, "application_name": name or "conveyor"},
+            kwargs={"autocommit": True, "application_name": self._name, **self._options},
             open=False,
             timeout=15.0,
             name=name or None,
@@ -88,7 +101,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
                     min_size=0,
                     max_size=self._pool.max_size,
                     open=True,
-                    kwargs={"application_name": self._name},
+                    kwargs={"application_name": self._name, **self._options},
                     timeout=15.0,
                 )
         with self._sync_pool.connection() as conn, conn.transaction():
@@ -315,6 +328,17 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     async def worker_prune_stale(self, seconds: float, now: datetime | None = None) -> int:
         params = {"seconds": seconds, "now": now}
         return await self._run(Op("worker_prune_stale", params, rowcount))
+
+    # -- leader lease -------------------------------------------------------------------------
+
+    async def leader_attempt_elect(
+        self, holder: str, ttl_seconds: float, now: datetime | None = None
+    ) -> bool:
+        params = {"name": LEADER, "holder": holder, "ttl_seconds": ttl_seconds, "now": now}
+        return await self._run(Op("leader_attempt_elect", params, found))
+
+    async def leader_resign(self, holder: str) -> None:
+        await self._run(Op("leader_resign", {"name": LEADER, "holder": holder}, ignore))
 
     async def workflow_prune(
         self,

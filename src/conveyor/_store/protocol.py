@@ -227,6 +227,12 @@ class Store(Protocol):
 
     async def worker_prune_stale(self, seconds: float, now: datetime | None = None) -> int: ...
 
+    async def leader_attempt_elect(
+        self, holder: str, ttl_seconds: float, now: datetime | None = None
+    ) -> bool: ...
+
+    async def leader_resign(self, holder: str) -> None: ...
+
     async def workflow_prune(
         self,
         *,

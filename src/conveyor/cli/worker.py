@@ -87,6 +87,26 @@ _OPTIONS = [
         "--metrics-password", envvar="CONVEYOR_METRICS_PASSWORD", help="Basic auth password."
     ),
     click.option(
+        "--pgbouncer/--no-pgbouncer",
+        default=None,
+        help="The database URL goes through PgBouncer in transaction mode: no server-side"
+        " prepared statements, LISTEN only on --listen-url. CONVEYOR_PGBOUNCER=1 when not given.",
+    ),
+    click.option(
+        "--listen-url",
+        metavar="URL",
+        help="A direct URL (around the pooler) to LISTEN on for new jobs; behind PgBouncer"
+        " without it the worker polls. CONVEYOR_LISTEN_URL when not given.",
+    ),
+    click.option(
+        "--pickup-poll-interval",
+        default=0.2,
+        show_default=True,
+        type=float,
+        help="Seconds between looks for new jobs when polling replaces LISTEN (PgBouncer"
+        " without --listen-url).",
+    ),
+    click.option(
         "--cron-interval",
         default=1.0,
         show_default=True,
@@ -136,6 +156,9 @@ def _run(
     http2: bool,
     ca_file: str | None,
     cron_interval: float,
+    pgbouncer: bool | None,
+    listen_url: str | None,
+    pickup_poll_interval: float,
     metrics_port: int | None,
     metrics_host: str,
     metrics_token: str | None,
@@ -147,6 +170,8 @@ def _run(
     from conveyor.worker import WorkerConfig, supervisor
 
     app.set_default_database_url(ctx.obj.get("database_url"))
+    app.set_pooler(pgbouncer=pgbouncer, listen_url=listen_url)
+    _ = app.pgbouncer  # a bad CONVEYOR_PGBOUNCER is refused here, before any process starts
     trouble = database.diagnose(app.database_url)
     if trouble is not None and trouble.lasting:
         # waiting cannot fix a wrong URL; a server that is down or full may come back, and the
@@ -161,6 +186,7 @@ def _run(
         shutdown_grace=shutdown_grace,
         lease_seconds=lease_seconds,
         cron_interval=cron_interval,
+        pickup_poll_interval=pickup_poll_interval,
         allow_networks=allow_networks,
         http2=http2,
         ca_file=ca_file,

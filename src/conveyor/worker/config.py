@@ -23,7 +23,11 @@ class WorkerConfig:
     batch_size: int = 100
     #: Fallback poll when no NOTIFY arrives (LISTEN is the normal wake-up).
     poll_interval: float = 2.0
-    #: A running job's lease; renewed every lease_seconds / 3 while the job runs.
+    #: The poll that replaces LISTEN behind PgBouncer in transaction mode when no direct
+    #: listen URL is given (the pick-up latency of a job then).
+    pickup_poll_interval: float = 0.2
+    #: A running job's lease; renewed every lease_seconds / 3 while the job runs. The
+    #: maintenance leader's lease is as long: a crashed leader is replaced within it.
     lease_seconds: float = 30.0
     #: SIGTERM/SIGINT: how long running jobs may take to finish before they are put back.
     shutdown_grace: float = 30.0
@@ -66,6 +70,7 @@ class WorkerConfig:
             raise ConfigError(f"lease_seconds must be >= 1, got {self.lease_seconds}")
         for name in (
             "poll_interval",
+            "pickup_poll_interval",
             "promote_interval",
             "rescue_interval",
             "prune_interval",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from conveyor import logs
-from conveyor._store.leader import LeaderLock
+from conveyor._store.leader import LeaderLease
 from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
 from conveyor._store.protocol import Store
@@ -30,6 +30,7 @@ from conveyor.worker.executor import Executor
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.loops import stop_loops
 from conveyor.worker.outcome import Abandoned, Outcome
+from conveyor.worker.pickup import pickup_mode
 from conveyor.worker.producer import Producer
 from conveyor.worker.report import OutcomeReport
 from conveyor.worker.running import RunningJob, RunningJobs
@@ -137,7 +138,9 @@ class Worker:
             url,
             max_connections=4 + (self.config.concurrency if atomic else 0),
             name=f"conveyor-worker-{os.getpid()}",
+            pgbouncer=self.app.pgbouncer,
         )
+        listen_url = pickup_mode(self.app, self.config)
         await store.open()
         threads = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="conveyor-job")
         deliverer = Deliverer(
@@ -156,7 +159,9 @@ class Worker:
             task_max_attempts=[self.app.tasks[name].max_attempts for name in tasks],
             batch_size=self.config.batch_size,
             lease_seconds=self.config.lease_seconds,
-            poll_interval=self.config.poll_interval,
+            poll_interval=(
+                self.config.poll_interval if listen_url else self.config.pickup_poll_interval
+            ),
             concurrency=self.config.concurrency,
             free_slots=self._jobs.free_slots,
             dispatch=self._dispatch,
@@ -175,8 +180,12 @@ class Worker:
             ),
             completer=Completer(store, self._on_recorded),
             producer=producer,
-            leader=LeaderLock(url),
-            listener=Listener(url, self._on_notify, lambda: producer.notify()),
+            leader=LeaderLease(store, self.id, ttl=self.config.lease_seconds),
+            listener=(
+                Listener(listen_url, self._on_notify, lambda: producer.notify())
+                if listen_url
+                else None
+            ),
             heartbeat=Heartbeat(
                 store,
                 self.id,
