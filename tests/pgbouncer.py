@@ -42,15 +42,33 @@ def _free_port() -> int:
 
 
 class Bouncer:
-    """One running pgbouncer: `url` reaches the database through it."""
+    """One pgbouncer: `url` reaches the database through it. stop() and start() take it down
+    and bring it back on the same port (a pooler restarting, as the database would seem to)."""
 
-    def __init__(self, process: subprocess.Popen[bytes], log: Path, url: str) -> None:
-        self.process = process
+    def __init__(self, command: list[str], log: Path, url: str) -> None:
+        self.command = command
         self.log_path = log
         self.url = url
+        self.process: subprocess.Popen[bytes] | None = None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
+        _wait_ready(self)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
 
 @contextmanager
@@ -82,29 +100,21 @@ def pgbouncer(database_url: str, *, pool_size: int = 20) -> Iterator[Bouncer]:
             "pool_mode = transaction\n"
             f"default_pool_size = {pool_size}\n"
             "max_client_conn = 500\n"
-            # the default reset (DISCARD ALL) is for session mode only; transaction mode
-            # does not run it, as a managed pooler does not
+            # as a managed pooler in transaction mode: no reset query between clients
             "server_reset_query =\n"
             "ignore_startup_parameters = extra_float_digits,options\n"
         )
-        log = folder / "pgbouncer.log"
         command = [binary, str(ini)]
         if os.geteuid() == 0:
             command[1:1] = ["-u", _unprivileged_user()]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         auth = quote(user) + (f":{quote(str(info['password']))}" if info.get("password") else "")
-        bouncer = Bouncer(process, log, f"postgresql://{auth}@127.0.0.1:{port}/{dbname}")
+        url = f"postgresql://{auth}@127.0.0.1:{port}/{dbname}"
+        bouncer = Bouncer(command, folder / "pgbouncer.log", url)
         try:
-            _wait_ready(bouncer)
+            bouncer.start()
             yield bouncer
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            bouncer.stop()
 
 
 def _unprivileged_user() -> str:
@@ -121,7 +131,7 @@ def _wait_ready(bouncer: Bouncer) -> None:
     deadline = time.monotonic() + 15
     last: Any = None
     while time.monotonic() < deadline:
-        if bouncer.process.poll() is not None:
+        if bouncer.process is None or bouncer.process.poll() is not None:
             raise AssertionError(f"pgbouncer exited at start:\n{bouncer.log()}")
         try:
             with psycopg.connect(bouncer.url, connect_timeout=2, prepare_threshold=None) as conn:

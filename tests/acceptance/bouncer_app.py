@@ -1,7 +1,10 @@
-"""The app that the PgBouncer tests run in real `conveyor worker` processes: a task that does
-nothing but return, so what is measured and checked is the queue's own traffic."""
+"""The app that the PgBouncer and health tests run in real `conveyor worker` processes: tasks
+that do nothing but return (what is measured is the queue's own traffic), and one that blocks
+the event loop."""
 
 from __future__ import annotations
+
+import time
 
 import conveyor
 
@@ -18,3 +21,9 @@ def touch(n: int) -> int:
 async def atouch(n: int) -> int:
     """Return `n`, from an async handler."""
     return n
+
+
+@app.task(name="block_loop", max_attempts=1)
+async def block_loop(seconds: float) -> None:
+    """Block the worker's event loop for `seconds` (a bug: a blocking call in async code)."""
+    time.sleep(seconds)

@@ -322,6 +322,9 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     async def worker_heartbeat(self, worker_id: str, now: datetime | None = None) -> bool:
         return await self._run(Op("worker_heartbeat", {"id": worker_id, "now": now}, found))
 
+    async def database_ping(self) -> None:
+        await self._run(Op("database_ping", {}, ignore))
+
     async def worker_deregister(self, worker_id: str) -> None:
         await self._run(Op("worker_deregister", {"id": worker_id}, ignore))
 

@@ -13,6 +13,10 @@ ON CONFLICT (id) DO UPDATE
 UPDATE conveyor.worker SET last_seen = coalesce(%(now)s::timestamptz, now()) WHERE id = %(id)s
 RETURNING id;
 
+-- name: database_ping
+-- The health check's question: does the database answer (through the pooler, if any)?
+SELECT 1 AS ok;
+
 -- name: worker_deregister
 DELETE FROM conveyor.worker WHERE id = %(id)s;
 

@@ -47,6 +47,11 @@ class WorkerConfig:
     metrics_host: str = "127.0.0.1"
     #: Token and/or basic auth a scrape must present (None: none needed on loopback).
     metrics_credentials: Credentials | None = None
+    #: /healthz fails when the event loop has not turned for this long (a handler blocking
+    #: it); served on the metrics port.
+    health_stall_seconds: float = 10.0
+    #: /healthz fails when the database has not answered for this long.
+    health_database_seconds: float = 60.0
     #: How often the leader reads queue depths for the metrics.
     gauge_interval: float = 10.0
     #: Networks (CIDRs) deliveries may reach although they are not public: loopback, private,
@@ -76,6 +81,8 @@ class WorkerConfig:
             "prune_interval",
             "cron_interval",
             "gauge_interval",
+            "health_stall_seconds",
+            "health_database_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}")

@@ -27,6 +27,7 @@ from conveyor.worker.delivery import AllowList, Deliverer
 from conveyor.worker.delivery.answer import DELIVERY_MAX_ATTEMPTS
 from conveyor.worker.delivery.deliverer import delivery_ssl_context
 from conveyor.worker.executor import Executor
+from conveyor.worker.health import Health
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.loops import stop_loops
 from conveyor.worker.outcome import Abandoned, Outcome
@@ -68,6 +69,11 @@ class Worker:
             lambda: self.running_count, stuck_threads=lambda: self.stuck_threads
         )
         self._metrics_server: MetricsServer | None = None
+        #: What /healthz and /readyz answer (on the metrics port).
+        self.health = Health(
+            stall_after=self.config.health_stall_seconds,
+            database_after=self.config.health_database_seconds,
+        )
         self._report = OutcomeReport(self.metrics)
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
@@ -79,6 +85,7 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; running jobs get `shutdown_grace` seconds, then are put back."""
         self._stop.set()
+        self.health.stopping()
 
     @property
     def started(self) -> asyncio.Event:
@@ -108,16 +115,28 @@ class Worker:
 
     async def run(self) -> None:
         """Run until stop() (or cancellation), then shut down gracefully."""
+        # metrics and health are served from the start: a worker waiting for its database is
+        # alive but not ready
+        self._serve_metrics()
+        watch = asyncio.create_task(self.health.run(), name="conveyor-health")
+        try:
+            await self._run()
+        finally:
+            await stop_loops([watch])
+            await self._close_metrics()
+
+    async def _run(self) -> None:
         startup = Startup(self.app.database_url, self._stop)
         if not await startup.check_schema():
             log.info("worker %s stopped before it started", self.id)
             return
+        self.health.database_answered()
         runtime = await self._open_runtime()
+        self.health.watch_database(runtime.store.database_ping)
         if not await startup.register(runtime.register):
             await runtime.abandon()
             log.info("worker %s stopped before it started", self.id)
             return
-        self._serve_metrics()
         background = runtime.start_background(self._services(runtime.store))
         await runtime.wait_for_listen()
         producer = runtime.start_producer()
@@ -229,6 +248,7 @@ class Worker:
             len(self.app.tasks),
         )
         self._started.set()
+        self.health.started()
 
     async def _until_stopped_or_broken(self, loops: list[asyncio.Task[None]]) -> None:
         stop = asyncio.create_task(self._stop.wait())
@@ -348,11 +368,12 @@ class Worker:
             host=self.config.metrics_host,
             port=self.config.metrics_port,
             credentials=self.config.metrics_credentials,
+            probes={"/healthz": self.health.liveness, "/readyz": self.health.readiness},
         )
         server.start()
         self._metrics_server = server
         log.info(
-            "metrics at http://%s:%d/metrics%s",
+            "metrics at http://%s:%d/metrics%s; health at /healthz and /readyz",
             self.config.metrics_host,
             server.port,
             " (credentials required)" if self.config.metrics_credentials else "",
@@ -403,7 +424,6 @@ class Worker:
             await stop_loops(background)
         finally:
             await runtime.close(self.id)
-            await self._close_metrics()
             log.info(
                 "worker %s stopped (completed=%d failed=%d)", self.id, self.completed, self.failed
             )
