@@ -106,7 +106,7 @@ def pgbouncer(database_url: str, *, pool_size: int = 20) -> Iterator[Bouncer]:
         )
         command = [binary, str(ini)]
         if os.geteuid() == 0:
-            command[1:1] = ["-u", _unprivileged_user()]
+            command[1:1] = ["-u", _unprivileged_user(host)]
         auth = quote(user) + (f":{quote(str(info['password']))}" if info.get("password") else "")
         url = f"postgresql://{auth}@127.0.0.1:{port}/{dbname}"
         bouncer = Bouncer(command, folder / "pgbouncer.log", url)
@@ -117,7 +117,13 @@ def pgbouncer(database_url: str, *, pool_size: int = 20) -> Iterator[Bouncer]:
             bouncer.stop()
 
 
-def _unprivileged_user() -> str:
+def _unprivileged_user(host: str) -> str:
+    """Who pgbouncer runs as: the owner of a unix-socket directory (the embedded server's,
+    whose socket only its owner may reach), else postgres or nobody."""
+    if host.startswith("/"):
+        owner = os.stat(host).st_uid
+        if owner != 0:
+            return pwd.getpwuid(owner).pw_name
     for name in ("postgres", "nobody"):
         try:
             pwd.getpwnam(name)
