@@ -189,3 +189,28 @@ def test_the_command_starts_a_worker_that_gets_ready_and_stops_cleanly(
     finally:
         process.kill()
         process.wait()
+
+
+def test_every_worker_option_the_docs_and_files_use_exists() -> None:
+    from click.testing import CliRunner
+
+    from conveyor.cli import cli
+
+    usage = CliRunner().invoke(cli, ["worker", "--help"]).output
+    texts = [
+        (ROOT / "docs" / "deployment.md").read_text(),
+        (ROOT / "README.md").read_text(),
+        UNIT.read_text(),
+        PROCFILE.read_text(),
+        *(p.read_text() for p in MANIFESTS),
+    ]
+    used = {
+        option
+        for text in texts
+        for line in text.splitlines()
+        if "conveyor worker" in line or line.strip().startswith('- "--')
+        for option in re.findall(r"(--[a-z][a-z0-9-]+)", line)
+    }
+    used |= set(re.findall(r"`(--[a-z][a-z0-9-]+)`", texts[0]))
+    assert used, "no options found"
+    assert sorted(o for o in used if o not in usage) == []
