@@ -104,3 +104,20 @@ def test_a_bad_pgbouncer_setting_is_refused_with_the_fix(db: str) -> None:
     )
     assert done.returncode != 0
     assert "CONVEYOR_PGBOUNCER='maybe' is not a yes or no; set it to 1" in done.stderr
+
+
+def test_a_worker_not_told_of_pgbouncer_names_the_fix(
+    db: str, workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    # two server connections for the worker's four: statements prepared on one are soon
+    # bound on the other
+    with pgbouncer(db, pool_size=2) as small:
+        worker = WorkerProcess(small.url, (), tmp_path / "w.log", app=APP)
+        workers.append(worker)
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(
+                "SELECT count(conveyor.enqueue('touch', jsonb_build_object('n', n)))"
+                " FROM generate_series(1, 500) AS n"
+            )
+        wait_until(lambda: "set CONVEYOR_PGBOUNCER=1" in worker.log(), timeout=60)
+    assert worker.log().count("looks like it goes through PgBouncer in transaction mode") == 1

@@ -10,7 +10,9 @@ each connection, so those work either way.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from typing import Any
 
 from conveyor.errors import ConfigError
@@ -19,6 +21,15 @@ from conveyor.errors import ConfigError
 PGBOUNCER_ENV = "CONVEYOR_PGBOUNCER"
 #: A direct URL (not through the pooler) the worker LISTENs on; polling without it.
 LISTEN_URL_ENV = "CONVEYOR_LISTEN_URL"
+
+log = logging.getLogger("conveyor.worker")
+
+#: What a transaction-mode pooler does to psycopg's prepared statements (named _pg3_N).
+_POOLER_SYMPTOM = re.compile(
+    r'prepared statement "_pg3_\d+" (does not exist|already exists|requires)'
+    r"|bind message supplies \d+ parameters, but prepared statement \"_pg3_"
+)
+_hinted = False
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -46,3 +57,19 @@ def connect_options(pgbouncer: bool) -> dict[str, Any]:
     """Keyword arguments for every psycopg connection Conveyor opens: behind a pooler, no
     server-side prepared statements (each statement is parsed where it runs)."""
     return {"prepare_threshold": None} if pgbouncer else {}
+
+
+def hint_if_pooler(exc: BaseException, pgbouncer: bool) -> None:
+    """Log once, naming the fix, when `exc` is what a transaction-mode pooler does to prepared
+    statements on connections not told about it."""
+    global _hinted
+    if pgbouncer or _hinted or not _POOLER_SYMPTOM.search(str(exc)):
+        return
+    _hinted = True
+    log.error(
+        "the database refused a prepared statement (%s): the URL looks like it goes through"
+        " PgBouncer in transaction mode; set %s=1 (or conveyor worker --pgbouncer) on every"
+        " process that uses it. docs/deployment.md",
+        exc,
+        PGBOUNCER_ENV,
+    )

@@ -21,7 +21,7 @@ from conveyor._store.claimed import failures
 from conveyor._store.cron import CronStatements
 from conveyor._store.flows import FlowStatements
 from conveyor._store.ops import Claim, Op, Plan, Rows, Savepoint, found, ids, ignore, rowcount
-from conveyor._store.pooler import connect_options
+from conveyor._store.pooler import connect_options, hint_if_pooler
 from conveyor._store.protocol import (
     Completion,
     Failure,
@@ -63,6 +63,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         self._name = name or "conveyor"
         # behind PgBouncer in transaction mode: no server-side prepared statements (pooler.py)
         self._options = connect_options(pgbouncer)
+        self._pgbouncer = pgbouncer
         self._sync_pool: ConnectionPool[Any] | None = None
         self._sync_lock = threading.Lock()
         self._pool = AsyncConnectionPool(
@@ -116,11 +117,15 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     async def _run(self, work: Op[T] | Plan[T], *, atomic: bool = False) -> T:
         """Run an operation on a pooled connection; a plan of several steps with `atomic`
         runs them in one transaction."""
-        async with self._pool.connection() as conn:
-            if not atomic:
-                return await arun(conn, work)
-            async with conn.transaction():
-                return await arun(conn, work)
+        try:
+            async with self._pool.connection() as conn:
+                if not atomic:
+                    return await arun(conn, work)
+                async with conn.transaction():
+                    return await arun(conn, work)
+        except psycopg.Error as exc:
+            hint_if_pooler(exc, self._pgbouncer)
+            raise
 
     # -- jobs: the hot path -------------------------------------------------------------------
 
