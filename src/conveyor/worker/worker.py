@@ -132,7 +132,8 @@ class Worker:
             return
         self.health.database_answered()
         runtime = await self._open_runtime()
-        self.health.watch_database(runtime.store.database_ping)
+        if self.config.metrics_port is not None:  # no probe asks otherwise
+            self.health.watch_database(runtime.store.database_ping)
         if not await startup.register(runtime.register):
             await runtime.abandon()
             log.info("worker %s stopped before it started", self.id)
