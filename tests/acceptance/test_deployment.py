@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 import conveyor
 from tests.acceptance.conftest import ROOT
 from tests.acceptance.test_health import probe
-from tests.helpers import require_tool, wait_until
+from tests.helpers import component_missing, require_tool, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +49,16 @@ def _unit() -> configparser.ConfigParser:
     return parser
 
 
+def _yaml() -> Any:
+    try:
+        import yaml
+    except ImportError:
+        component_missing("PyYAML is not installed (pip install -e '.[dev]': kubernetes-validate)")
+    return yaml
+
+
 def _deployment() -> dict[str, Any]:
+    yaml = _yaml()
     (doc,) = [
         d for p in MANIFESTS for d in yaml.safe_load_all(p.read_text()) if d["kind"] == "Deployment"
     ]
@@ -99,7 +107,7 @@ def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
 def test_the_kubernetes_manifests_pass_the_api_schema(path: Path) -> None:
     validator = _kubernetes_validate()
-    for doc in yaml.safe_load_all(path.read_text()):
+    for doc in _yaml().safe_load_all(path.read_text()):
         validator.validate(doc, validator.latest_version(), strict=True)
 
 
@@ -116,8 +124,6 @@ def _kubernetes_validate() -> Any:
     try:
         import kubernetes_validate
     except ImportError:
-        from tests.helpers import component_missing
-
         component_missing("kubernetes-validate is not installed (pip install -e '.[dev]')")
     return kubernetes_validate
 
