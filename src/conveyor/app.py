@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from conveyor._store import enqueue_own
 from conveyor._store.enqueue import insert_plan
 from conveyor._store.flow_insert import flow_plan
+from conveyor._store.pooler import listen_url_from_env, pgbouncer_from_env
 from conveyor._store.runner import arun, run
 from conveyor.alerts import AlertSettings, Channel, LogChannel, Rule, add_channel, add_rule
 from conveyor.clock import Clock, SystemClock
@@ -70,12 +71,17 @@ class Conveyor(WorkflowMethods):
         auto_migrate: bool | None = None,
         alert_settings: AlertSettings | None = None,
         durable_enqueue: bool = True,
+        pgbouncer: bool | None = None,
+        listen_url: str | None = None,
     ) -> None:
         if max_payload_bytes <= 0:
             raise ConfigError(f"max_payload_bytes must be positive, got {max_payload_bytes}")
         # CONVEYOR_DATABASE_URL is read on first use, so an app defined at import time picks
         # up settings made later (test fixtures, framework start-up).
         self._url = database_url or None
+        # None: CONVEYOR_PGBOUNCER / CONVEYOR_LISTEN_URL, read on first use as the URL is
+        self._pgbouncer = pgbouncer
+        self._listen_url = listen_url or None
         self._embedded_dir = Path(embedded_dir)
         self._auto_migrate = auto_migrate
         self.max_payload_bytes = max_payload_bytes
@@ -96,7 +102,7 @@ class Conveyor(WorkflowMethods):
         self.alert_settings = alert_settings or AlertSettings()
         self._lock = threading.RLock()
         self._migrated = False
-        self._connections = Connections(lambda: self.database_url)
+        self._connections = Connections(lambda: self.database_url, lambda: self.pgbouncer)
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -116,6 +122,28 @@ class Conveyor(WorkflowMethods):
                 Migrator(self._url).migrate()
                 self._migrated = True
             return self._url
+
+    @property
+    def pgbouncer(self) -> bool:
+        """The URL goes through PgBouncer in transaction mode: no server-side prepared
+        statements; workers LISTEN only on `listen_url`, else poll. docs/deployment.md."""
+        if self._pgbouncer is None:
+            self._pgbouncer = pgbouncer_from_env()
+        return self._pgbouncer
+
+    @property
+    def listen_url(self) -> str | None:
+        """A direct URL (around the pooler) for the worker's LISTEN connection, if any."""
+        if self._listen_url is None:
+            self._listen_url = listen_url_from_env()
+        return self._listen_url
+
+    def set_pooler(self, *, pgbouncer: bool | None, listen_url: str | None) -> None:
+        """Override the pooler settings (`conveyor worker --pgbouncer --listen-url`)."""
+        if pgbouncer is not None:
+            self._pgbouncer = pgbouncer
+        if listen_url:
+            self._listen_url = listen_url
 
     def set_default_database_url(self, url: str | None) -> None:
         """Use `url` unless the app was created with a URL of its own (the CLI's

@@ -17,14 +17,17 @@ from psycopg import AsyncConnection, Connection
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from conveyor._store.pool_check import IdleCheck
+from conveyor._store.pooler import connect_options
 from conveyor.errors import DatabaseUnavailableError
 
 
 class Connections:
-    """The pools of one app, opened on first use with the URL `url()` returns then."""
+    """The pools of one app, opened on first use with the URL `url()` returns then (and
+    without server-side prepared statements when `pgbouncer()` says a pooler is in between)."""
 
-    def __init__(self, url: Callable[[], str]) -> None:
+    def __init__(self, url: Callable[[], str], pgbouncer: Callable[[], bool] = bool) -> None:
         self._url = url
+        self._pgbouncer = pgbouncer
         self._lock = threading.Lock()
         self._pool: ConnectionPool[Any] | None = None
         self._apools: dict[int, AsyncConnectionPool[Any]] = {}
@@ -64,7 +67,11 @@ class Connections:
             "min_size": 1,
             "max_size": 16,  # 16 concurrent enqueuers commit at once (group commit)
             "timeout": 10.0,
-            "kwargs": {"application_name": "conveyor-client", "autocommit": True},
+            "kwargs": {
+                "application_name": "conveyor-client",
+                "autocommit": True,
+                **connect_options(self._pgbouncer()),
+            },
         }
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -29,6 +29,9 @@ DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300, 3600)
 
 _LABELS = ("queue", "task")
+
+#: A health probe: (healthy, reason), asked on the server's thread.
+Probe = Callable[[], tuple[bool, str]]
 
 
 class JobSeries(Collector):
@@ -200,7 +203,8 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class MetricsServer:
-    """Serves a registry at /metrics on a background thread, behind optional credentials."""
+    """Serves a registry at /metrics on a background thread, behind optional credentials, and
+    the health `probes` (path: probe) beside it."""
 
     def __init__(
         self,
@@ -209,8 +213,12 @@ class MetricsServer:
         host: str = "127.0.0.1",
         port: int = 9464,
         credentials: Credentials | None = None,
+        probes: Mapping[str, Probe] | None = None,
     ) -> None:
         self._credentials = credentials or Credentials()
+        # /healthz and /readyz: answered without credentials (an orchestrator's probe carries
+        # none), and telling nothing but a state and its reason
+        self._probes = dict(probes or {})
         check_bind(host, self._credentials, "metrics")
         self._metrics_app = make_wsgi_app(registry)
         self._server = make_server(host, port, self._app, _Server, _QuietHandler)
@@ -231,6 +239,12 @@ class MetricsServer:
         self._server.server_close()
 
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        probe = self._probes.get(environ.get("PATH_INFO", "/"))
+        if probe is not None:
+            healthy, reason = probe()
+            status = "200 OK" if healthy else "503 Service Unavailable"
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"{reason}\n".encode()]
         if not self._credentials.accepts(environ.get("HTTP_AUTHORIZATION")):
             start_response(
                 "401 Unauthorized",

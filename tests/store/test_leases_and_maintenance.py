@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 import conveyor
-from conveyor._store.leader import LeaderLock
+from conveyor._store.leader import LeaderLease
 from conveyor._store.postgres import PostgresStore
 from conveyor._store.protocol import Completion, Failure, Pruned, Rescued
 from conveyor.maintenance.pruner import JobPruner
@@ -325,8 +325,10 @@ async def test_pruner_never_touches_active_jobs(
 # -- leader election --------------------------------------------------------------------------
 
 
-async def test_only_one_of_two_is_leader_and_the_other_takes_over_when_it_closes(db: str) -> None:
-    first, second = LeaderLock(db), LeaderLock(db)
+async def test_only_one_of_two_is_leader_and_the_other_takes_over_when_it_resigns(
+    store: PostgresStore,
+) -> None:
+    first, second = LeaderLease(store, "first", ttl=30), LeaderLease(store, "second", ttl=30)
     try:
         assert await first.attempt_elect()
         assert not await second.attempt_elect()
@@ -341,18 +343,34 @@ async def test_only_one_of_two_is_leader_and_the_other_takes_over_when_it_closes
         await second.close()
 
 
-async def test_leadership_moves_on_when_the_leaders_session_is_cut_off(
-    db: str, conn: psycopg.Connection[Any]
-) -> None:
-    first, second = LeaderLock(db), LeaderLock(db)
+async def test_leadership_moves_on_when_the_leader_stops_renewing(store: PostgresStore) -> None:
+    first, second = LeaderLease(store, "first", ttl=1), LeaderLease(store, "second", ttl=1)
     try:
         assert await first.attempt_elect()
-        conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name = 'conveyor-leader'"
-        )
+        # the first stops asking (a crash, a frozen process): its lease runs out
         await eventually(second.attempt_elect, timeout=5)
-        assert not await first.attempt_elect(), "the old leader must notice it lost the lock"
+        # ... and the old leader notices once it asks again
+        await eventually(lambda: _not(first.attempt_elect()), timeout=5)
     finally:
         await first.close()
         await second.close()
+
+
+async def _not(elected: Any) -> bool:
+    return not await elected
+
+
+async def test_the_lease_is_taken_only_once_expired_by_the_database_clock(
+    store: PostgresStore, clock: conveyor.FrozenClock
+) -> None:
+    t0 = clock.now()
+    assert await store.leader_attempt_elect("a", 10, now=t0)
+    assert not await store.leader_attempt_elect("b", 10, now=t0 + timedelta(seconds=9))
+    assert await store.leader_attempt_elect("a", 10, now=t0 + timedelta(seconds=9)), "renewed"
+    assert not await store.leader_attempt_elect("b", 10, now=t0 + timedelta(seconds=18))
+    assert await store.leader_attempt_elect("b", 10, now=t0 + timedelta(seconds=19))
+    assert not await store.leader_attempt_elect("a", 10, now=t0 + timedelta(seconds=20))
+    await store.leader_resign("a")  # not its lease: nothing happens
+    assert not await store.leader_attempt_elect("a", 10, now=t0 + timedelta(seconds=20))
+    await store.leader_resign("b")
+    assert await store.leader_attempt_elect("a", 10, now=t0 + timedelta(seconds=20))

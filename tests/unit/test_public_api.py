@@ -137,7 +137,7 @@ STORE_PROTOCOL = "conveyor._store.protocol"
 #: Keyed by layer, not file, so that moving code within a layer does not touch the list.
 PRIVATE_IMPORT_EXCEPTIONS = {
     ("worker", "conveyor._store.postgres"): "the worker's composition root builds the Store",
-    ("worker", "conveyor._store.leader"): "the worker builds the leader lock on its own connection",
+    ("worker", "conveyor._store.leader"): "the worker builds the leader lease on its Store",
     ("worker", "conveyor._store.listener"): "the worker opens its LISTEN connection",
     ("worker", "conveyor._store.diagnose"): "start-up check (conveyor.database is its public face)",
     ("maintenance", "conveyor._store.alerts"): "the alert statements are not on the Store yet",

@@ -21,6 +21,7 @@ from conveyor._store.claimed import failures
 from conveyor._store.cron import CronStatements
 from conveyor._store.flows import FlowStatements
 from conveyor._store.ops import Claim, Op, Plan, Rows, Savepoint, found, ids, ignore, rowcount
+from conveyor._store.pooler import connect_options, hint_if_pooler
 from conveyor._store.protocol import (
     Completion,
     Failure,
@@ -40,6 +41,9 @@ T = TypeVar("T")
 
 log = logging.getLogger("conveyor.worker")
 
+#: The one lease of conveyor.leader: the maintenance services' leader.
+LEADER = "maintenance"
+
 _VACUUM: dict[TableName, str] = {"job": "job_table_vacuum", "job_done": "job_done_table_vacuum"}
 
 
@@ -47,16 +51,26 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     """All of the worker's SQL, run on a small pool of autocommit connections (the cron,
     flow and alert statements live in _store/cron.py, flows.py and alerts.py)."""
 
-    def __init__(self, database_url: str, *, max_connections: int = 4, name: str = "") -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        max_connections: int = 4,
+        name: str = "",
+        pgbouncer: bool = False,
+    ) -> None:
         self.database_url = database_url
         self._name = name or "conveyor"
+        # behind PgBouncer in transaction mode: no server-side prepared statements (pooler.py)
+        self._options = connect_options(pgbouncer)
+        self._pgbouncer = pgbouncer
         self._sync_pool: ConnectionPool[Any] | None = None
         self._sync_lock = threading.Lock()
         self._pool = AsyncConnectionPool(
             database_url,
             min_size=1,
             max_size=max_connections,
-            kwargs={"autocommit": True, "application_name": name or "conveyor"},
+            kwargs={"autocommit": True, "application_name": self._name, **self._options},
             open=False,
             timeout=15.0,
             name=name or None,
@@ -88,7 +102,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
                     min_size=0,
                     max_size=self._pool.max_size,
                     open=True,
-                    kwargs={"application_name": self._name},
+                    kwargs={"application_name": self._name, **self._options},
                     timeout=15.0,
                 )
         with self._sync_pool.connection() as conn, conn.transaction():
@@ -103,11 +117,15 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     async def _run(self, work: Op[T] | Plan[T], *, atomic: bool = False) -> T:
         """Run an operation on a pooled connection; a plan of several steps with `atomic`
         runs them in one transaction."""
-        async with self._pool.connection() as conn:
-            if not atomic:
-                return await arun(conn, work)
-            async with conn.transaction():
-                return await arun(conn, work)
+        try:
+            async with self._pool.connection() as conn:
+                if not atomic:
+                    return await arun(conn, work)
+                async with conn.transaction():
+                    return await arun(conn, work)
+        except psycopg.Error as exc:
+            hint_if_pooler(exc, self._pgbouncer)
+            raise
 
     # -- jobs: the hot path -------------------------------------------------------------------
 
@@ -309,12 +327,26 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     async def worker_heartbeat(self, worker_id: str, now: datetime | None = None) -> bool:
         return await self._run(Op("worker_heartbeat", {"id": worker_id, "now": now}, found))
 
+    async def database_ping(self) -> None:
+        await self._run(Op("database_ping", {}, ignore))
+
     async def worker_deregister(self, worker_id: str) -> None:
         await self._run(Op("worker_deregister", {"id": worker_id}, ignore))
 
     async def worker_prune_stale(self, seconds: float, now: datetime | None = None) -> int:
         params = {"seconds": seconds, "now": now}
         return await self._run(Op("worker_prune_stale", params, rowcount))
+
+    # -- leader lease -------------------------------------------------------------------------
+
+    async def leader_attempt_elect(
+        self, holder: str, ttl_seconds: float, now: datetime | None = None
+    ) -> bool:
+        params = {"name": LEADER, "holder": holder, "ttl_seconds": ttl_seconds, "now": now}
+        return await self._run(Op("leader_attempt_elect", params, found))
+
+    async def leader_resign(self, holder: str) -> None:
+        await self._run(Op("leader_resign", {"name": LEADER, "holder": holder}, ignore))
 
     async def workflow_prune(
         self,

@@ -87,6 +87,43 @@ _OPTIONS = [
         "--metrics-password", envvar="CONVEYOR_METRICS_PASSWORD", help="Basic auth password."
     ),
     click.option(
+        "--pgbouncer/--no-pgbouncer",
+        default=None,
+        help="The database URL goes through PgBouncer in transaction mode: no server-side"
+        " prepared statements, LISTEN only on --listen-url. CONVEYOR_PGBOUNCER=1 when not given.",
+    ),
+    click.option(
+        "--listen-url",
+        metavar="URL",
+        help="A direct URL (around the pooler) to LISTEN on for new jobs; behind PgBouncer"
+        " without it the worker polls. CONVEYOR_LISTEN_URL when not given.",
+    ),
+    click.option(
+        "--pickup-poll-interval",
+        default=0.2,
+        show_default=True,
+        type=float,
+        help="Seconds between looks for new jobs when polling replaces LISTEN (PgBouncer"
+        " without --listen-url).",
+    ),
+    click.option(
+        "--health-stall",
+        "health_stall_seconds",
+        default=10.0,
+        show_default=True,
+        type=float,
+        help="/healthz (on the metrics port) fails once the event loop has not turned for this"
+        " many seconds.",
+    ),
+    click.option(
+        "--health-database",
+        "health_database_seconds",
+        default=60.0,
+        show_default=True,
+        type=float,
+        help="/healthz fails once the database has not answered for this many seconds.",
+    ),
+    click.option(
         "--cron-interval",
         default=1.0,
         show_default=True,
@@ -136,6 +173,11 @@ def _run(
     http2: bool,
     ca_file: str | None,
     cron_interval: float,
+    pgbouncer: bool | None,
+    listen_url: str | None,
+    pickup_poll_interval: float,
+    health_stall_seconds: float,
+    health_database_seconds: float,
     metrics_port: int | None,
     metrics_host: str,
     metrics_token: str | None,
@@ -147,6 +189,8 @@ def _run(
     from conveyor.worker import WorkerConfig, supervisor
 
     app.set_default_database_url(ctx.obj.get("database_url"))
+    app.set_pooler(pgbouncer=pgbouncer, listen_url=listen_url)
+    _ = app.pgbouncer  # a bad CONVEYOR_PGBOUNCER is refused here, before any process starts
     trouble = database.diagnose(app.database_url)
     if trouble is not None and trouble.lasting:
         # waiting cannot fix a wrong URL; a server that is down or full may come back, and the
@@ -161,6 +205,9 @@ def _run(
         shutdown_grace=shutdown_grace,
         lease_seconds=lease_seconds,
         cron_interval=cron_interval,
+        pickup_poll_interval=pickup_poll_interval,
+        health_stall_seconds=health_stall_seconds,
+        health_database_seconds=health_database_seconds,
         allow_networks=allow_networks,
         http2=http2,
         ca_file=ca_file,

@@ -1,4 +1,4 @@
--- Worker registry, and the leader lock one worker holds to run the periodic services.
+-- Worker registry, and the leader lease one worker holds to run the periodic services.
 
 -- name: worker_register
 -- Announce a live worker and the queues and tasks it serves.
@@ -13,6 +13,10 @@ ON CONFLICT (id) DO UPDATE
 UPDATE conveyor.worker SET last_seen = coalesce(%(now)s::timestamptz, now()) WHERE id = %(id)s
 RETURNING id;
 
+-- name: database_ping
+-- The health check's question: does the database answer (through the pooler, if any)?
+SELECT 1 AS ok;
+
 -- name: worker_deregister
 DELETE FROM conveyor.worker WHERE id = %(id)s;
 
@@ -22,14 +26,26 @@ DELETE FROM conveyor.worker
  WHERE last_seen < coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(seconds)s);
 
 -- ------------------------------------------------------------------------------------------------
--- Leader lock (the periodic services run on one worker).
+-- Leader lease (the periodic services run on one worker): a row renewed by the database clock,
+-- which works through a transaction-mode pooler as a session advisory lock cannot.
 
--- name: leader_try_lock
--- Become the maintenance leader while this session lives (session-level advisory lock).
-SELECT pg_try_advisory_lock(hashtextextended('conveyor.leader', 0)) AS leader;
+-- name: leader_attempt_elect
+-- Take the lease when it is free or expired, or renew it when it is ours; a row back means this
+-- holder leads until its expires_at.
+INSERT INTO conveyor.leader AS l (name, holder, elected_at, expires_at)
+VALUES (%(name)s, %(holder)s, coalesce(%(now)s::timestamptz, now()),
+        coalesce(%(now)s::timestamptz, now()) + make_interval(secs => %(ttl_seconds)s))
+ON CONFLICT (name) DO UPDATE
+   SET holder = excluded.holder,
+       expires_at = excluded.expires_at,
+       elected_at = CASE WHEN l.holder = excluded.holder THEN l.elected_at
+                         ELSE excluded.elected_at END
+ WHERE l.holder = excluded.holder OR l.expires_at <= excluded.elected_at
+RETURNING l.holder, l.expires_at;
 
--- name: leader_unlock
-SELECT pg_advisory_unlock(hashtextextended('conveyor.leader', 0)) AS released;
+-- name: leader_resign
+-- Give the lease up (a clean shutdown), so another worker takes it on its next attempt.
+DELETE FROM conveyor.leader WHERE name = %(name)s AND holder = %(holder)s;
 
 -- ------------------------------------------------------------------------------------------------
 -- Read by the Client: the live workers in status.

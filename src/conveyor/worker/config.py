@@ -23,7 +23,11 @@ class WorkerConfig:
     batch_size: int = 100
     #: Fallback poll when no NOTIFY arrives (LISTEN is the normal wake-up).
     poll_interval: float = 2.0
-    #: A running job's lease; renewed every lease_seconds / 3 while the job runs.
+    #: The poll that replaces LISTEN behind PgBouncer in transaction mode when no direct
+    #: listen URL is given (the pick-up latency of a job then).
+    pickup_poll_interval: float = 0.2
+    #: A running job's lease; renewed every lease_seconds / 3 while the job runs. The
+    #: maintenance leader's lease is as long: a crashed leader is replaced within it.
     lease_seconds: float = 30.0
     #: SIGTERM/SIGINT: how long running jobs may take to finish before they are put back.
     shutdown_grace: float = 30.0
@@ -43,6 +47,11 @@ class WorkerConfig:
     metrics_host: str = "127.0.0.1"
     #: Token and/or basic auth a scrape must present (None: none needed on loopback).
     metrics_credentials: Credentials | None = None
+    #: /healthz fails when the event loop has not turned for this long (a handler blocking
+    #: it); served on the metrics port.
+    health_stall_seconds: float = 10.0
+    #: /healthz fails when the database has not answered for this long.
+    health_database_seconds: float = 60.0
     #: How often the leader reads queue depths for the metrics.
     gauge_interval: float = 10.0
     #: Networks (CIDRs) deliveries may reach although they are not public: loopback, private,
@@ -66,11 +75,14 @@ class WorkerConfig:
             raise ConfigError(f"lease_seconds must be >= 1, got {self.lease_seconds}")
         for name in (
             "poll_interval",
+            "pickup_poll_interval",
             "promote_interval",
             "rescue_interval",
             "prune_interval",
             "cron_interval",
             "gauge_interval",
+            "health_stall_seconds",
+            "health_database_seconds",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0 seconds, got {getattr(self, name)}")

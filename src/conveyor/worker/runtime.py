@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from conveyor._store.leader import LeaderLock
+from conveyor._store.leader import LeaderLease
 from conveyor._store.listener import Listener
 from conveyor._store.protocol import Store
 from conveyor.maintenance.service import PeriodicService
@@ -47,8 +47,9 @@ class Runtime:
     executor: Executor
     completer: Completer
     producer: Producer
-    leader: LeaderLock
-    listener: Listener
+    leader: LeaderLease
+    #: None behind PgBouncer without a direct listen URL: the producer polls instead.
+    listener: Listener | None
     heartbeat: Heartbeat
     #: POSTs the jobs of endpoints; its pooled connections close with the run.
     deliverer: Deliverer
@@ -59,10 +60,11 @@ class Runtime:
         """Start the loops that run beside the producer: listener, completer, heartbeat, and
         the maintenance `services` (each acting when this worker leads, if it must)."""
         background = [
-            asyncio.create_task(self.listener.run(), name="conveyor-listener"),
             asyncio.create_task(self.completer.run(), name="conveyor-completer"),
             asyncio.create_task(self.heartbeat.run(), name="conveyor-heartbeat"),
         ]
+        if self.listener is not None:
+            background.append(asyncio.create_task(self.listener.run(), name="conveyor-listener"))
         for service in services:
             background.append(asyncio.create_task(service.run(self.leader.attempt_elect)))
         return background
@@ -70,6 +72,8 @@ class Runtime:
     async def wait_for_listen(self) -> None:
         """Wait briefly for LISTEN, so a job enqueued right after start wakes the worker at
         once; past that, polling covers until the listener connects."""
+        if self.listener is None:
+            return
         try:
             async with asyncio.timeout(LISTEN_WAIT):
                 await self.listener.connected.wait()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from uuid import UUID
 
 from conveyor import logs
-from conveyor._store.leader import LeaderLock
+from conveyor._store.leader import LeaderLease
 from conveyor._store.listener import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, Listener
 from conveyor._store.postgres import PostgresStore
 from conveyor._store.protocol import Store
@@ -27,9 +27,11 @@ from conveyor.worker.delivery import AllowList, Deliverer
 from conveyor.worker.delivery.answer import DELIVERY_MAX_ATTEMPTS
 from conveyor.worker.delivery.deliverer import delivery_ssl_context
 from conveyor.worker.executor import Executor
+from conveyor.worker.health import Health
 from conveyor.worker.heartbeat import Heartbeat
 from conveyor.worker.loops import stop_loops
 from conveyor.worker.outcome import Abandoned, Outcome
+from conveyor.worker.pickup import pickup_mode
 from conveyor.worker.producer import Producer
 from conveyor.worker.report import OutcomeReport
 from conveyor.worker.running import RunningJob, RunningJobs
@@ -67,6 +69,11 @@ class Worker:
             lambda: self.running_count, stuck_threads=lambda: self.stuck_threads
         )
         self._metrics_server: MetricsServer | None = None
+        #: What /healthz and /readyz answer (on the metrics port).
+        self.health = Health(
+            stall_after=self.config.health_stall_seconds,
+            database_after=self.config.health_database_seconds,
+        )
         self._report = OutcomeReport(self.metrics)
         self._stop = asyncio.Event()
         self._started = asyncio.Event()
@@ -78,6 +85,7 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; running jobs get `shutdown_grace` seconds, then are put back."""
         self._stop.set()
+        self.health.stopping()
 
     @property
     def started(self) -> asyncio.Event:
@@ -107,16 +115,29 @@ class Worker:
 
     async def run(self) -> None:
         """Run until stop() (or cancellation), then shut down gracefully."""
+        # metrics and health are served from the start: a worker waiting for its database is
+        # alive but not ready
+        self._serve_metrics()
+        watch = asyncio.create_task(self.health.run(), name="conveyor-health")
+        try:
+            await self._run()
+        finally:
+            await stop_loops([watch])
+            await self._close_metrics()
+
+    async def _run(self) -> None:
         startup = Startup(self.app.database_url, self._stop)
         if not await startup.check_schema():
             log.info("worker %s stopped before it started", self.id)
             return
+        self.health.database_answered()
         runtime = await self._open_runtime()
+        if self.config.metrics_port is not None:  # no probe asks otherwise
+            self.health.watch_database(runtime.store.database_ping)
         if not await startup.register(runtime.register):
             await runtime.abandon()
             log.info("worker %s stopped before it started", self.id)
             return
-        self._serve_metrics()
         background = runtime.start_background(self._services(runtime.store))
         await runtime.wait_for_listen()
         producer = runtime.start_producer()
@@ -137,7 +158,9 @@ class Worker:
             url,
             max_connections=4 + (self.config.concurrency if atomic else 0),
             name=f"conveyor-worker-{os.getpid()}",
+            pgbouncer=self.app.pgbouncer,
         )
+        listen_url = pickup_mode(self.app, self.config)
         await store.open()
         threads = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="conveyor-job")
         deliverer = Deliverer(
@@ -156,7 +179,9 @@ class Worker:
             task_max_attempts=[self.app.tasks[name].max_attempts for name in tasks],
             batch_size=self.config.batch_size,
             lease_seconds=self.config.lease_seconds,
-            poll_interval=self.config.poll_interval,
+            poll_interval=(
+                self.config.poll_interval if listen_url else self.config.pickup_poll_interval
+            ),
             concurrency=self.config.concurrency,
             free_slots=self._jobs.free_slots,
             dispatch=self._dispatch,
@@ -175,8 +200,12 @@ class Worker:
             ),
             completer=Completer(store, self._on_recorded),
             producer=producer,
-            leader=LeaderLock(url),
-            listener=Listener(url, self._on_notify, lambda: producer.notify()),
+            leader=LeaderLease(store, self.id, ttl=self.config.lease_seconds),
+            listener=(
+                Listener(listen_url, self._on_notify, lambda: producer.notify())
+                if listen_url
+                else None
+            ),
             heartbeat=Heartbeat(
                 store,
                 self.id,
@@ -220,6 +249,7 @@ class Worker:
             len(self.app.tasks),
         )
         self._started.set()
+        self.health.started()
 
     async def _until_stopped_or_broken(self, loops: list[asyncio.Task[None]]) -> None:
         stop = asyncio.create_task(self._stop.wait())
@@ -342,11 +372,12 @@ class Worker:
             host=self.config.metrics_host,
             port=self.config.metrics_port,
             credentials=self.config.metrics_credentials,
+            probes={"/healthz": self.health.liveness, "/readyz": self.health.readiness},
         )
         server.start()
         self._metrics_server = server
         log.info(
-            "metrics at http://%s:%d/metrics%s",
+            "metrics at http://%s:%d/metrics%s; health at /healthz and /readyz",
             self.config.metrics_host,
             server.port,
             " (credentials required)" if self.config.metrics_credentials else "",
@@ -397,7 +428,6 @@ class Worker:
             await stop_loops(background)
         finally:
             await runtime.close(self.id)
-            await self._close_metrics()
             log.info(
                 "worker %s stopped (completed=%d failed=%d)", self.id, self.completed, self.failed
             )
