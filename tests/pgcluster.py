@@ -55,13 +55,30 @@ class Cluster:
 
     @classmethod
     def create(
-        cls, root: Path, name: str, *, listen: str = "127.0.0.1", settings: dict[str, str] | None = None
+        cls,
+        root: Path,
+        name: str,
+        *,
+        listen: str = "127.0.0.1",
+        settings: dict[str, str] | None = None,
     ) -> Cluster:
         """initdb a new server under `root` (trust auth, replication allowed from anywhere)."""
         datadir = root / name
         _prepare_dir(root)
-        _run(str(bindir() / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust",
-             "--no-sync", "-E", "UTF8", "--locale", "C")
+        _run(
+            str(bindir() / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale",
+            "C",
+        )
         cluster = cls(datadir, free_port(), listen=listen)
         with open(datadir / "pg_hba.conf", "a") as hba:
             hba.write("host all all 0.0.0.0/0 trust\nhost replication all 0.0.0.0/0 trust\n")
@@ -92,15 +109,34 @@ class Cluster:
         return f"postgresql://postgres@{host}:{self.port}/{dbname}"
 
     def start(self) -> None:
-        _run(str(bindir() / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.log_path),
-             "-w", "-t", "60", "start")
+        _run(
+            str(bindir() / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.log_path),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server; `immediate` is a crash (no shutdown checkpoint, sessions cut)."""
         if (self.datadir / "postmaster.pid").exists():
             subprocess.run(
-                [*_as_postgres(), str(bindir() / "pg_ctl"), "-D", str(self.datadir), "-m", mode,
-                 "-w", "-t", "60", "stop"],
+                [
+                    *_as_postgres(),
+                    str(bindir() / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    "60",
+                    "stop",
+                ],
                 capture_output=True,
                 check=False,
             )
@@ -113,8 +149,18 @@ class Cluster:
         """A streaming standby of this (running) server: pg_basebackup -R into a sibling
         directory, on its own port. Not started."""
         datadir = self.datadir.parent / name
-        args = ["-D", str(datadir), "-d", f"host=127.0.0.1 port={self.port} user=postgres",
-                "-R", "-X", "stream", "--no-sync", "-c", "fast"]
+        args = [
+            "-D",
+            str(datadir),
+            "-d",
+            f"host=127.0.0.1 port={self.port} user=postgres",
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            "-c",
+            "fast",
+        ]
         if slot:
             args += ["-C", "-S", slot]
         # application_name: the name synchronous_standby_names lists.
@@ -165,4 +211,6 @@ def _as_postgres() -> list[str]:
 def _run(*cmd: str) -> None:
     done = subprocess.run([*_as_postgres(), *cmd], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+        )
