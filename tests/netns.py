@@ -7,7 +7,7 @@ cable is pulled); `restore(host)` brings it back. Names are unique per run and e
 removed on `close()`, also after a failure.
 
 Needs root and `ip` (iproute2). Shared by the tests and `python -m bench hosts`, so it needs no
-pytest: a missing tool or root raises ToolMissing."""
+pytest: a missing tool or root raises ToolMissingError."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ import subprocess
 import uuid
 from dataclasses import dataclass
 
-from tests.pgcluster import ToolMissing
+from tests.pgcluster import ToolMissingError
 
 
 def check_available() -> None:
-    """Raise ToolMissing unless namespaces can be made here (root, `ip`)."""
+    """Raise ToolMissingError unless namespaces can be made here (root, `ip`)."""
     if shutil.which("ip") is None:
-        raise ToolMissing("ip not found on PATH (Debian: apt-get install iproute2)")
+        raise ToolMissingError("ip not found on PATH (Debian: apt-get install iproute2)")
     if os.geteuid() != 0:
-        raise ToolMissing("network namespaces need root")
+        raise ToolMissingError("network namespaces need root")
 
 
 def _ip(*args: str) -> None:

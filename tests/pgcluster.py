@@ -21,7 +21,7 @@ import psycopg
 BINDIRS = ("/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin")
 
 
-class ToolMissing(RuntimeError):
+class ToolMissingError(RuntimeError):
     """A binary the server needs is not installed (tests skip, or fail under CI)."""
 
 
@@ -34,7 +34,9 @@ def bindir() -> Path:
     for candidate in candidates:
         if candidate and (Path(candidate) / "initdb").exists():
             return Path(candidate)
-    raise ToolMissing("initdb not found (Debian: apt-get install postgresql-15; or set PG_BINDIR)")
+    raise ToolMissingError(
+        "initdb not found (Debian: apt-get install postgresql-15; or set PG_BINDIR)"
+    )
 
 
 def free_port() -> int:
@@ -204,7 +206,7 @@ def _as_postgres() -> list[str]:
     if os.geteuid() != 0:
         return []
     if shutil.which("runuser") is None:
-        raise ToolMissing("runuser not found (needed to run Postgres as root's tests)")
+        raise ToolMissingError("runuser not found (needed to run Postgres as root's tests)")
     return ["runuser", "-u", "postgres", "--"]
 
 

@@ -40,7 +40,7 @@ from tests.acceptance.conftest import (
 )
 from tests.helpers import clean_tables, component_missing, wait_until
 from tests.netns import Host, Network
-from tests.pgcluster import Cluster, ToolMissing, make_root
+from tests.pgcluster import Cluster, ToolMissingError, make_root
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ class Site:
 def site() -> Iterator[Site]:
     try:
         network = Network()
-    except ToolMissing as exc:
+    except ToolMissingError as exc:
         component_missing(str(exc))
     root: Path | None = None
     cluster: Cluster | None = None
@@ -83,7 +83,7 @@ def site() -> Iterator[Site]:
         url = cluster.url("conveyor")
         Migrator(url).migrate()
         yield Site(network, cluster, url, cluster.url("conveyor", host=network.server_ip))
-    except ToolMissing as exc:
+    except ToolMissingError as exc:
         component_missing(str(exc))
     finally:
         if cluster is not None:
