@@ -315,6 +315,9 @@ def test_a_host_cut_off_longer_than_the_lease_loses_its_jobs_and_rejoins(
     assert f":{second}:" in completed_by
     assert scalar(site.url, "SELECT attempt FROM conveyor.jobs WHERE id = %s", job) == 2
     assert cut.alive(), "the cut-off worker recovered instead of dying"
+    # Once it finds it lost the election, it stops exporting the gauges it read before the cut.
+    wait_until(lambda: len(leaders(hosts[:3])) == 1, timeout=40)
+    print(f"one leader again {time.monotonic() - restored_at:.1f} s after the link came back")
 
     # It rejoins: with the other hosts gone, it runs the next job.
     for worker in rescuers:
