@@ -1,8 +1,8 @@
 """Failover: a primary and a streaming replica (pg_basebackup, both started by the test);
 worker processes and an enqueuer use one multi-host URL with target_session_attrs=read-write.
 Mid-drain the primary is stopped (`pg_ctl stop -m immediate`, a crash) and the replica
-promoted: the workers reconnect to the new primary (pools, listener, the elected worker's
-maintenance) and finish every job it has.
+promoted: the workers reconnect to the new primary (pools, listener, periodic services; one
+worker is elected again) and finish every job it has.
 
 With synchronous replication every enqueue the primary acknowledged is on the new primary.
 With asynchronous replication an acknowledged enqueue can be lost; the test measures how many
@@ -16,6 +16,7 @@ import shutil
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from conveyor.errors import DatabaseUnavailableError
 from conveyor.migrate import Migrator
 from tests.acceptance.conftest import WorkerProcess, scalar
 from tests.helpers import component_missing, wait_until
-from tests.pgcluster import Cluster, ToolMissingError, make_root
+from tests.pgcluster import Cluster, ToolMissingError, free_port, make_root
 
 pytestmark = pytest.mark.slow
 
@@ -141,6 +142,16 @@ def _replica_behind(primary: Cluster) -> str:
     )
 
 
+def _exports_queue_gauges(port: int) -> bool:
+    """Whether the worker serving metrics on `port` exports the queue gauges (only the elected
+    worker does)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            return "\nconveyor_queue_jobs{" in response.read().decode()
+    except OSError:
+        return False
+
+
 def _present(url: str) -> set[int]:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute("SELECT (args->>'i')::int FROM conveyor.jobs").fetchall()
@@ -160,10 +171,11 @@ def test_workers_follow_a_failover_and_finish_the_drain(
     mode = request.node.callspec.params["pair"]
     app = conveyor.Conveyor(pair.url)
     app.enqueue_many([noop.spec(i=n) for n in range(PRELOADED)])
+    ports = [free_port() for _ in range(WORKERS)]
     workers = [
         WorkerProcess(
             pair.url,
-            ("--queues", QUEUE, "--concurrency", "10"),
+            ("--queues", QUEUE, "--concurrency", "10", "--metrics-port", str(ports[n])),
             tmp_path / f"worker-{n}.log",
             app="bench.app:app",
         )
@@ -205,16 +217,23 @@ def test_workers_follow_a_failover_and_finish_the_drain(
             timeout=30,
         )
         first_completion = time.monotonic()
-        time.sleep(0.5)
-        enqueuer.stop()
 
-        # A job due a moment from now: only the elected worker's scheduler makes it available,
-        # so its completion shows the maintenance services reconnected too.
-        (scheduled,) = app.enqueue_many([noop.with_options(delay=1).spec(i=-1)])
+        # A job due a moment from now: the workers' schedulers make it available, so that
+        # shows their periodic services reconnected too, and when.
+        (scheduled,) = app.enqueue_many([noop.with_options(delay=0.1).spec(i=-1)])
+        promoted_query = "SELECT state <> 'scheduled' FROM conveyor.jobs WHERE id = %s"
+        wait_until(lambda: scalar(new, promoted_query, scheduled), timeout=60)
+        maintenance = time.monotonic()
+        enqueuer.stop()
         wait_until(lambda: _unfinished(new) == 0, timeout=60)
-        assert scalar(new, "SELECT state FROM conveyor.jobs WHERE id = %s", scheduled) == (
-            "completed"
-        )
+        # One elected worker still (the pruner, vacuumer and gauges run on it alone): only it
+        # exports the queue gauges (a job due in an hour gives them something to count).
+        app.enqueue_many([noop.with_options(delay=3600).spec(i=-2)])
+        exporting = lambda: sum(_exports_queue_gauges(port) for port in ports)  # noqa: E731
+        wait_until(lambda: exporting() == 1)
+        for _ in range(3):
+            assert exporting() <= 1, "two workers think they are elected"
+            time.sleep(0.5)
         for worker in workers:
             assert worker.alive(), f"a worker died in the failover:\n{worker.log()}"
             wait_until(lambda w=worker: "listener reconnected" in w.log(), timeout=30)  # type: ignore[misc]
@@ -234,7 +253,8 @@ def test_workers_follow_a_failover_and_finish_the_drain(
             f" replica behind by {behind};"
             f" promotion took {promoted - stopped:.2f} s; enqueue resumed"
             f" {first_enqueue - promoted:.2f} s and work {first_completion - promoted:.2f} s"
-            f" after promotion; {len(enqueuer.failures)} failed enqueue calls"
+            f" after promotion, the scheduler {maintenance - promoted:.2f} s after;"
+            f" {len(enqueuer.failures)} failed enqueue calls"
         )
         assert not lost_preloaded, "a job committed long before the stop was lost"
         if mode == "sync":

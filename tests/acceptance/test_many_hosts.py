@@ -9,7 +9,7 @@ than the lease loses its jobs to the others, has its late results refused, and r
 
 The server closes a silent client's session within seconds (tcp_keepalives_*,
 tcp_user_timeout), as docs/operations.md recommends for workers on other hosts: that is what
-lets the others take over from a cut-off host. Needs root, `ip` and the Postgres server
+lets another host be elected in place of a cut-off one. Needs root, `ip` and the Postgres server
 binaries: skipped without them, except under CI=true, where it fails."""
 
 from __future__ import annotations
