@@ -183,7 +183,9 @@ def test_workers_follow_a_failover_and_finish_the_drain(
     ]
     enqueuer = Enqueuer(app)
     try:
-        wait_until(lambda: scalar(pair.url, "SELECT count(*) FROM conveyor.worker") == WORKERS)
+        wait_until(
+            lambda: scalar(pair.url, "SELECT count(*) FROM conveyor.worker") == WORKERS, timeout=90
+        )
         enqueuer.start()
         wait_until(lambda: len(enqueuer.acknowledged) >= 200, timeout=30)
         # Mid-drain: some jobs done, most still to do.
