@@ -7,6 +7,7 @@ Run as root, the server runs as the `postgres` user (initdb refuses root)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -26,16 +27,21 @@ class ToolMissingError(RuntimeError):
 
 
 def bindir() -> Path:
-    """The directory of initdb, pg_ctl and pg_basebackup."""
+    """The directory of initdb, pg_ctl and pg_basebackup: PG_BINDIR, Debian's server
+    packages, PATH, else the binaries of pgserver (the embedded Postgres of the dev extras)."""
     candidates = [os.environ.get("PG_BINDIR", ""), *BINDIRS]
     found = shutil.which("initdb")
     if found:
         candidates.append(str(Path(found).parent))
+    embedded = importlib.util.find_spec("pgserver")
+    if embedded is not None and embedded.origin:
+        candidates.append(str(Path(embedded.origin).parent / "pginstall" / "bin"))
     for candidate in candidates:
         if candidate and (Path(candidate) / "initdb").exists():
             return Path(candidate)
     raise ToolMissingError(
-        "initdb not found (Debian: apt-get install postgresql-15; or set PG_BINDIR)"
+        "initdb not found (Debian: apt-get install postgresql-15; pip install pgserver; or set"
+        " PG_BINDIR)"
     )
 
 
@@ -198,8 +204,17 @@ def make_root(prefix: str = "cv-pg-") -> Path:
 def _prepare_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        os.chown(path, user.pw_uid, user.pw_gid)
+        os.chown(path, _postgres_user().pw_uid, _postgres_user().pw_gid)
+
+
+def _postgres_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise ToolMissingError(
+            "run as root, the test servers run as the user `postgres`, which does not exist"
+            " (useradd --system postgres)"
+        ) from None
 
 
 def _as_postgres() -> list[str]:
