@@ -38,8 +38,11 @@ WORKLOADS = (
     "hotpath",
     "deliver",
     "workflows",
+    "hosts",
     "sustained",
 )
+#: Run only when named: they need what a plain run may not have (root, for network namespaces).
+ON_REQUEST = ("hosts",)
 ALIASES = {"w1": "enqueue", "w2": "drain", "w3": "latency", "w4": "scale", "w5": "sustained"}
 
 FULL = {
@@ -58,6 +61,7 @@ FULL = {
     "deliver_jobs": 20_000,
     "workflow_runs": 1_000,
     "workflow_sequential": 200,
+    "hosts_jobs": 20_000,
 }
 QUICK = {
     "reps": 1,
@@ -75,6 +79,7 @@ QUICK = {
     "deliver_jobs": 2_000,
     "workflow_runs": 100,
     "workflow_sequential": 20,
+    "hosts_jobs": 5_000,
 }
 
 
@@ -85,7 +90,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="workloads: import (time of `import conveyor`), enqueue (W1), drain (W2),"
         " latency (W3), scale (W4), peers, hotpath (asyncpg vs psycopg), deliver (HTTP delivery),"
-        " workflows (10-step durable workflows; DBOS beside it if installed),"
+        " workflows (10-step durable workflows; DBOS beside it if installed), hosts (the drain on"
+        " 1..4 network-namespace hosts; root; only when named),"
         " sustained (W5);"
         " 'table' reprints latest.json, 'plot' redraws docs/img/w5.png from it",
     )
@@ -122,6 +128,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--processes", default="1,2", help="W2 worker process counts (1,2)")
     p.add_argument("--handler", choices=("async", "sync"), default="async", help="W2 handler")
     p.add_argument("--no-profile", action="store_true", help="W2: skip the py-spy run")
+    p.add_argument("--hosts-jobs", type=int, help="jobs per drain of `hosts` (20,000)")
+    p.add_argument("--max-hosts", type=int, default=4, help="`hosts`: 1..this many hosts (4)")
     p.add_argument("--force-database", action="store_true", help="allow a non-bench database")
     args = p.parse_args(argv)
     defaults = QUICK if args.quick else FULL
@@ -136,7 +144,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown workload(s) {unknown}; choose from {', '.join(WORKLOADS)}")
     if not names:
-        names = [w for w in WORKLOADS if w != "peers" or args.peers]
+        names = [w for w in WORKLOADS if (w != "peers" or args.peers) and w not in ON_REQUEST]
     if "peers" in names and not args.peers:
         args.peers = "all"
     args.workloads = [w for w in WORKLOADS if w in names]  # W5 always last
@@ -304,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
             dbos=not args.no_dbos,
         )
         save("workflows")
+    if "hosts" in args.workloads:
+        from bench import hosts
+
+        work["hosts"] = hosts.run(n=args.hosts_jobs, reps=args.reps, max_hosts=args.max_hosts)
+        save("hosts")
+        print(hosts.table(work["hosts"]))
     if "sustained" in args.workloads:
         from bench import sustained
 

@@ -4,16 +4,15 @@ back the cut worker carries on, without completing the job it no longer owns.
 
 Needs root and `ip netns` (skipped without them, except under CI=true, where it fails). The
 worker in the namespace reaches the host's Postgres through a small TCP relay on the host side
-of the veth pair, so the database itself keeps listening where it did: 127.0.0.1, or the unix
-socket of the embedded server."""
+of the veth pair (the bridge of tests/netns.py, which test_many_hosts.py uses too), so the
+database itself keeps listening where it did: 127.0.0.1, or the unix socket of the embedded
+server."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,45 +30,33 @@ from tests.acceptance.conftest import (
     wait_for_workers,
 )
 from tests.conftest import _with_dbname
-from tests.helpers import component_missing, require_tool, wait_until
+from tests.helpers import component_missing, wait_until
+from tests.netns import Host, Network
+from tests.pgcluster import ToolMissingError
 
 pytestmark = pytest.mark.slow
 
-HOST_IP, NS_IP = "10.77.0.1", "10.77.0.2"
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
 
 @pytest.fixture
-def namespace() -> Iterator[str]:
-    require_tool("ip", "Debian: apt-get install iproute2")
-    if os.geteuid() != 0:
-        component_missing("ip netns needs root")
-    name = f"cv{uuid.uuid4().hex[:6]}"
-    host_end, ns_end = f"{name}h", f"{name}n"
-    _ip("netns", "add", name)
+def site() -> Iterator[tuple[Network, Host]]:
+    """A bridge on the host side and one host (a network namespace) linked to it."""
     try:
-        _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
-        _ip("link", "set", ns_end, "netns", name)
-        _ip("addr", "add", f"{HOST_IP}/30", "dev", host_end)
-        _ip("link", "set", host_end, "up")
-        _ip("netns", "exec", name, "ip", "addr", "add", f"{NS_IP}/30", "dev", ns_end)
-        _ip("netns", "exec", name, "ip", "link", "set", ns_end, "up")
-        _ip("netns", "exec", name, "ip", "link", "set", "lo", "up")
-        yield name
+        network = Network()
+    except ToolMissingError as exc:
+        component_missing(str(exc))
+    try:
+        yield network, network.add_host()
     finally:
-        subprocess.run(["ip", "link", "del", host_end], capture_output=True)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        network.close()
 
 
 class Relay:
-    """Forwards HOST_IP:port to the database's own address (host and port, or a unix socket's
+    """Forwards `listen`:port to the database's own address (host and port, or a unix socket's
     path), in a background thread."""
 
-    def __init__(self, target: tuple[str, int] | str) -> None:
+    def __init__(self, target: tuple[str, int] | str, listen: str) -> None:
         self._target = target
+        self._listen = listen
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self.port = 0
@@ -78,7 +65,7 @@ class Relay:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, HOST_IP, 0))
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, self._listen, 0))
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()
@@ -114,11 +101,12 @@ def _database_address(url: str) -> tuple[str, int] | str:
 
 
 def test_cut_worker_is_rescued_and_recovers_without_completing_a_lost_job(
-    shop: conveyor.Conveyor, db: str, namespace: str, tmp_path: Path
+    shop: conveyor.Conveyor, db: str, site: tuple[Network, Host], tmp_path: Path
 ) -> None:
-    relay = Relay(_database_address(db))
+    network, host = site
+    relay = Relay(_database_address(db), network.server_ip)
     cut_url = _with_dbname(
-        psycopg.conninfo.make_conninfo(db, host=HOST_IP, port=str(relay.port)),
+        psycopg.conninfo.make_conninfo(db, host=network.server_ip, port=str(relay.port)),
         str(psycopg.conninfo.conninfo_to_dict(db)["dbname"]),
     )
     workers: list[WorkerProcess] = []
@@ -127,7 +115,7 @@ def test_cut_worker_is_rescued_and_recovers_without_completing_a_lost_job(
             cut_url,
             ("--concurrency", "2"),
             tmp_path / "cut.log",
-            prefix=("ip", "netns", "exec", namespace),
+            prefix=host.prefix(),
         )
         workers.append(cut)
         wait_for_workers(db, 1)
@@ -135,8 +123,7 @@ def test_cut_worker_is_rescued_and_recovers_without_completing_a_lost_job(
         job = shop_app.sleepy.enqueue(seconds=60, gate=gate)
         wait_until(lambda: executions(db, job) == [(1, cut.pid)], timeout=20)
 
-        host_end = f"{namespace}h"
-        _ip("link", "set", host_end, "down")  # the cut: packets vanish, no reset
+        network.cut(host)  # the cut: packets vanish, no reset
         other = WorkerProcess(db, ("--concurrency", "2"), tmp_path / "other.log")
         workers.append(other)
         wait_until(lambda: len(executions(db, job)) == 2, timeout=30)
@@ -144,7 +131,7 @@ def test_cut_worker_is_rescued_and_recovers_without_completing_a_lost_job(
         open_gate(db, gate)
         wait_for_state(db, job, "completed", timeout=30)
 
-        _ip("link", "set", host_end, "up")  # the link is back
+        network.restore(host)  # the link is back
         # The cut worker's own attempt ends (its gate is open too), but its outcome is
         # refused: the job stays completed by the other worker.
         wait_until(

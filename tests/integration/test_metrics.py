@@ -199,3 +199,30 @@ async def test_exposition_passes_promtool(
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.strip() == "" and check.stderr.strip() == "", check.stdout + check.stderr
+
+
+async def test_a_worker_that_lost_the_lead_stops_exporting_queue_depths_at_once(db: str) -> None:
+    """As a host cut off while it led finds when its link is back: its last snapshot, fresh by
+    the clock (which stands still here), is dropped on the first pass that finds it no longer
+    leads."""
+    from conveyor._store.postgres import PostgresStore
+    from conveyor.maintenance.gauges import QueueGauges
+
+    store = PostgresStore(db, name="gauges-test")
+    await store.open()
+    try:
+        gauges = QueueGauges(store, interval=0.01, monotonic=lambda: 0.0)
+        leading = True
+
+        async def is_leader() -> bool:
+            return leading
+
+        runner = asyncio.create_task(gauges.run(is_leader))
+        try:
+            await eventually(gauges.fresh, timeout=10)
+            leading = False
+            await eventually(lambda: not gauges.fresh(), timeout=10)
+        finally:
+            runner.cancel()
+    finally:
+        await store.close()

@@ -19,8 +19,10 @@ STATES = ("scheduled", "available", "running", "retryable", "waiting")
 
 class QueueGauges(PeriodicService, Collector):
     """Refreshes a snapshot every `interval` seconds while this worker leads; a scrape exports
-    it while it is fresh. A worker that lost the lead stops refreshing, its snapshot goes stale
-    within `3 * interval` and it exports nothing, so at most one worker exports these."""
+    it while it is fresh. A worker that finds it lost the lead drops its snapshot at once (a
+    host cut off while it led finds out when its link is back, possibly long after another
+    was elected), and one that cannot find out stops refreshing, so its snapshot goes stale
+    within `3 * interval`: at most one worker exports these."""
 
     def __init__(
         self,
@@ -42,6 +44,9 @@ class QueueGauges(PeriodicService, Collector):
         self._snapshot = await self._store.queue_depths(now=self._clock.now())
         self._taken_at = self._monotonic()
         return self._snapshot
+
+    def not_leading(self) -> None:
+        self._taken_at = None
 
     def fresh(self) -> bool:
         """True while the snapshot is recent enough to export."""

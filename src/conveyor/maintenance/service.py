@@ -28,6 +28,11 @@ class PeriodicService(ABC):
     async def run_once(self) -> Any:
         """Do one pass and report what it did."""
 
+    def not_leading(self) -> None:
+        """A pass was skipped because this worker does not lead (or no longer does: it was
+        cut off, its election lost). Nothing to do by default."""
+        return None
+
     async def run(self, is_leader: Callable[[], Awaitable[bool]]) -> None:
         """Loop until cancelled; errors are logged and the next pass tries again."""
         name = type(self).__name__
@@ -35,6 +40,8 @@ class PeriodicService(ABC):
             try:
                 if not self.leader_only or await is_leader():
                     await self.run_once()
+                else:
+                    self.not_leading()
             except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
                 log.warning("%s: database unavailable (%s); will retry", name, exc)
             except Exception:
