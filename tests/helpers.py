@@ -64,7 +64,8 @@ def clean_tables(url: str) -> None:
             " conveyor.queue, conveyor.cron_schedule, conveyor.cron_slot, conveyor.flow_child,"
             " conveyor.alert_episode, conveyor.alert_notification, conveyor.alert_watermark,"
             " conveyor.endpoint, conveyor.workflow_runs, conveyor.workflow_steps,"
-            " conveyor.workflow_events, conveyor.workflow_fanouts, conveyor.workflow_children"
+            " conveyor.workflow_events, conveyor.workflow_fanouts, conveyor.workflow_children,"
+            " conveyor.api_token, conveyor.api_idempotency"
         )
 
 
