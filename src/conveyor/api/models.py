@@ -29,7 +29,7 @@ Args = dict[str, Any]
 class Strict(BaseModel):
     """A request body: a field not listed is refused, naming it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Out(BaseModel):
@@ -113,7 +113,9 @@ class JobList(Out):
 
 
 class JobQuery(Strict):
-    """Filters of the job list."""
+    """Filters of the job list (text, as query strings are: numbers are read from it)."""
+
+    model_config = ConfigDict(extra="forbid", strict=False)
 
     queue: Name | None = None
     task: Name | None = None
