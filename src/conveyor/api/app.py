@@ -98,7 +98,7 @@ def create_app(
 async def _openapi(request: Request) -> Response:
     request.state.route = "/openapi.json"
     server = request.scope.get("root_path", "") or "/"
-    text = json.dumps(document(OPERATIONS, _version(), server), ensure_ascii=False)
+    text = json.dumps(document(OPERATIONS, api_version(), server), ensure_ascii=False)
     return Response(text, media_type="application/json")
 
 
@@ -139,7 +139,8 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return Response(json.dumps(body), 500, media_type="application/problem+json")
 
 
-def _version() -> str:
+def api_version() -> str:
+    """The version the document states: the installed package's."""
     try:
         return version("conveyor")
     except PackageNotFoundError:  # running from a source tree

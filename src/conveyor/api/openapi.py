@@ -142,3 +142,4 @@ def _metrics() -> dict[str, Any]:
             **{str(s): _problem(s) for s in (401, 403, 429, 503)},
         },
     }
+
