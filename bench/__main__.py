@@ -38,6 +38,7 @@ WORKLOADS = (
     "hotpath",
     "deliver",
     "workflows",
+    "api",
     "sustained",
 )
 ALIASES = {"w1": "enqueue", "w2": "drain", "w3": "latency", "w4": "scale", "w5": "sustained"}
@@ -58,6 +59,7 @@ FULL = {
     "deliver_jobs": 20_000,
     "workflow_runs": 1_000,
     "workflow_sequential": 200,
+    "api_jobs": 5_000,
 }
 QUICK = {
     "reps": 1,
@@ -75,6 +77,7 @@ QUICK = {
     "deliver_jobs": 2_000,
     "workflow_runs": 100,
     "workflow_sequential": 20,
+    "api_jobs": 500,
 }
 
 
@@ -86,6 +89,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         epilog="workloads: import (time of `import conveyor`), enqueue (W1), drain (W2),"
         " latency (W3), scale (W4), peers, hotpath (asyncpg vs psycopg), deliver (HTTP delivery),"
         " workflows (10-step durable workflows; DBOS beside it if installed),"
+        " api (enqueue over the REST API beside the direct SQL enqueue),"
         " sustained (W5);"
         " 'table' reprints latest.json, 'plot' redraws docs/img/w5.png from it",
     )
@@ -117,6 +121,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="workflows: worker --concurrency, and DBOS's runs at once (30: a workflow worker's"
         " pool holds 4 + concurrency connections)",
     )
+    p.add_argument("--api-jobs", type=int, help="api: jobs per run (5,000)")
     p.add_argument("--no-dbos", action="store_true", help="workflows: skip DBOS Transact")
     p.add_argument("--concurrency", type=int, default=100, help="worker --concurrency (100)")
     p.add_argument("--processes", default="1,2", help="W2 worker process counts (1,2)")
@@ -304,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
             dbos=not args.no_dbos,
         )
         save("workflows")
+    if "api" in args.workloads:
+        from bench import api
+
+        work["api"] = api.run(url, n=args.api_jobs, reps=args.reps)
+        save("api")
     if "sustained" in args.workloads:
         from bench import sustained
 
