@@ -142,4 +142,3 @@ def _metrics() -> dict[str, Any]:
             **{str(s): _problem(s) for s in (401, 403, 429, 503)},
         },
     }
-
