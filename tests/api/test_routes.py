@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from starlette.testclient import TestClient
 
 import conveyor
-from tests.api.conftest import Tokens, bearer
+from conveyor.api import create_app
+from tests.api.conftest import LOOPBACK, Tokens, bearer
+from tests.conftest import _with_dbname
 
 PROBLEM = "application/problem+json"
 
@@ -272,3 +276,20 @@ def test_metrics_count_requests_by_route_and_status(api: TestClient, tokens: Tok
     assert 'conveyor_api_requests_total{route="/v1/jobs",status="201"} 1.0' in text
     assert 'conveyor_api_requests_total{route="/v1/jobs/{id}",status="404"} 1.0' in text
     assert 'conveyor_api_request_duration_seconds_count{route="/v1/jobs"} 1.0' in text
+
+
+def test_a_database_without_the_schema_answers_503_saying_to_migrate(admin_url: str) -> None:
+    name = f"conveyor_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        app = conveyor.Conveyor(_with_dbname(admin_url, name), auto_migrate=False)
+        with TestClient(create_app(app), **LOOPBACK) as api:  # type: ignore[arg-type]
+            answer = api.get("/v1/queues")
+        app.close()
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    assert answer.status_code == 503
+    assert answer.json()["type"].endswith("/schema-outdated")
+    assert "conveyor migrate" in answer.json()["detail"]

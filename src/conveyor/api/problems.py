@@ -107,6 +107,11 @@ def _database_refusal(exc: Exception) -> ApiProblem | None:
     fix, so 422 with the database's own message; a lost connection: 503."""
     import psycopg
 
+    from conveyor.migrate import schema_missing
+
+    missing = schema_missing(exc)
+    if missing is not None:
+        return ApiProblem("schema-outdated", str(missing))
     if isinstance(exc, psycopg.errors.DataError | psycopg.errors.IntegrityError):
         return ApiProblem("invalid-request", _first_line(exc))
     if isinstance(exc, psycopg.errors.RaiseException):
