@@ -3,8 +3,10 @@ per-token rate limit, and Idempotency-Key replays."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -14,6 +16,7 @@ from starlette.testclient import TestClient
 import conveyor
 from conveyor.api import create_app, guard
 from tests.api.conftest import Tokens, bearer
+from tests.helpers import wait_until
 
 
 class Clock:
@@ -215,3 +218,38 @@ def test_one_json_log_line_per_request_with_its_correlation_id(
         "method": "POST",
     }
     assert line["duration_ms"] >= 0
+
+
+def test_a_request_whose_key_is_in_flight_waits_and_gets_the_first_response(
+    db: str, api: TestClient, tokens: Tokens, conn: psycopg.Connection[Any]
+) -> None:
+    row = conn.execute("SELECT id FROM conveyor.api_token WHERE name = 'edge'").fetchone()
+    assert row is not None
+    raw = b'{"task": "t"}'
+    fingerprint = hashlib.sha256(b"POST /v1/jobs\n" + raw).digest()
+    headers = {
+        **bearer(tokens.enqueue),
+        "Idempotency-Key": "k-1",
+        "content-type": "application/json",
+    }
+    with psycopg.connect(db) as first:  # the first request: its claim is not committed yet
+        first.execute(
+            "INSERT INTO conveyor.api_idempotency (token_id, key, fingerprint) VALUES (%s, %s, %s)",
+            (row[0], "k-1", fingerprint),
+        )
+        with ThreadPoolExecutor(1) as pool:
+            later = pool.submit(api.post, "/v1/jobs", content=raw, headers=headers)
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            wait_until(lambda: conn.execute(waiting).fetchone() == (1,), timeout=10)
+            first.execute(
+                "UPDATE conveyor.api_idempotency SET status = 201, body = %s",
+                ('{"id": 7, "created": true}',),
+            )
+            first.commit()
+            answer = later.result(timeout=10)
+    assert (answer.status_code, answer.json()) == (201, {"id": 7, "created": True})
+    assert answer.headers["idempotent-replayed"] == "true"
+    assert conn.execute("SELECT count(*) FROM conveyor.job").fetchone() == (0,)
