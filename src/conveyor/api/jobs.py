@@ -111,7 +111,7 @@ async def cancel(call: Call) -> Reply:
 OPERATIONS = (
     Operation(
         "POST", "/v1/jobs", "enqueueJob", "Enqueue a job", "enqueue", enqueue,
-        {201: Enqueued, 200: Enqueued}, body=EnqueueJob,
+        {201: Enqueued, 200: Enqueued}, body=EnqueueJob, atomic=False,
     ),
     Operation(
         "POST", "/v1/jobs/batch", "enqueueJobs", "Enqueue jobs in one transaction (all or none)",

@@ -89,6 +89,9 @@ class Operation:
     #: statuses of this route's own refusals (404, 409), beside COMMON_ERRORS
     errors: tuple[int, ...] = ()
     tag: str = "jobs"
+    #: False for a handler whose one statement is atomic by itself: without an idempotency key
+    #: it runs on an autocommit connection, one round trip instead of BEGIN, it and COMMIT
+    atomic: bool = True
 
     @property
     def error_statuses(self) -> tuple[int, ...]:
@@ -141,9 +144,12 @@ async def _pipeline(op: Operation, context: Context, request: Request) -> Respon
         return await op.handler(call)
 
     if op.method == "GET":
-        status, content = await guarded(_read(connections, work))
+        status, content = await guarded(_on_connection(connections, work))
         return _json(status, content)
     fingerprint = hashlib.sha256(f"{op.method} {request.url.path}\n".encode() + raw).digest()
+    if key is None and not op.atomic:
+        status, content = await guarded(_on_connection(connections, work))
+        return _json(status, content)
     status, content, replayed = await guarded(
         _in_transaction(connections, principal, key, fingerprint, work)
     )
@@ -166,7 +172,9 @@ async def guarded(work: Awaitable[Any]) -> Any:
         raise problem from exc
 
 
-async def _read(connections: Any, work: Callable[[Any], Awaitable[Reply]]) -> tuple[int, Any]:
+async def _on_connection(
+    connections: Any, work: Callable[[Any], Awaitable[Reply]]
+) -> tuple[int, Any]:
     async with connections.aconnection() as conn:
         reply = await work(conn)
     return reply.status, _content(reply)

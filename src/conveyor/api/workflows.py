@@ -78,6 +78,6 @@ OPERATIONS = (
     Operation(
         "POST", "/v1/events", "sendEvent",
         "Send an event to the oldest run waiting for (name, key), or keep it", "enqueue",
-        send_event, {201: EventSent}, body=SendEvent, tag="workflows",
+        send_event, {201: EventSent}, body=SendEvent, tag="workflows", atomic=False,
     ),
 )  # fmt: skip
