@@ -293,3 +293,19 @@ def test_a_database_without_the_schema_answers_503_saying_to_migrate(admin_url: 
     assert answer.status_code == 503
     assert answer.json()["type"].endswith("/schema-outdated")
     assert "conveyor migrate" in answer.json()["detail"]
+
+
+def test_mounted_under_a_prefix_its_document_names_the_prefix(
+    app: conveyor.Conveyor, tokens: Tokens
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    web = Starlette(routes=[Mount("/jobs-api", create_app(app, rate_limit=None))])
+    with TestClient(web) as client:
+        document = client.get("/jobs-api/openapi.json").json()
+        assert document["servers"] == [{"url": "/jobs-api"}]
+        made = client.post("/jobs-api/v1/jobs", json={"task": "t"}, headers=bearer(tokens.enqueue))
+        assert made.status_code == 201
+        job = client.get(f"/jobs-api/v1/jobs/{made.json()['id']}", headers=bearer(tokens.read))
+        assert job.json()["task"] == "t"
