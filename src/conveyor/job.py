@@ -26,6 +26,9 @@ class JobState(StrEnum):
         return self in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED)
 
 
+_STATES = {state.value: state for state in JobState}
+_new = object.__new__
+
 JOB_COLUMNS = (
     "id, task, queue, state, priority, attempt, max_attempts, args, errors, unique_key,"
     " timeout_seconds, created_at, run_at, attempted_at, finished_at, result, worker_id"
@@ -66,12 +69,18 @@ class Job:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
-        """Build a Job from a row of the JOB_COLUMNS query shape."""
-        return cls(
+        """Build a Job from a row of the JOB_COLUMNS query shape.
+
+        A worker builds one per claimed job: the fields are stored at once rather than through
+        the frozen dataclass's __init__ (a guarded setattr per field), and the state is looked
+        up in a dict, not by calling the enum (3x faster in all: docs/benchmarks.md, issue
+        15). The result is the same Job, equal to one built by __init__."""
+        job = _new(cls)
+        job.__dict__.update(
             id=row["id"],
             task=row["task"],
             queue=row["queue"],
-            state=JobState(row["state"]),
+            state=_STATES.get(row["state"]) or JobState(row["state"]),
             priority=row["priority"],
             attempt=row["attempt"],
             max_attempts=row["max_attempts"],
@@ -88,7 +97,9 @@ class Job:
             progress=row.get("progress"),
             correlation_id=row.get("correlation_id"),
             trace_context=row.get("trace_context"),
+            unreadable={},
         )
+        return job
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (datetimes as ISO 8601 strings)."""

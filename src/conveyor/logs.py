@@ -3,19 +3,21 @@
 Every record logged while a job runs (by Conveyor or by the handler's own loggers) carries the
 job's id, task, queue, attempt and correlation id, so a log search for one correlation id finds
 the request and every job it caused. The worker writes one line per job outcome with its
-duration and error type (see Worker._on_recorded).
+duration and error type (worker/report.py), written a batch at a time (write_lines).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, date, datetime, time
 from itertools import islice
+from time import time as _now
 from typing import Any, Literal, TextIO
 
 from conveyor.job import Job
@@ -42,11 +44,22 @@ def job_fields(job: Job) -> dict[str, Any]:
 @contextmanager
 def job_scope(job: Job) -> Iterator[None]:
     """Tag every record logged inside the block with `job`'s fields."""
-    token = _job.set(job_fields(job))
+    scope = enter_job(job)
     try:
         yield
     finally:
-        _job.reset(token)
+        leave_job(scope)
+
+
+def enter_job(job: Job) -> Token[dict[str, Any] | None]:
+    """Tag every record logged from here on (in this context) with `job`'s fields, until
+    leave_job() with what this returned: job_scope() without a generator, for the worker's
+    once-a-job path."""
+    return _job.set(job_fields(job))
+
+
+def leave_job(scope: Token[dict[str, Any] | None]) -> None:
+    _job.reset(scope)
 
 
 class JobFieldsFilter(logging.Filter):
@@ -75,18 +88,21 @@ class JsonLineFormatter(logging.Formatter):
         self._second_text = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return self._time(record.created)
+
+    def _time(self, created: float) -> str:
         # ISO 8601 in UTC to the millisecond; the part up to the second is reused while the
         # second lasts (a busy worker logs thousands of lines in one)
-        second = int(record.created)
+        second = int(created)
         if second != self._second:
             stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
             self._second, self._second_text = second, stamp
-        millis = min(int((record.created - second) * 1000), 999)
+        millis = min(int((created - second) * 1000), 999)
         return f"{self._second_text}.{millis:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": self.formatTime(record),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -100,6 +116,21 @@ class JsonLineFormatter(logging.Formatter):
         # LogRecord.__init__ sets its own attributes first: extras and filters' fields follow
         for name, value in islice(record.__dict__.items(), _INIT_ATTRIBUTES, None):
             if name not in _RECORD_ATTRIBUTES and name not in line:
+                line[name] = value
+        return _encoder.encode(line)
+
+    def fields_line(
+        self, created: float, level: str, logger: str, message: str, fields: dict[str, Any]
+    ) -> str:
+        """The line format() gives a record of these values with `fields` as its extras."""
+        line: dict[str, Any] = {
+            "time": self._time(created),
+            "level": level,
+            "logger": logger,
+            "message": message,
+        }
+        for name, value in fields.items():
+            if name not in line:
                 line[name] = value
         return _encoder.encode(line)
 
@@ -122,6 +153,75 @@ _SAMPLE = vars(logging.LogRecord("", 0, "", 0, "", (), None))
 _RECORD_ATTRIBUTES = frozenset([*_SAMPLE, "message", "asctime", "taskName"])
 #: How many of them LogRecord.__init__ sets, before any other.
 _INIT_ATTRIBUTES = len(_SAMPLE)
+
+
+#: One line to log: level, message, its %-arguments, and its extra fields.
+Line = tuple[int, str, tuple[Any, ...], dict[str, Any]]
+
+
+class _StreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler configure() installs: write_lines() may write past the records."""
+
+
+def write_lines(logger: logging.Logger, lines: list[Line]) -> None:
+    """Log `lines` to `logger`, as many log.log(level, message, *args, extra=fields) calls
+    would. When the records would only reach the JSON handler configure() installed, the
+    lines are formatted straight from their fields and written at once, without a LogRecord
+    each (a worker logs one line per job: docs/benchmarks.md, issue 15); the output is the
+    same, key for key. Any other set-up (handlers of the application's, filters, another
+    format) gets the records, one by one."""
+    handler = _json_only(logger)
+    if handler is not None:
+        formatter = handler.formatter
+        assert isinstance(formatter, JsonLineFormatter)
+        created = _now()
+        try:
+            text = "".join(
+                formatter.fields_line(
+                    created,
+                    logging.getLevelName(level),
+                    logger.name,
+                    message % args if args else message,
+                    fields,
+                )
+                + "\n"
+                for level, message, args, fields in lines
+                if logger.isEnabledFor(level) and level >= handler.level
+            )
+            if text:
+                with handler.lock or contextlib.nullcontext():
+                    handler.stream.write(text)
+                    handler.flush()
+            return
+        except Exception:  # noqa: BLE001, S110 - logging's own error handling, record by record
+            pass
+    for level, message, args, fields in lines:
+        if logger.isEnabledFor(level):
+            # built here, not by log.log(): that walks the stack for a file and line no line shows
+            logger.handle(
+                logger.makeRecord(logger.name, level, "", 0, message, args, None, extra=fields)
+            )
+
+
+def _json_only(logger: logging.Logger) -> _StreamHandler | None:
+    """The one handler records of `logger` reach when that is configure()'s JSON handler with
+    only its JobFieldsFilter, else None."""
+    node: logging.Logger | None = logger
+    root = logging.getLogger()
+    while node is not None and node is not root:
+        if node.handlers or node.filters or node.disabled or not node.propagate:
+            return None
+        node = node.parent
+    if root.filters or len(root.handlers) != 1:
+        return None
+    handler = root.handlers[0]
+    if (
+        type(handler) is not _StreamHandler
+        or type(handler.formatter) is not JsonLineFormatter
+        or any(type(f) is not JobFieldsFilter for f in handler.filters)
+    ):
+        return None
+    return handler
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -151,7 +251,7 @@ def configure(
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
-    handler = logging.StreamHandler(stream)
+    handler = _StreamHandler(stream)
     handler.setFormatter(JsonLineFormatter() if fmt == "json" else ConsoleFormatter())
     handler.addFilter(JobFieldsFilter())
     root = logging.getLogger()

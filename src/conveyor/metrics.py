@@ -9,12 +9,16 @@ exports them (maintenance/gauges.py); summing over workers stays correct.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from conveyor.http_auth import Credentials, check_bind
 from conveyor.job import Job
@@ -25,6 +29,86 @@ DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 300, 3600)
 
 _LABELS = ("queue", "task")
+
+
+class JobSeries(Collector):
+    """The per-job series (outcomes counted, durations and start latencies as histograms) of
+    one worker, kept as plain numbers and turned into metrics when scraped.
+
+    prometheus_client's Counter and Histogram take a lock and walk their buckets on every
+    update: a few microseconds a job, which a worker draining thousands of jobs a second
+    feels (docs/benchmarks.md, issue 15). These are updated from the event loop only, a batch
+    of outcomes at a time; a scrape (on the metrics server's thread) copies them first, so it
+    may miss an update in flight, never see a torn series: each histogram's count is the sum
+    of its buckets as copied."""
+
+    _COUNTERS = (
+        ("completed", "conveyor_jobs_completed", "Jobs whose handler returned."),
+        ("failed", "conveyor_jobs_failed", "Jobs that failed for good (now in state failed)."),
+        ("retrying", "conveyor_jobs_retried", "Failed attempts that will be retried."),
+    )
+    _HISTOGRAMS = (
+        (
+            "duration",
+            "conveyor_job_duration_seconds",
+            "Time a handler ran, per attempt, whatever its outcome.",
+            DURATION_BUCKETS,
+        ),
+        (
+            "latency",
+            "conveyor_job_start_latency_seconds",
+            "Time from a job being due (enqueued, or its scheduled or retry time) to its start.",
+            LATENCY_BUCKETS,
+        ),
+    )
+
+    def __init__(self) -> None:
+        #: (outcome, queue, task) -> attempts
+        self._counts: dict[tuple[str, str, str], int] = {}
+        #: (kind, queue, task) -> observations per bucket (the last one: +Inf), then their sum
+        self._histograms: dict[tuple[str, str, str], list[float]] = {}
+        self._bounds = {kind: bounds for kind, _, _, bounds in self._HISTOGRAMS}
+
+    def count(self, outcome: str, queue: str, task: str) -> None:
+        key = (outcome, queue, task)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def observe(self, kind: str, queue: str, task: str, value: float) -> None:
+        key = (kind, queue, task)
+        series = self._histograms.get(key)
+        bounds = self._bounds[kind]
+        if series is None:
+            series = self._histograms[key] = [0.0] * (len(bounds) + 2)
+        series[bisect_left(bounds, value)] += 1
+        series[-1] += value
+
+    def describe(self) -> Iterable[Metric]:
+        for _, name, text in self._COUNTERS:
+            yield CounterMetricFamily(name, text, labels=_LABELS)
+        for _, name, text, _ in self._HISTOGRAMS:
+            yield HistogramMetricFamily(name, text, labels=_LABELS)
+
+    def collect(self) -> Iterator[Metric]:
+        counts = list(self._counts.items())  # one C call under the GIL: never torn
+        histograms = [(key, list(values)) for key, values in list(self._histograms.items())]
+        for outcome, name, text in self._COUNTERS:
+            family = CounterMetricFamily(name, text, labels=_LABELS)
+            for (kind, queue, task), value in counts:
+                if kind == outcome:
+                    family.add_metric([queue, task], value)
+            yield family
+        for kind, name, text, bounds in self._HISTOGRAMS:
+            histogram = HistogramMetricFamily(name, text, labels=_LABELS)
+            edges = [floatToGoString(b) for b in bounds] + ["+Inf"]  # type: ignore[no-untyped-call]
+            for (series_kind, queue, task), values in histograms:
+                if series_kind != kind:
+                    continue
+                cumulative, buckets = 0.0, []
+                for edge, observed in zip(edges, values[:-1], strict=True):
+                    cumulative += observed
+                    buckets.append((edge, cumulative))
+                histogram.add_metric([queue, task], buckets, values[-1])
+            yield histogram
 
 
 class WorkerMetrics:
@@ -39,32 +123,8 @@ class WorkerMetrics:
     ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._completed = Counter(
-            "conveyor_jobs_completed", "Jobs whose handler returned.", _LABELS, registry=r
-        )
-        self._failed = Counter(
-            "conveyor_jobs_failed",
-            "Jobs that failed for good (moved to the failed state).",
-            _LABELS,
-            registry=r,
-        )
-        self._retried = Counter(
-            "conveyor_jobs_retried", "Failed attempts that will be retried.", _LABELS, registry=r
-        )
-        self._duration = Histogram(
-            "conveyor_job_duration_seconds",
-            "Time a handler ran, per attempt, whatever its outcome.",
-            _LABELS,
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self._latency = Histogram(
-            "conveyor_job_start_latency_seconds",
-            "Time from a job being due (enqueued, or its scheduled or retry time) to its start.",
-            _LABELS,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
+        self._jobs = JobSeries()
+        r.register(self._jobs)
         self._deliveries = Counter(
             "conveyor_deliveries",
             "HTTP deliveries to endpoints, by the class of the answer (2xx, 3xx, 4xx, 5xx) or"
@@ -101,35 +161,19 @@ class WorkerMetrics:
             ("workflow", "outcome"),
             registry=r,
         )
-        self._counters = {
-            "completed": self._completed,
-            "failed": self._failed,
-            "retrying": self._retried,
-        }
-        # labels() looks a child up under a lock and checks its values each time: twice a
-        # job; the children of a (queue, task) are kept here instead
-        self._children: dict[tuple[str, str, str], Any] = {}
-
-    def _child(self, kind: str, metric: Counter | Histogram, queue: str, task: str) -> Any:
-        key = (kind, queue, task)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(queue, task)
-        return child
-
-    def started(self, job: Job) -> None:
-        """Record the wait of a job that just started (both times are the database's)."""
-        if job.attempted_at is not None:
-            wait = (job.attempted_at - job.run_at).total_seconds()
-            self._child("latency", self._latency, job.queue, job.task).observe(max(wait, 0.0))
 
     def finished(self, job: Job, outcome: str, duration: float | None) -> None:
-        """Record an attempt's end: its outcome as Worker._log_outcome names it."""
-        counter = self._counters.get(outcome)
-        if counter is not None:
-            self._child(outcome, counter, job.queue, job.task).inc()
+        """Record an attempt's end (its outcome as OutcomeReport names it): how long it ran
+        and how long it had waited to start (both times of the wait are the database's)."""
+        queue, task = job.queue, job.task
+        series = self._jobs
+        if outcome in ("completed", "failed", "retrying"):
+            series.count(outcome, queue, task)
         if duration is not None:
-            self._child("duration", self._duration, job.queue, job.task).observe(duration)
+            series.observe("duration", queue, task, duration)
+            if job.attempted_at is not None:
+                wait = (job.attempted_at - job.run_at).total_seconds()
+                series.observe("latency", queue, task, max(wait, 0.0))
 
     def workflow_run(self, workflow: str, event: str) -> None:
         """Count a run's start or end (started, completed, failed)."""

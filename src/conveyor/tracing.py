@@ -44,6 +44,11 @@ def _tracer() -> Any:
     return tracer
 
 
+def enabled() -> bool:
+    """True when spans are recorded (OpenTelemetry installed and a provider set)."""
+    return _tracer() is not None
+
+
 @contextmanager
 def enqueue_span(specs: Sequence[JobSpec]) -> Iterator[Sequence[JobSpec]]:
     """Run an enqueue inside a producer span; yield the specs carrying its context."""

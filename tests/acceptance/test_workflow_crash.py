@@ -27,9 +27,12 @@ APP = "tests.acceptance.checkout_app:app"
 RUNS = 200
 WORKERS = 5
 MIN_KILLS = 50
-#: Kills go on until MIN_KILLS, or until this long has passed (the test then fails).
-KILL_PHASE = 75.0
-GIVE_UP = 120.0
+#: Kills go on until MIN_KILLS, or until this long has passed (the test then fails). Only a
+#: registered worker is killed, and on a loaded machine (load 12-16 on 2 cores, seen) a new
+#: one takes seconds to register: 22 kills took the 75 s this once allowed. On a quiet
+#: machine the 50 kills take ~25 s; these bounds are for the busy one.
+KILL_PHASE = 200.0
+GIVE_UP = 260.0
 #: Jobs one worker process runs at once: a kill can cut that many e-mail steps short.
 CONCURRENCY = 8
 T = TypeVar("T")
@@ -132,7 +135,7 @@ def unfinished(db: str) -> int:
     return retrying(count)
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(330)
 def test_checkout_runs_survive_killed_workers_with_each_effect_explained(
     db: str, fleet: Fleet
 ) -> None:

@@ -52,8 +52,8 @@ async def test_a_result_the_database_refuses_fails_only_its_own_job(
     assert sorted(j.id for j in jobs) == ids
     recorded: list[tuple[int, bool]] = []
 
-    def on_recorded(job: Job, outcome: Outcome, done: bool) -> None:
-        recorded.append((job.id, done))
+    def on_recorded(ended: list[tuple[Job, Outcome, bool]]) -> None:
+        recorded.extend((job.id, done) for job, _, done in ended)
 
     completer = Completer(store, on_recorded)
     runner = asyncio.create_task(completer.run())

@@ -3,10 +3,13 @@ JSON cannot hold are written as text, never dropped and never an error."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
+from conveyor import logs
 from conveyor.logs import JsonLineFormatter
 
 
@@ -72,3 +75,63 @@ def test_an_extra_named_like_a_fixed_key_does_not_replace_it() -> None:
     record.level = "spoofed"  # a filter's attribute, not LogRecord's own
     line = _line(record)
     assert line["level"] == "INFO"
+
+
+def _configured(stream: io.StringIO) -> Iterator[logging.Logger]:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    logs.configure("INFO", "json", stream)
+    try:
+        yield logging.getLogger("conveyor.worker")
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+
+
+def _without_time(text: str) -> list[dict[str, object]]:
+    lines = [json.loads(line) for line in text.splitlines()]
+    for line in lines:
+        assert line.pop("time")
+    return lines
+
+
+def test_lines_written_at_once_equal_the_records_they_stand_for() -> None:
+    fields = {"job_id": 7, "task": "émail", "outcome": "completed", "duration_ms": 1.5}
+    lines: list[logs.Line] = [
+        (logging.INFO, "job %d (%s) completed", (7, "émail"), fields),
+        (logging.DEBUG, "not shown at INFO", (), {}),
+        (logging.WARNING, "100% done", (), {"error_type": None}),
+    ]
+    fast, slow = io.StringIO(), io.StringIO()
+    for logger in _configured(fast):
+        assert logs._json_only(logger) is not None  # the path without records is taken
+        logs.write_lines(logger, lines)
+    for logger in _configured(slow):
+        for level, message, args, extra in lines:
+            logger.log(level, message, *args, extra=extra)
+    assert _without_time(fast.getvalue()) == _without_time(slow.getvalue())
+    assert len(fast.getvalue().splitlines()) == 2
+
+
+def test_lines_go_through_the_records_when_the_application_adds_a_handler() -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    stream = io.StringIO()
+    for logger in _configured(stream):
+        keep = Keep()
+        logging.getLogger("conveyor").addHandler(keep)
+        try:
+            logs.write_lines(logger, [(logging.INFO, "job %d done", (3,), {"job_id": 3})])
+        finally:
+            logging.getLogger("conveyor").removeHandler(keep)
+    assert [(r.getMessage(), getattr(r, "job_id", None)) for r in seen] == [("job 3 done", 3)]
+    assert _without_time(stream.getvalue()) == [
+        {"level": "INFO", "logger": "conveyor.worker", "message": "job 3 done", "job_id": 3}
+    ]

@@ -15,7 +15,7 @@ import psycopg
 from psycopg import AsyncConnection, Connection
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from conveyor._store import api, endpoints, idempotency, workflows
+from conveyor._store import api, arrays, endpoints, idempotency, workflows
 from conveyor._store.alerts import AlertStatements
 from conveyor._store.claimed import failures
 from conveyor._store.cron import CronStatements
@@ -125,8 +125,8 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     ) -> list[Job]:
         params = {
             "queue": queue,
-            "tasks": list(tasks),
-            "task_max_attempts": list(task_max_attempts),
+            "tasks": arrays.texts(tasks),
+            "task_max_attempts": arrays.ints(task_max_attempts),
             "limit": limit,
             "lease_seconds": lease_seconds,
             "token": token,
@@ -151,8 +151,8 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         return how long nothing may start (None: paused, wait for resume; 0: no wait)."""
         params = {
             "queue": queue,
-            "tasks": list(tasks),
-            "task_max_attempts": list(task_max_attempts),
+            "tasks": arrays.texts(tasks),
+            "task_max_attempts": arrays.ints(task_max_attempts),
             "limit": limit,
             "lease_seconds": lease_seconds,
             "token": token,
@@ -193,8 +193,8 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         self, failures: Sequence[Failure], now: datetime | None = None
     ) -> set[int]:
         params = {
-            "ids": [f.job_id for f in failures],
-            "tokens": [f.token for f in failures],
+            "ids": arrays.ints(f.job_id for f in failures),
+            "tokens": arrays.uuids(f.token for f in failures),
             "errors": [json.dumps(f.error, default=str) for f in failures],
             "retry_in": [f.retry_in for f in failures],
             "cancel": [f.cancel for f in failures],
@@ -339,9 +339,9 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
 def _complete(completions: Sequence[Completion], now: datetime | None) -> Plan[set[int]]:
     """Complete jobs, then record the idempotency keys of those that were still theirs."""
     params = {
-        "ids": [c.job_id for c in completions],
-        "tokens": [c.token for c in completions],
-        "results": [c.result_json for c in completions],
+        "ids": arrays.ints(c.job_id for c in completions),
+        "tokens": arrays.uuids(c.token for c in completions),
+        "results": arrays.nullable_texts([c.result_json for c in completions]),
         "now": now,
     }
     done: set[int] = yield Op("job_complete_many", params, ids)

@@ -19,7 +19,8 @@ from conveyor.worker.outcome import Failed, Outcome, Parked, Snoozed, Succeeded
 
 log = logging.getLogger("conveyor.worker")
 
-Recorded = Callable[[Job, Outcome, bool], None]
+#: Told what became of a flush's outcomes: (job, outcome, recorded) each.
+Recorded = Callable[[list[tuple[Job, Outcome, bool]]], None]
 
 # Worth retrying: the connection or the server is down, or a conflict that passes.
 _TRANSIENT = (
@@ -127,7 +128,7 @@ class Completer:
         if isinstance(item.outcome, Failed) and item.outcome.error.get("type") in refused:
             # even the plain failure was refused: leave the job to its lease and the rescuer
             log.error("job %d: cannot record that its outcome was refused (%s)", item.job.id, exc)
-            self._on_recorded(item.job, item.outcome, False)
+            self._on_recorded([(item.job, item.outcome, False)])
             return
         log.error("job %d: the database refused its outcome (%s); failing it", item.job.id, exc)
         error = {
@@ -163,10 +164,15 @@ class Completer:
             done |= await self._store.job_complete_many(completions)
         if failures:
             done |= await self._store.job_fail_many(failures)
-        for item in batch:
-            recorded = (
-                item.job.id in done
-                or (isinstance(item.outcome, Succeeded) and item.outcome.recorded)
-                or isinstance(item.outcome, Parked)  # the workflow engine recorded it
-            )
-            self._on_recorded(item.job, item.outcome, recorded)
+        self._on_recorded(
+            [
+                (
+                    item.job,
+                    item.outcome,
+                    item.job.id in done
+                    or (isinstance(item.outcome, Succeeded) and item.outcome.recorded)
+                    or isinstance(item.outcome, Parked),  # the workflow engine recorded it
+                )
+                for item in batch
+            ]
+        )

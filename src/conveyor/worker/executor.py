@@ -68,13 +68,19 @@ class Executor:
         job = running.job
         # each job runs in its own asyncio task, so these stay with this job
         correlation._set(job.correlation_id)
-        with logs.job_scope(job), tracing.job_span(job) as span:
-            outcome = await self._attempt(running)
-            if isinstance(outcome, Failed):
-                tracing.record_outcome(span, "failed", outcome.error)
-            else:
-                tracing.record_outcome(span, type(outcome).__name__.lower())
-            return outcome
+        scope = logs.enter_job(job)
+        try:
+            if not tracing.enabled():
+                return await self._attempt(running)
+            with tracing.job_span(job) as span:
+                outcome = await self._attempt(running)
+                if isinstance(outcome, Failed):
+                    tracing.record_outcome(span, "failed", outcome.error)
+                else:
+                    tracing.record_outcome(span, type(outcome).__name__.lower())
+                return outcome
+        finally:
+            logs.leave_job(scope)
 
     async def _attempt(self, running: RunningJob) -> Outcome:
         job = running.job
@@ -140,6 +146,8 @@ class Executor:
         if not task.is_async:
             return await self._run_sync(task, running, kwargs, timeout)
         running.mark_started()
+        if timeout is None:
+            return await self._run_async(task, job, token, kwargs)
         # asyncio.timeout runs the handler in this task: wait_for would wrap it in a task of
         # its own, whose SystemExit or KeyboardInterrupt asyncio re-raises out of the loop
         deadline = asyncio.timeout(timeout)

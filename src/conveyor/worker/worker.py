@@ -246,7 +246,6 @@ class Worker:
         outcome: Outcome = Abandoned("cancelled before it started")
         started = time.monotonic()
         try:
-            self.metrics.started(job)
             outcome = await executor.execute(running)
         except asyncio.CancelledError:
             pass  # cancelled before the executor took it: nothing ran
@@ -304,9 +303,13 @@ class Worker:
             )
         self._rt.producer.slot_freed(None)
 
-    def _on_recorded(self, job: Job, outcome: Outcome, recorded: bool) -> None:
-        running = self._jobs.take(job) or RunningJob(job, uuid.UUID(int=0))
-        self._report.attempt_ended(running, outcome, recorded)
+    def _on_recorded(self, ended: list[tuple[Job, Outcome, bool]]) -> None:
+        self._report.attempts_ended(
+            [
+                (self._jobs.take(job) or RunningJob(job, uuid.UUID(int=0)), outcome, recorded)
+                for job, outcome, recorded in ended
+            ]
+        )
 
     def _on_notify(self, channel: str, payload: str) -> None:
         if channel == JOBS_CHANNEL:
