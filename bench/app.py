@@ -30,6 +30,11 @@ async def noop(i: int = 0) -> None:
     """Do nothing: one handler call per job, so the queue's own costs are what is measured."""
 
 
+@app.task(name="bench.noop_relaxed", queue=QUEUE, durable_enqueue=False)
+async def noop_relaxed(i: int = 0) -> None:
+    """noop whose enqueues commit without waiting for the WAL flush (W1's relaxed figures)."""
+
+
 @app.task(name="bench.noop_sync", queue=QUEUE)
 def noop_sync(i: int = 0) -> None:
     """Do nothing in the worker's thread pool (sync handlers)."""

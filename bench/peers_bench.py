@@ -14,6 +14,8 @@ from psycopg.conninfo import conninfo_to_dict
 from bench.common import ROOT, log, summarize
 
 PEERS = ("bullmq", "pgboss", "procrastinate", "pgqueuer")
+#: Peers whose runner has the enqueue_concurrent workload.
+CONCURRENT_ENQUEUE = ("bullmq",)
 _PEERS_PY = str(ROOT / "bench" / ".peers" / "venv" / "bin" / "python")
 RUNNERS = {
     "bullmq": ["node", "bench/peers/bullmq.mjs"],
@@ -51,12 +53,24 @@ def setup() -> None:
     )
 
 
-def run_one(url: str, peer: str, workload: str, args: list[str], timeout: float) -> dict[str, Any]:
+def run_one(
+    url: str,
+    peer: str,
+    workload: str,
+    args: list[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     cmd = [*RUNNERS[peer], "--workload", workload, *args, *EXTRA.get(peer, [])]
     cmd += ["--timeout", str(int(timeout))]
     try:
         proc = subprocess.run(
-            cmd, cwd=ROOT, env=_env(url), capture_output=True, text=True, timeout=timeout + 60
+            cmd,
+            cwd=ROOT,
+            env={**_env(url), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout + 60,
         )
     except subprocess.TimeoutExpired:
         return {"peer": peer, "workload": workload, "error": "runner did not exit in time"}
@@ -91,6 +105,11 @@ def run(
         ):
             runs = [run_one(url, peer, workload, args, 600) for _ in range(reps)]
             res[workload] = _figure(runs, unit, key, jobs=int(args[1]))
+        if peer in CONCURRENT_ENQUEUE:
+            # 16 callers each awaiting one add at a time (W1's threads16/tasks16 figures)
+            args = ["--jobs", str(single), "--concurrency", "16"]
+            runs = [run_one(url, peer, "enqueue_concurrent", args, 600) for _ in range(reps)]
+            res["enqueue_concurrent"] = _figure(runs, "jobs/s", "rate", jobs=single)
         runs = []
         for _ in range(reps):
             r = run_one(url, peer, "drain", ["--jobs", str(drain)], 120 + drain / 50)
@@ -100,6 +119,16 @@ def run(
         res["drain"] = _figure(runs, "jobs/s", "rate", jobs=drain)
         if len(runs) < reps and "error" not in runs[-1]:
             res["drain"]["note"] = f"run once: one drain took over {SLOW_DRAIN_S}s"
+        if peer == "bullmq":
+            # the default above keeps a bounded history (removeOnComplete: {count: 1000});
+            # this one removes every completed job (removeOnComplete: true), labelled as such
+            every = {"BENCH_BULLMQ_REMOVE_ON_COMPLETE": "true"}
+            runs = [
+                run_one(url, peer, "drain", ["--jobs", str(drain)], 120 + drain / 50, every)
+                for _ in range(reps)
+            ]
+            res["drain_remove_on_complete_true"] = _figure(runs, "jobs/s", "rate", jobs=drain)
+            res["drain"]["remove_on_complete"] = "count:1000"
         runs = [
             run_one(url, peer, "latency", ["--rate", str(rate), "--duration", str(duration)], 600)
             for _ in range(reps)

@@ -13,7 +13,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url))
 export const PEERS_NODE_DIR = process.env.BENCH_PEERS_NODE_DIR ||
   path.resolve(HERE, '..', '.peers', 'node')
 
-export const WORKLOADS = ['enqueue_single', 'enqueue_bulk', 'drain', 'latency']
+export const WORKLOADS = ['enqueue_single', 'enqueue_concurrent', 'enqueue_bulk', 'drain', 'latency']
 
 // Libraries sometimes print with console.log; stdout is reserved for the
 // single result line, so route every console method to stderr.

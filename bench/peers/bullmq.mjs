@@ -12,6 +12,12 @@ import {
 const PEER = 'bullmq'
 const QUEUE = process.env.BENCH_BULLMQ_QUEUE || 'conveyor-bench'
 const BATCH = 1000 // addBulk batch size for enqueue_bulk and drain pre-fill
+// Completed-job retention: the workers keep a bounded history (BullMQ's documented practice,
+// removeOnComplete: {count: 1000}); with BENCH_BULLMQ_REMOVE_ON_COMPLETE=true every job is
+// added with the job option removeOnComplete: true (removed as it completes; the issue's
+// comparison setting; a worker option takes only {count}/{age}). The result line says which.
+const REMOVE_EVERY = process.env.BENCH_BULLMQ_REMOVE_ON_COMPLETE === 'true'
+const JOB_OPTS = REMOVE_EVERY ? { removeOnComplete: true } : undefined
 
 function redisConnection () {
   const url = new URL(process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379/0')
@@ -65,6 +71,17 @@ async function main () {
       for (let i = 0; i < jobs; i++) await queue.add('noop', { i })
       const seconds = monoS() - t0
       result = { jobs, seconds: round4(seconds), rate: rateOf(jobs, seconds) }
+    } else if (workload === 'enqueue_concurrent') {
+      // `concurrency` callers (default 16), each awaiting its own queue.add one by one
+      const callers = args.concurrency ?? 16
+      const share = Math.floor(jobs / callers)
+      const t0 = monoS()
+      await Promise.all(Array.from({ length: callers }, async (_, k) => {
+        for (let i = k * share; i < (k + 1) * share; i++) await queue.add('noop', { i })
+      }))
+      const seconds = monoS() - t0
+      const n = share * callers
+      result = { jobs: n, seconds: round4(seconds), rate: rateOf(n, seconds), concurrency: callers }
     } else if (workload === 'enqueue_bulk') {
       const t0 = monoS()
       await bulkAdd(queue, jobs)
@@ -81,7 +98,7 @@ async function main () {
       const worker = new Worker(QUEUE, async () => { handled++ }, workerOptions)
       cleanups.unshift(() => worker.close())
       worker.on('error', (e) => log('worker error:', e.message))
-      worker.on('failed', () => { failed++ })
+      worker.on('failed', (job, err) => { if (failed++ === 0) log('first failure:', err && err.message) })
       let t0
       const done = new Promise((resolve) => {
         worker.on('completed', () => {
@@ -128,7 +145,7 @@ async function main () {
       if (!(await waitFor(() => warmupLeft <= 0, 30))) throw new Error('warm-up jobs were not processed')
       await sleep(500)
 
-      const { sent, seconds } = await pacedSend(rate, duration, () => queue.add('noop', { t: wallMs() }))
+      const { sent, seconds } = await pacedSend(rate, duration, () => queue.add('noop', { t: wallMs() }, JOB_OPTS))
       const ok = await waitFor(() => samples.length >= sent, 30)
       if (!ok) log(`latency: only ${samples.length}/${sent} jobs processed within grace period`)
       result = {
@@ -142,7 +159,8 @@ async function main () {
       if (!ok) result.error = `only ${samples.length} of ${sent} jobs processed`
     }
 
-    const out = { ...base, ...result, version: peerVersion('bullmq') }
+    const removeOnComplete = REMOVE_EVERY ? 'true (job option)' : 'count:1000 (worker option)'
+    const out = { ...base, ...result, version: peerVersion('bullmq'), remove_on_complete: removeOnComplete }
     await closeAll(cleanups)
     emit(out, out.error ? 1 : 0)
   } catch (e) {
@@ -155,7 +173,7 @@ async function bulkAdd (queue, n) {
   for (let start = 0; start < n; start += BATCH) {
     const size = Math.min(BATCH, n - start)
     const batch = new Array(size)
-    for (let k = 0; k < size; k++) batch[k] = { name: 'noop', data: { i: start + k } }
+    for (let k = 0; k < size; k++) batch[k] = { name: 'noop', data: { i: start + k }, opts: JOB_OPTS }
     await queue.addBulk(batch)
   }
 }

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from conveyor._store import enqueue_own
 from conveyor._store.enqueue import insert_plan
 from conveyor._store.flow_insert import flow_plan
 from conveyor._store.runner import arun, run
@@ -68,6 +69,7 @@ class Conveyor(WorkflowMethods):
         embedded_dir: str | Path = ".conveyor",
         auto_migrate: bool | None = None,
         alert_settings: AlertSettings | None = None,
+        durable_enqueue: bool = True,
     ) -> None:
         if max_payload_bytes <= 0:
             raise ConfigError(f"max_payload_bytes must be positive, got {max_payload_bytes}")
@@ -77,6 +79,9 @@ class Conveyor(WorkflowMethods):
         self._embedded_dir = Path(embedded_dir)
         self._auto_migrate = auto_migrate
         self.max_payload_bytes = max_payload_bytes
+        #: False: enqueue() and enqueue_many() on the app's connections commit without waiting
+        #: for the WAL flush (synchronous_commit off for that transaction; docs/enqueue.md).
+        self.durable_enqueue = durable_enqueue
         self.retention = retention or Retention()
         self.clock: Clock = clock or SystemClock()
         self.tasks: dict[str, Task[Any]] = {}
@@ -173,6 +178,7 @@ class Conveyor(WorkflowMethods):
         backoff: RetryPolicy | float | timedelta | None = None,
         atomic: bool = False,
         fail_on: Sequence[type[BaseException]] = (),
+        durable_enqueue: bool | None = None,
     ) -> Callable[[Callable[..., Any]], Task[Any]]: ...
 
     def task(
@@ -188,6 +194,7 @@ class Conveyor(WorkflowMethods):
         backoff: RetryPolicy | float | timedelta | None = None,
         atomic: bool = False,
         fail_on: Sequence[type[BaseException]] = (),
+        durable_enqueue: bool | None = None,
     ) -> Task[Any] | Callable[[Callable[..., Any]], Task[Any]]:
         """Register a sync or async function as a task; use as @app.task or @app.task(...)."""
 
@@ -203,6 +210,7 @@ class Conveyor(WorkflowMethods):
                 backoff=backoff,
                 atomic=atomic,
                 fail_on=tuple(fail_on),
+                durable_enqueue=durable_enqueue,
             )
             if task.name in self.tasks and self.tasks[task.name].fn is not func:
                 raise ConfigError(f"a task named {task.name!r} is already registered")
@@ -369,8 +377,9 @@ class Conveyor(WorkflowMethods):
         """Insert many jobs (built with task.spec(...)) in one round trip; return their ids."""
         if not specs:
             return []
+        relaxed = self._relaxed(specs)
         with self._connections.connection() as conn:
-            return run(conn, insert_plan(conn, specs, self.clock.now())).ids
+            return enqueue_own.enqueue(conn, specs, self.clock.now(), relaxed)
 
     def enqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Insert many jobs in the caller's open transaction: invisible until commit, gone on
@@ -381,12 +390,23 @@ class Conveyor(WorkflowMethods):
         """Async twin of enqueue_many()."""
         if not specs:
             return []
+        relaxed = self._relaxed(specs)
         async with self._connections.aconnection() as conn:
-            return (await arun(conn, insert_plan(conn, specs, self.clock.now()))).ids
+            return await enqueue_own.aenqueue(conn, specs, self.clock.now(), relaxed)
 
     async def aenqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Async twin of enqueue_many_tx()."""
         return (await arun(conn, insert_plan(conn, specs, self.clock.now()))).ids if specs else []
+
+    def _relaxed(self, specs: Sequence[JobSpec]) -> bool:
+        """True when every job's task has durable_enqueue off (the app's setting for tasks that
+        leave it unset or are not registered here): only then may their commit skip the flush."""
+        for spec in specs:
+            task = self.tasks.get(spec.task)
+            durable = None if task is None else task.durable_enqueue
+            if self.durable_enqueue if durable is None else durable:
+                return False
+        return True
 
     # -- flows --------------------------------------------------------------------------------
 

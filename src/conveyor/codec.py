@@ -20,6 +20,10 @@ MAX_KEY_BYTES = 1000
 MAX_INT_DIGITS = 4300
 
 
+#: One encoder for every payload: json.dumps() with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode_args(args: Mapping[str, Any], *, max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> str:
     """Return the JSON text of keyword arguments, or raise PayloadError naming the bad one."""
     if not isinstance(args, Mapping):
@@ -29,12 +33,15 @@ def encode_args(args: Mapping[str, Any], *, max_bytes: int = DEFAULT_MAX_PAYLOAD
     for key, value in args.items():
         if not isinstance(key, str):
             raise PayloadError(f"argument names must be strings, got {key!r}")
-        problem = _text_problem(key)
-        if problem:
-            raise PayloadError(f"argument name {key!r} {problem}")
-        _check(value, key, level=1)
-    text = json.dumps(args, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    size = len(text.encode("utf-8"))
+        if not _plain_text(key):
+            problem = _text_problem(key)
+            if problem:
+                raise PayloadError(f"argument name {key!r} {problem}")
+        if not _plain(value):
+            _check(value, key, level=1)
+    text = _ENCODER.encode(args)
+    # a character is at most 4 bytes in UTF-8: short texts need no count
+    size = len(text) if len(text) * 4 <= max_bytes or text.isascii() else len(text.encode())
     if size > max_bytes:
         raise PayloadError(
             f"job arguments are {size:,} bytes, over the {max_bytes:,}-byte limit; store the data"
@@ -48,7 +55,7 @@ def encode_result(value: Any) -> str | None:
     if value is None:
         return None
     _check(value, "return value")
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def check_key(key: str, what: str) -> str:
@@ -80,6 +87,24 @@ def storable_text(text: str) -> str:
     if text.isascii():
         return text
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _plain_text(text: str) -> bool:
+    """True for text that JSON and Postgres hold as it is (ASCII without NUL): most of it."""
+    return text.isascii() and "\x00" not in text
+
+
+def _plain(value: Any) -> bool:
+    """True for a value needing no walk: None, a bool, a float that is finite, an int of
+    ordinary size, or plain text (the common arguments: ids, names, flags)."""
+    kind = type(value)
+    if kind is int:
+        return bool(value.bit_length() < 14_000)
+    if kind is str:
+        return _plain_text(value)
+    if kind is float:
+        return math.isfinite(value)
+    return value is None or kind is bool
 
 
 def _text_problem(text: str) -> str | None:

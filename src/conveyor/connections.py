@@ -62,7 +62,7 @@ class Connections:
         return {
             "conninfo": self._url(),
             "min_size": 1,
-            "max_size": 8,
+            "max_size": 16,  # 16 concurrent enqueuers commit at once (group commit)
             "timeout": 10.0,
             "kwargs": {"application_name": "conveyor-client", "autocommit": True},
         }

@@ -161,6 +161,7 @@ class Task(Generic[R]):
         atomic: bool,
         fail_on: tuple[type[BaseException], ...],
         options: EnqueueOptions | None = None,
+        durable_enqueue: bool | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -174,6 +175,9 @@ class Task(Generic[R]):
         self.retry_policy = as_policy(backoff)
         self.atomic = atomic
         self.fail_on = fail_on
+        #: False: enqueues on the app's connections commit without waiting for the WAL flush;
+        #: None: the app's durable_enqueue (docs/enqueue.md).
+        self.durable_enqueue = durable_enqueue
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self.context_param = _context_param(fn)

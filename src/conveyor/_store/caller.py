@@ -31,6 +31,7 @@ def execute(conn: Any, step: Step) -> Any:
             return execute(conn, step.op)
     if isinstance(step, Copy):
         with _psycopg(conn, kind, "COPY").cursor() as cur, cur.copy(sql(step.query)) as copy:
+            _binary(cur, copy, step)
             for row in step.rows:
                 copy.write_row(row)
         return None
@@ -66,6 +67,7 @@ async def aexecute(conn: Any, step: Step) -> Any:
             return await aexecute(conn, step.op)
     if isinstance(step, Copy):
         async with _psycopg(conn, kind, "COPY").cursor() as cur, cur.copy(sql(step.query)) as copy:
+            _binary(cur, copy, step)
             for row in step.rows:
                 await copy.write_row(row)
         return None
@@ -102,6 +104,20 @@ def _dict_row() -> Any:
     from psycopg.rows import dict_row
 
     return dict_row
+
+
+def _binary(cur: Any, copy: Any, step: Copy) -> None:
+    """Set a binary COPY's column types; its JSON columns get their text as it is."""
+    if step.types is None:
+        return
+    from psycopg.types.json import set_json_dumps
+
+    set_json_dumps(_as_is, cur)
+    copy.set_types(step.types)
+
+
+def _as_is(text: Any) -> Any:
+    return text
 
 
 def _prepare(cur: Any, op: Op[Any]) -> None:

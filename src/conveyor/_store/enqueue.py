@@ -33,27 +33,34 @@ class Inserted:
     created: list[bool]
 
 
-def _insert(specs: Sequence[JobSpec], now: datetime | None) -> Op[Rows]:
+def _insert(
+    specs: Sequence[JobSpec], now: datetime | None, relaxed: bool, wake_later: bool
+) -> Op[Rows]:
     """The insert for these jobs: one row, or a JSON recordset of many."""
     if len(specs) == 1:
-        s = specs[0]
-        params = {
-            "task": s.task,
-            "queue": s.queue,
-            "args": s.args_json,
-            "priority": s.priority,
-            "max_attempts": s.max_attempts,
-            "run_at": s.run_at,
-            "delay": s.delay,
-            "unique_key": s.unique_key,
-            "timeout_seconds": s.timeout_seconds,
-            "correlation_id": s.correlation_id,
-            "trace_context": None if s.trace_context is None else json.dumps(s.trace_context),
-            "now": now,
-        }
-        return Op("job_insert_one", params, Rows)
+        return Op("job_insert_one", one_params(specs[0], now, relaxed, wake_later), Rows)
     document = "[" + ",".join(spec.to_json(i) for i, spec in enumerate(specs)) + "]"
-    return Op("job_insert_many", {"jobs": document, "now": now}, Rows)
+    return Op("job_insert_many", {"jobs": document, "now": now, "relaxed": relaxed}, Rows)
+
+
+def one_params(s: JobSpec, now: datetime | None, relaxed: bool, wake_later: bool) -> dict[str, Any]:
+    """The parameters of job_insert_one for `s`."""
+    return {
+        "task": s.task,
+        "queue": s.queue,
+        "args": s.args_json,
+        "priority": s.priority,
+        "max_attempts": s.max_attempts,
+        "run_at": s.run_at,
+        "delay": s.delay,
+        "unique_key": s.unique_key,
+        "timeout_seconds": s.timeout_seconds,
+        "correlation_id": s.correlation_id,
+        "trace_context": None if s.trace_context is None else json.dumps(s.trace_context),
+        "now": now,
+        "relaxed": relaxed,
+        "wake_later": wake_later,
+    }
 
 
 def _make_room(queues: list[str], now: datetime | None) -> Op[None]:
@@ -99,8 +106,31 @@ _ATTEMPTS = 5
 _RACE = "unique-key enqueue kept racing with the key's holder finishing; try again"
 
 
+#: The types of job_copy's columns, in _copy_rows()'s order.
+_COPY_TYPES = (
+    "int8",
+    "text",
+    "text",
+    "jsonb",
+    "int4",
+    "int4",
+    "timestamptz",
+    "text",
+    "float8",
+    "timestamptz",
+    "text",
+    "jsonb",
+)
+
+
 def _use_copy(conn: Any, specs: Sequence[JobSpec]) -> bool:
     return len(specs) >= COPY_THRESHOLD and can_copy(conn) and not any(s.unique_key for s in specs)
+
+
+def needs_transaction(conn: Any, specs: Sequence[JobSpec]) -> bool:
+    """True when inserting `specs` on `conn` takes several writing statements (COPY) that an
+    autocommit connection must run inside a transaction of its own."""
+    return _use_copy(conn, specs)
 
 
 def _copy_rows(
@@ -133,14 +163,42 @@ def _copy_rows(
     return rows, wake
 
 
-def insert_plan(conn: Any, specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserted]:
+def insert_plan(
+    conn: Any,
+    specs: Sequence[JobSpec],
+    now: datetime | None,
+    *,
+    relaxed: bool = False,
+    own: bool = False,
+) -> Plan[Inserted]:
     """Insert jobs, to be run on `conn` (the caller's transaction, if one is open; `conn` is
     only looked at to choose COPY). Runs inside an enqueue span; a database without the schema
-    raises SchemaError saying to run `conveyor migrate` instead of the driver's UndefinedTable."""
+    raises SchemaError saying to run `conveyor migrate` instead of the driver's UndefinedTable.
+
+    `own`: `conn` is the app's own autocommit connection, where each statement commits by
+    itself. `relaxed` (own connections only) turns synchronous_commit off for the insert's
+    transaction (SET LOCAL).
+
+    A single job inserted durably on an own connection wakes its queue with a NOTIFY of its own
+    after the insert committed, not inside the insert: a transaction that notifies holds a
+    cluster-wide lock from its commit until the commit's WAL flush is done, so notifying
+    inserts cannot share flushes (group commit) and concurrent enqueues queue up one flush at a
+    time. A failed insert still wakes nobody. Everywhere else (a caller's transaction, many
+    jobs, relaxed commits, which do not wait for the flush) the NOTIFY goes with the insert."""
     with tracing.enqueue_span(specs) as traced, _migrated():
         if _use_copy(conn, traced):
-            return (yield from _copy_jobs(traced, now))
-        return (yield from _insert_jobs(traced, now))
+            return (yield from _copy_jobs(traced, now, relaxed))
+        wake_later = own and not relaxed and len(traced) == 1
+        return (yield from _insert_jobs(traced, now, relaxed, wake_later))
+
+
+def continue_insert(
+    specs: Sequence[JobSpec], now: datetime | None, params: dict[str, Any], rows: Rows
+) -> Plan[Inserted]:
+    """The rest of insert_plan() for one job whose job_insert_one (with `params`) already ran on
+    an own connection and returned `rows` (enqueue_own.py)."""
+    with _migrated():
+        return (yield from _insert_jobs(specs, now, params["relaxed"], params["wake_later"], rows))
 
 
 @contextmanager
@@ -154,26 +212,55 @@ def _migrated() -> Iterator[None]:
         raise missing from exc
 
 
-def _copy_jobs(specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserted]:
-    """Bulk insert with COPY: ids drawn first, one NOTIFY per queue, all inside the
-    connection's current transaction."""
+def _copy_jobs(specs: Sequence[JobSpec], now: datetime | None, relaxed: bool) -> Plan[Inserted]:
+    """Bulk insert with a binary COPY: ids drawn first (with the backpressure check), then the
+    rows, then the concurrency keys and one NOTIFY per woken queue. Three statements: run them
+    in one transaction (the caller's, or the one app.enqueue_many opens, see
+    needs_transaction()), so that no worker sees a job before its concurrency key."""
     batch = _batch_counts(specs)
-    refused = sorted(row["name"] for row in (yield Op("queue_refusing", batch, Rows)))
-    if refused:
-        raise QueueFullError(refused)
-    drawn = yield Op("job_reserve_ids", {"n": len(specs), "now": now}, Rows)
-    ids = [row["id"] for row in drawn]
-    rows, wake = _copy_rows(specs, ids, drawn[0]["now"])
-    yield Copy("job_copy", rows)
-    yield Op("job_set_concurrency_keys", {"ids": ids}, ignore)
-    yield _make_room(batch["queues"], now)
-    for queue in sorted(wake):
-        yield Op("job_notify", {"queue": queue}, ignore)
+    reserve = {**batch, "n": len(specs), "now": now, "relaxed": relaxed}
+    (drawn,) = yield Op("job_reserve_ids", reserve, Rows)
+    if drawn["refused"]:
+        raise QueueFullError(sorted(drawn["refused"]))
+    ids: list[int] = drawn["ids"]
+    rows, wake = _copy_rows(specs, ids, drawn["now"])
+    yield Copy("job_copy", rows, _COPY_TYPES)
+    keyed = ids if drawn["keyed"] else []
+    yield Op("job_copied", {"ids": keyed, "wake": sorted(wake)}, ignore)
+    if drawn["dropping"]:
+        yield _make_room(batch["queues"], now)
     return Inserted(ids, [True] * len(ids))
 
 
-def _insert_jobs(specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserted]:
-    rows = yield _insert(specs, now)
+def _insert_jobs(
+    specs: Sequence[JobSpec],
+    now: datetime | None,
+    relaxed: bool,
+    wake_later: bool,
+    first: Rows | None = None,
+) -> Plan[Inserted]:
+    inserted = yield from _insert_and_race(specs, now, relaxed, wake_later, first)
+    if inserted.wake:
+        yield Op("job_wake", {"queue": inserted.wake}, ignore)
+    return Inserted(inserted.ids, inserted.created)
+
+
+@dataclass(frozen=True)
+class _Woken(Inserted):
+    """Inserted, and the queue to wake after the commit (job_insert_one with wake_later)."""
+
+    wake: str | None = None
+
+
+def _insert_and_race(
+    specs: Sequence[JobSpec],
+    now: datetime | None,
+    relaxed: bool,
+    wake_later: bool,
+    first: Rows | None,
+) -> Plan[_Woken]:
+    rows = first if first is not None else (yield _insert(specs, now, relaxed, wake_later))
+    wake = rows[0].get("wake") if wake_later else None
     crowded = _backpressure(specs, rows)
     if crowded:
         yield _make_room(crowded, now)
@@ -181,14 +268,16 @@ def _insert_jobs(specs: Sequence[JobSpec], now: datetime | None) -> Plan[Inserte
     for _ in range(_ATTEMPTS):
         pending = _pending(specs, ids)
         if not pending:
-            return Inserted([i for i in ids if i is not None], created)
+            return _Woken([i for i in ids if i is not None], created, wake)
         # A concurrent transaction committed the key after our statement's snapshot was taken.
         keys = [specs[n].unique_key for n in pending]
         _apply(ids, pending, specs, (yield Op("job_find_by_unique_key", {"keys": keys}, Rows)))
         # Keys whose holder finished in between: insert those jobs again.
         retry = _pending(specs, ids)
         if retry:
-            again, made = _parse((yield _insert([specs[n] for n in retry], now)))
+            rows = yield _insert([specs[n] for n in retry], now, relaxed, wake_later)
+            wake = wake or (rows[0].get("wake") if wake_later else None)
+            again, made = _parse(rows)
             for n, job_id, was_made in zip(retry, again, made, strict=True):
                 ids[n], created[n] = job_id, was_made
     raise UniqueKeyRaceError(_RACE)

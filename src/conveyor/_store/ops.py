@@ -36,10 +36,13 @@ class Op(Generic[T]):
 
 @dataclass(frozen=True)
 class Copy:
-    """Rows to send with the named COPY ... FROM STDIN statement (psycopg connections only)."""
+    """Rows to send with the named COPY ... FROM STDIN statement (psycopg connections only).
+    With `types` (Postgres type names, one per column) the COPY is binary: its statement says
+    FORMAT BINARY, and json/jsonb columns take JSON text, sent as it is."""
 
     query: str
     rows: Sequence[tuple[Any, ...]]
+    types: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,11 @@
 -- name: job_insert_many
 -- Insert jobs given as a JSON array of objects; return each one's id in input order and whether
 -- it is new (false when an active job already held its unique key). One NOTIFY per queue.
-WITH n AS (
-    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+-- %(relaxed)s: commit without waiting for the WAL flush (an opt-in, docs/enqueue.md).
+WITH n AS MATERIALIZED (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t,
+           CASE WHEN %(relaxed)s::bool THEN set_config('synchronous_commit', 'off', true) END
+             AS relaxed
 ), input AS (
     -- ids are drawn up front so each input row knows its own id (RETURNING has no order)
     SELECT nextval('conveyor.job_id_seq') AS id, x.*
@@ -74,9 +77,12 @@ SELECT i.ord, coalesce(ins.id, dup.id, old.id) AS id, ins.id IS NOT NULL AS crea
 -- Insert one job (the common single enqueue, lighter than job_insert_many's JSON recordset);
 -- return its id, or the id of the active job already holding its unique key. Same columns
 -- as job_insert_many: `refused` when its queue is full and rejects, `crowded` when its queue
--- drops jobs when full.
-WITH n AS (
-    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+-- drops jobs when full. %(relaxed)s: commit without waiting for the WAL flush (an opt-in,
+-- docs/enqueue.md; only on the app's own connections, never in a caller's transaction).
+WITH n AS MATERIALIZED (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t,
+           CASE WHEN %(relaxed)s::bool THEN set_config('synchronous_commit', 'off', true) END
+             AS relaxed
 ), r AS (
     SELECT n.t, coalesce(%(run_at)s::timestamptz,
                          n.t + make_interval(secs => coalesce(%(delay)s::float8, 0))) AS run_at
@@ -107,7 +113,10 @@ WITH n AS (
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING id, queue, state
 ), notified AS (
-    SELECT count(pg_notify('conveyor_jobs', ins.queue)) AS n FROM ins WHERE ins.state = 'available'
+    -- %(wake_later)s: the caller wakes the queue itself after the commit (job_wake), see
+    -- _store/enqueue.py: NOTIFY holds a cluster-wide lock through its transaction's commit flush
+    SELECT count(pg_notify('conveyor_jobs', ins.queue)) AS n FROM ins
+     WHERE ins.state = 'available' AND NOT %(wake_later)s::bool
 )
 SELECT 0 AS ord,
        coalesce((SELECT id FROM ins),
@@ -118,18 +127,56 @@ SELECT 0 AS ord,
        EXISTS (SELECT FROM refused) AS refused,
        -- a full queue that drops jobs: the caller runs queue_make_room next
        EXISTS (SELECT FROM c WHERE c.max_depth IS NOT NULL AND c.on_full <> 'reject') AS crowded,
-       (SELECT notified.n FROM notified) AS notified;
+       (SELECT notified.n FROM notified) AS notified,
+       (SELECT ins.queue FROM ins WHERE ins.state = 'available') AS wake;
+
+-- name: job_wake
+-- Wake the workers of a queue that got an available job, in a transaction of its own after the
+-- job's (job_insert_one with wake_later).
+SELECT pg_notify('conveyor_jobs', %(queue)s);
 
 -- name: job_reserve_ids
--- Draw %(n)s job ids (for COPY), with the database's now.
-SELECT nextval('conveyor.job_id_seq') AS id, coalesce(%(now)s::timestamptz, now()) AS now
-  FROM generate_series(1, %(n)s);
+-- Before a COPY of new jobs (%(queues)s, and how many enter each: %(counts)s): draw %(n)s job
+-- ids in `ids`, with the database's now; unless a queue that rejects would overfill: `refused`
+-- names those, and `ids` is NULL. `keyed` when a queue of the batch takes a concurrency key
+-- from an argument (job_copied sets them), `dropping` when one drops jobs when full
+-- (queue_make_room follows). %(relaxed)s: commit without waiting for the WAL flush.
+WITH b AS (
+    SELECT * FROM unnest(%(queues)s::text[], %(counts)s::int[]) AS b(queue, k)
+), relaxed AS MATERIALIZED (
+    SELECT set_config('synchronous_commit', 'off', true) WHERE %(relaxed)s::bool
+), refused AS (
+    SELECT c.name FROM conveyor.queue c JOIN b ON b.queue = c.name
+     WHERE c.on_full = 'reject'
+       AND (SELECT count(*) FROM (SELECT FROM conveyor.job j
+                                   WHERE j.queue = c.name
+                                     AND j.state IN ('scheduled', 'available', 'retryable')
+                                   LIMIT c.max_depth) d) + b.k > c.max_depth
+)
+SELECT ARRAY(SELECT r.name FROM refused r ORDER BY 1) AS refused,
+       CASE WHEN NOT EXISTS (SELECT FROM refused) THEN
+            ARRAY(SELECT nextval('conveyor.job_id_seq') FROM generate_series(1, %(n)s))
+       END AS ids,
+       coalesce(%(now)s::timestamptz, now()) AS now,
+       EXISTS (SELECT FROM conveyor.queue c JOIN b ON b.queue = c.name
+                WHERE c.key_arg IS NOT NULL) AS keyed,
+       EXISTS (SELECT FROM conveyor.queue c JOIN b ON b.queue = c.name
+                WHERE c.max_depth IS NOT NULL AND c.on_full <> 'reject') AS dropping,
+       EXISTS (SELECT FROM relaxed) AS relaxed;
 
--- name: job_set_concurrency_keys
--- After a COPY: give the new jobs of keyed queues their concurrency key.
-UPDATE conveyor.job j SET concurrency_key = j.args ->> c.key_arg
-  FROM conveyor.queue c
- WHERE j.id = ANY(%(ids)s::bigint[]) AND c.name = j.queue AND c.key_arg IS NOT NULL;
+-- name: job_copied
+-- After a COPY of new jobs, in its transaction: give the jobs %(ids)s of keyed queues their
+-- concurrency key (pass no ids when no queue of the batch is keyed) and wake the workers of the
+-- queues %(wake)s that got available jobs (NOTIFY is delivered at commit).
+WITH keyed AS (
+    UPDATE conveyor.job j SET concurrency_key = j.args ->> c.key_arg
+      FROM conveyor.queue c
+     WHERE j.id = ANY(%(ids)s::bigint[]) AND c.name = j.queue AND c.key_arg IS NOT NULL
+    RETURNING j.id
+)
+SELECT (SELECT count(*) FROM keyed) AS keyed,
+       (SELECT count(pg_notify('conveyor_jobs', q.name))
+          FROM unnest(%(wake)s::text[]) AS q(name)) AS notified;
 
 -- name: job_find_by_unique_key
 -- The id of the active job holding each unique key (keys with none are left out).
@@ -281,13 +328,11 @@ WITH released AS (
 SELECT r.id, (SELECT notified.n FROM notified) AS notified FROM released r;
 
 -- name: job_copy
--- The columns a COPY of new jobs fills, in the order _store/enqueue.py's _copy_rows() writes them.
+-- The columns a COPY of new jobs fills, in the order _store/enqueue.py's _copy_rows() writes them
+-- (binary: _COPY_TYPES there gives their types).
 COPY conveyor.job (id, task, queue, args, priority, max_attempts, run_at, state,
-                   timeout_seconds, created_at, correlation_id, trace_context) FROM STDIN;
-
--- name: job_notify
--- Wake the workers of a queue that got available jobs by COPY (the INSERTs notify in their own SQL).
-SELECT pg_notify('conveyor_jobs', %(queue)s);
+                   timeout_seconds, created_at, correlation_id, trace_context)
+FROM STDIN (FORMAT BINARY);
 
 -- ------------------------------------------------------------------------------------------------
 -- Claims and snoozes that go through a queue's controls.

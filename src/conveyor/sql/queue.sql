@@ -120,18 +120,6 @@ SELECT coalesce(q.name, c.queue) AS name, q.paused_at IS NOT NULL AS paused,
   FULL JOIN counts c ON c.queue = q.name
  ORDER BY 1;
 
--- name: queue_refusing
--- Of these queues and the number of jobs about to enter each, those that reject and would
--- overfill (backpressure before a COPY).
-SELECT c.name, c.max_depth
-  FROM conveyor.queue c
-  JOIN unnest(%(queues)s::text[], %(counts)s::int[]) AS b(queue, k) ON b.queue = c.name
- WHERE c.on_full = 'reject'
-   AND (SELECT count(*) FROM (SELECT FROM conveyor.job j
-                               WHERE j.queue = c.name
-                                 AND j.state IN ('scheduled', 'available', 'retryable')
-                               LIMIT c.max_depth) d) + b.k > c.max_depth;
-
 -- name: queue_make_room
 -- Backpressure for queues that drop: move the jobs over max_depth to job_done as cancelled
 -- with a 'Dropped' error (the lowest priority first; the oldest or the newest of those, by
