@@ -39,6 +39,7 @@ WORKLOADS = (
     "deliver",
     "workflows",
     "hosts",
+    "api",
     "sustained",
 )
 #: Run only when named: they need what a plain run may not have (root, for network namespaces).
@@ -62,6 +63,7 @@ FULL = {
     "workflow_runs": 1_000,
     "workflow_sequential": 200,
     "hosts_jobs": 20_000,
+    "api_jobs": 5_000,
 }
 QUICK = {
     "reps": 1,
@@ -80,6 +82,7 @@ QUICK = {
     "workflow_runs": 100,
     "workflow_sequential": 20,
     "hosts_jobs": 5_000,
+    "api_jobs": 500,
 }
 
 
@@ -92,6 +95,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         " latency (W3), scale (W4), peers, hotpath (asyncpg vs psycopg), deliver (HTTP delivery),"
         " workflows (10-step durable workflows; DBOS beside it if installed), hosts (the drain on"
         " 1..4 network-namespace hosts; root; only when named),"
+        " api (enqueue over the REST API beside the direct SQL enqueue),"
         " sustained (W5);"
         " 'table' reprints latest.json, 'plot' redraws docs/img/w5.png from it",
     )
@@ -123,6 +127,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="workflows: worker --concurrency, and DBOS's runs at once (30: a workflow worker's"
         " pool holds 4 + concurrency connections)",
     )
+    p.add_argument("--api-jobs", type=int, help="api: jobs per run (5,000)")
     p.add_argument("--no-dbos", action="store_true", help="workflows: skip DBOS Transact")
     p.add_argument("--concurrency", type=int, default=100, help="worker --concurrency (100)")
     p.add_argument("--processes", default="1,2", help="W2 worker process counts (1,2)")
@@ -318,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         work["hosts"] = hosts.run(n=args.hosts_jobs, reps=args.reps, max_hosts=args.max_hosts)
         save("hosts")
         print(hosts.table(work["hosts"]))
+    if "api" in args.workloads:
+        from bench import api
+
+        work["api"] = api.run(url, n=args.api_jobs, reps=args.reps)
+        save("api")
     if "sustained" in args.workloads:
         from bench import sustained
 

@@ -56,6 +56,10 @@ COMPARISONS: list[tuple[str, tuple[str, ...], tuple[str, ...] | None, bool]] = [
     ("W3 latency p99", ("W3", "fixed_rate", "p99_ms"), ("latency", "p99_ms"), False),
     ("W3 latency p50 @50% load", ("W3", "half_load", "p50_ms"), None, False),
     ("W3 latency p99 @50% load", ("W3", "half_load", "p99_ms"), None, False),
+    ("API enqueue over HTTP, 1 client", ("api", "http_1"), None, True),
+    ("API enqueue over HTTP, 16 clients", ("api", "http_16"), None, True),
+    ("API beside: direct enqueue, 1 caller", ("api", "sql_1"), None, True),
+    ("API beside: direct enqueue, 16 tasks", ("api", "sql_16"), None, True),
 ]
 
 
@@ -214,6 +218,10 @@ def _note(cpath: tuple[str, ...], work: dict[str, Any]) -> str:
     if cpath[0] == "W2":
         fig = _get(work, *cpath) or {}
         return f"N={fig.get('jobs'):,}, concurrency {fig.get('concurrency')}"
+    if cpath[0] == "api":
+        fig = _get(work, *cpath) or {}
+        cpu = fig.get("api_cpu_us_per_request")
+        return f"N={work['api']['jobs']:,}" + (f", API CPU {cpu:,.0f} us/request" if cpu else "")
     return ""
 
 

@@ -65,7 +65,7 @@ def clean_tables(url: str) -> None:
             " conveyor.alert_episode, conveyor.alert_notification, conveyor.alert_watermark,"
             " conveyor.endpoint, conveyor.workflow_runs, conveyor.workflow_steps,"
             " conveyor.workflow_events, conveyor.workflow_fanouts, conveyor.workflow_children,"
-            " conveyor.leader"
+            " conveyor.leader, conveyor.api_token, conveyor.api_idempotency"
         )
 
 

@@ -18,6 +18,7 @@ from conveyor._store import workflows as workflow_ops
 from conveyor._store.admin import CRON_OVERDUE
 from conveyor._store.ops import Op, Plan
 from conveyor._store.runner import arun, run
+from conveyor.client_tokens import AsyncTokenMethods, TokenMethods
 from conveyor.client_types import (
     LIVE_WORKER_SECONDS,
     AlertEpisode,
@@ -78,7 +79,7 @@ class _Base:
         self._schedules = schedules
 
 
-class Client(_Base):
+class Client(_Base, TokenMethods):
     """Sync admin API over the app's own connection pool (from app.client())."""
 
     def _run(self, work: Op[T] | Plan[T]) -> T:
@@ -271,7 +272,7 @@ class Client(_Base):
         self._run(endpoint_ops.remove(name))
 
 
-class AsyncClient(_Base):
+class AsyncClient(_Base, AsyncTokenMethods):
     """Async twin of Client, for async apps and the dashboard (from app.async_client())."""
 
     async def _run(self, work: Op[T] | Plan[T]) -> T:

@@ -25,6 +25,7 @@ from conveyor.worker.delivery import Deliverer
 from conveyor.worker.delivery.network import AllowList
 from conveyor.worker.outcome import Failed, Succeeded
 from tests.acceptance.conftest import ROOT
+from tests.api.server import conveyor_api
 from tests.helpers import eventually, fast_config, npm_install, require_tool, running_worker
 
 pytestmark = pytest.mark.slow
@@ -55,15 +56,23 @@ def test_typescript_client_suite_passes_against_the_test_database(
     db: str, typescript_client: Path
 ) -> None:
     env = {name: value for name, value in os.environ.items() if name != "DATABASE_URL"}
-    done = subprocess.run(
-        ["npm", "test"],
-        cwd=typescript_client,
-        env={**env, "CONVEYOR_DATABASE_URL": db},
-        capture_output=True,
-        text=True,
-        timeout=150,
-        check=False,
-    )
+    client = conveyor.Conveyor(db).client()
+    tokens = {s: client.create_token(f"ts-{s}", [s])[1] for s in ("enqueue", "read", "admin")}
+    with conveyor_api(db, "--rate-limit", "0") as base:  # ConveyorHttp's tests use a real API
+        done = subprocess.run(
+            ["npm", "test"],
+            cwd=typescript_client,
+            env={
+                **env,
+                "CONVEYOR_DATABASE_URL": db,
+                "CONVEYOR_API_URL": base,
+                **{f"CONVEYOR_API_{s.upper()}_TOKEN": t for s, t in tokens.items()},
+            },
+            capture_output=True,
+            text=True,
+            timeout=150,
+            check=False,
+        )
     output = f"{done.stdout}\n{done.stderr}"
     assert done.returncode == 0, output
     assert "# fail 0" in output, output
@@ -71,6 +80,36 @@ def test_typescript_client_suite_passes_against_the_test_database(
     assert "CONVEYOR_DATABASE_URL is not set" not in output, output
     assert re.search(r"ok \d+ - rollback leaves no job", output), output
     assert re.search(r"ok \d+ - rollback leaves no run and no event", output), output
+    assert "CONVEYOR_API_URL is not set" not in output, output
+    assert re.search(r"ok \d+ - http enqueue then getJob", output), output
+
+
+@pytest.mark.timeout(120)
+def test_generated_api_types_match_the_live_document(db: str, typescript_client: Path) -> None:
+    """clients/typescript/openapi.json is the live app's document, and src/openapi.ts is what
+    `npm run gen:api` makes of it: regenerate both (`npm run gen:openapi && npm run gen:api`)
+    when this fails."""
+    from starlette.testclient import TestClient
+
+    from conveyor.api import create_app
+
+    with TestClient(create_app(conveyor.Conveyor(db))) as api:
+        live = api.get("/openapi.json").json()
+    live["servers"] = [{"url": "/"}]
+    checked_in = json.loads((ROOT / PACKAGE / "openapi.json").read_text())
+    assert checked_in == live, (
+        "openapi.json drifted: run `npm run gen:openapi` in clients/typescript"
+    )
+    (typescript_client / "openapi.json").write_text(json.dumps(live, indent=2))
+    done = subprocess.run(
+        ["npm", "run", "gen:api"], cwd=typescript_client, capture_output=True, text=True,
+        timeout=90, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    generated = (typescript_client / "src" / "openapi.ts").read_text()
+    assert generated == (ROOT / PACKAGE / "src" / "openapi.ts").read_text(), (
+        "src/openapi.ts drifted from openapi.json: run `npm run gen:api` in clients/typescript"
+    )
 
 
 @pytest.mark.timeout(120)

@@ -10,6 +10,7 @@ from conveyor._store.queries import load, names, sql
 
 ENTITIES = [
     "alert",
+    "api",
     "cron",
     "dashboard",
     "endpoint",

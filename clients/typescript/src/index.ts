@@ -43,6 +43,14 @@ export {
   Retry,
 } from "./handler.js";
 export {
+  ConveyorHttp,
+  ConveyorHttpError,
+  type ConveyorHttpOptions,
+  type HttpJob,
+  type Problem,
+  type RequestOptions,
+} from "./http.js";
+export {
   DEFAULT_MAX_ARGS_BYTES,
   type EncodeArgsOptions,
   encodeArgs,

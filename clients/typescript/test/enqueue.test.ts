@@ -64,7 +64,7 @@ describe("enqueue against a real Postgres", { skip }, () => {
     const { rows } = await other.query<JobRow>(
       `SELECT id::text, task, args, queue, state, priority, unique_key, correlation_id,
               round(extract(epoch FROM run_at - created_at))::int AS delay
-         FROM conveyor.jobs WHERE ${where} ORDER BY id`,
+         FROM conveyor.jobs WHERE ${where} ORDER BY jobs.id`,
       values,
     );
     return rows;

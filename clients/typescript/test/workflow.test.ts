@@ -80,7 +80,7 @@ describe("workflows against a real Postgres", { skip }, () => {
     const { rows } = await other.query<EventRow>(
       `SELECT id::text, payload, consumed_by_run,
               round(extract(epoch FROM expires_at - created_at) / 86400)::int AS kept_days
-         FROM conveyor.workflow_events WHERE name = 'order.shipped' AND key = $1 ORDER BY id`,
+         FROM conveyor.workflow_events WHERE name = 'order.shipped' AND key = $1 ORDER BY workflow_events.id`,
       [key],
     );
     return rows;

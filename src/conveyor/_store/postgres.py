@@ -15,7 +15,7 @@ import psycopg
 from psycopg import AsyncConnection, Connection
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from conveyor._store import arrays, endpoints, idempotency, workflows
+from conveyor._store import api, arrays, endpoints, idempotency, workflows
 from conveyor._store.alerts import AlertStatements
 from conveyor._store.claimed import failures
 from conveyor._store.cron import CronStatements
@@ -388,6 +388,8 @@ def _prune(
 ) -> Plan[Pruned]:
     jobs = yield Op("job_prune_done", params, rowcount)
     keys = yield Op("idempotency_prune", {"seconds": idempotency_seconds, "now": now}, rowcount)
+    # the REST API's Idempotency-Key records: kept 24 h, counted with the task keys
+    keys += yield api.idempotency_prune(now)
     return Pruned(jobs=jobs, idempotency_keys=keys)
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from conveyor.cli.context import app_from, check_database, load_app
+from conveyor.cli.serve import loopback_hosts, missing_extra, serve, url_host
 from conveyor.errors import ConfigError
 from conveyor.http_auth import is_loopback
 from conveyor.migrate import Migrator
 
-#: Conveyor is not on PyPI yet: the extra installs from a checkout.
-INSTALL_HINT = "in your Conveyor checkout, pip install -e '.[dashboard]'"
+__all__ = ["dashboard", "loopback_hosts"]
 
 
 @click.command()
@@ -26,6 +28,9 @@ INSTALL_HINT = "in your Conveyor checkout, pip install -e '.[dashboard]'"
 @click.option("--token", envvar="CONVEYOR_DASHBOARD_TOKEN", help="Bearer token / sign-in token.")
 @click.option("--username", envvar="CONVEYOR_DASHBOARD_USERNAME", help="HTTP basic auth user.")
 @click.option("--password", envvar="CONVEYOR_DASHBOARD_PASSWORD", help="HTTP basic password.")
+@click.option(
+    "--api", "with_api", is_flag=True, help="Serve the REST API too (/v1, /openapi.json)."
+)
 @click.pass_context
 def dashboard(
     ctx: click.Context,
@@ -35,12 +40,15 @@ def dashboard(
     token: str | None,
     username: str | None,
     password: str | None,
+    with_api: bool,
 ) -> None:
     """Serve the web dashboard: queues, jobs, retry/cancel/delete, pause/resume.
 
     It listens on 127.0.0.1 unless --host says otherwise, and refuses any other address
     without credentials (--token, or --username with --password; or their
-    CONVEYOR_DASHBOARD_* variables).
+    CONVEYOR_DASHBOARD_* variables). With --api it serves the REST API beside it, which
+    takes API tokens (`conveyor token create`) and answers loopback callers only while none
+    exists.
     """
     credentials = token is not None or username is not None or password is not None
     if not credentials and not is_loopback(host):
@@ -51,13 +59,11 @@ def dashboard(
             " --host 127.0.0.1"
         )
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - checked here, before any work
 
         from conveyor.dashboard import create_app
     except ImportError as exc:
-        raise click.ClickException(
-            f"the dashboard needs its extra dependencies ({exc.name} is missing): {INSTALL_HINT}"
-        ) from None
+        raise missing_extra(exc, "the dashboard", "dashboard") from None
     app = load_app(target) if target else app_from(ctx)
     if target:
         app.set_default_database_url(ctx.obj.get("database_url"))
@@ -73,16 +79,14 @@ def dashboard(
     except ConfigError as exc:  # credentials that do not go together: a usage error, status 2
         raise click.UsageError(str(exc)) from None
     Migrator(app.database_url).check()  # a SchemaError stops here, before the server starts
+    if with_api:
+        from conveyor.cli.api import api_app
+
+        served: Any = api_app(app, host, web)
+    else:
+        served = web
     auth = "token" if token else "basic auth" if username else "no credentials: loopback only"
-    click.echo(f"Conveyor dashboard on http://{_url_host(host)}:{port}/ ({auth})", err=True)
-    uvicorn.run(web, host=host, port=port, log_level="warning", proxy_headers=False)
-
-
-def loopback_hosts(host: str) -> list[str]:
-    """Host headers a dashboard without credentials answers: loopback names only, so a web
-    page whose domain was rebound to 127.0.0.1 cannot drive it from the user's browser."""
-    return sorted({"localhost", "127.0.0.1", "::1", host.strip("[]").lower()})
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+    also = " and its REST API" if with_api else ""
+    serve(
+        served, host, port, f"Conveyor dashboard{also} on http://{url_host(host)}:{port}/ ({auth})"
+    )

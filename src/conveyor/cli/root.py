@@ -9,6 +9,7 @@ import click
 
 from conveyor import database, logs
 from conveyor.cli.alerts import alerts
+from conveyor.cli.api import api, token
 from conveyor.cli.cron import cron
 from conveyor.cli.dashboard import dashboard
 from conveyor.cli.demo import demo
@@ -48,6 +49,7 @@ class ConveyorGroup(click.Group):
     cls=ConveyorGroup,
     commands=[
         alerts,
+        api,
         cancel,
         cron,
         dashboard,
@@ -60,6 +62,7 @@ class ConveyorGroup(click.Group):
         queue,
         retry,
         status,
+        token,
         worker,
         workflows,
     ],
