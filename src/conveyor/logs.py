@@ -12,8 +12,6 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from datetime import UTC, date, datetime, time
 from itertools import islice
@@ -41,20 +39,9 @@ def job_fields(job: Job) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def job_scope(job: Job) -> Iterator[None]:
-    """Tag every record logged inside the block with `job`'s fields."""
-    scope = enter_job(job)
-    try:
-        yield
-    finally:
-        leave_job(scope)
-
-
 def enter_job(job: Job) -> Token[dict[str, Any] | None]:
     """Tag every record logged from here on (in this context) with `job`'s fields, until
-    leave_job() with what this returned: job_scope() without a generator, for the worker's
-    once-a-job path."""
+    leave_job() with what this returned (the worker does, once a job)."""
     return _job.set(job_fields(job))
 
 

@@ -114,6 +114,10 @@ class JobSeries(Collector):
             yield histogram
 
 
+#: The outcomes JobSeries counts (the rest only have their durations observed).
+_COUNTED = frozenset(outcome for outcome, _, _ in JobSeries._COUNTERS)
+
+
 class WorkerMetrics:
     """Counters, histograms and gauges of one worker, in `registry` (a new one by default)."""
 
@@ -170,7 +174,7 @@ class WorkerMetrics:
         and how long it had waited to start (both times of the wait are the database's)."""
         queue, task = job.queue, job.task
         series = self._jobs
-        if outcome in ("completed", "failed", "retrying"):
+        if outcome in _COUNTED:
             series.count(outcome, queue, task)
         if duration is not None:
             series.observe("duration", queue, task, duration)
