@@ -314,7 +314,8 @@ class Conveyor(ScheduleMethods, WorkflowMethods):
             return []
         relaxed = self._relaxed(specs)
         with self._connections.connection() as conn:
-            return enqueue_own.enqueue(conn, specs, self.clock.now(), relaxed)
+            alone = self._connections.busy <= 1
+            return enqueue_own.enqueue(conn, specs, self.clock.now(), relaxed, alone)
 
     def enqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Insert many jobs in the caller's open transaction: invisible until commit, gone on
@@ -327,7 +328,8 @@ class Conveyor(ScheduleMethods, WorkflowMethods):
             return []
         relaxed = self._relaxed(specs)
         async with self._connections.aconnection() as conn:
-            return await enqueue_own.aenqueue(conn, specs, self.clock.now(), relaxed)
+            alone = self._connections.busy <= 1
+            return await enqueue_own.aenqueue(conn, specs, self.clock.now(), relaxed, alone)
 
     async def aenqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Async twin of enqueue_many_tx()."""

@@ -32,6 +32,12 @@ class Connections:
         self._pool: ConnectionPool[Any] | None = None
         self._apools: dict[int, AsyncConnectionPool[Any]] = {}
         self._idle_check = IdleCheck()
+        self._busy = _Busy()
+
+    @property
+    def busy(self) -> int:
+        """How many of this app's connections are out of their pools (sync and async)."""
+        return self._busy.count
 
     def connection(self) -> AbstractContextManager[Connection[Any]]:
         """A pooled sync connection in autocommit mode; DatabaseUnavailableError when none
@@ -45,7 +51,7 @@ class Connections:
                     **self._settings(),
                 )
             pool = self._pool
-        return _Guard(pool.connection(), self._idle_check)
+        return _Guard(pool.connection(), self._idle_check, self._busy)
 
     def aconnection(self) -> AbstractAsyncContextManager[AsyncConnection[Any]]:
         """A pooled async connection of the running loop's pool, as connection() does."""
@@ -59,7 +65,7 @@ class Connections:
                 **self._settings(),
             )
             self._apools[id(loop)] = pool
-        return _AsyncGuard(pool, self._idle_check)
+        return _AsyncGuard(pool, self._idle_check, self._busy)
 
     def _settings(self) -> dict[str, Any]:
         return {
@@ -88,33 +94,51 @@ class Connections:
         self.close()
 
 
+class _Busy:
+    """A count of connections out of the pools, safe across threads."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.count += n
+
+
 class _Guard(AbstractContextManager[Connection[Any]]):
     """Turns pool timeouts and lost connections into DatabaseUnavailableError; notes when the
     connection went back (here, not in a pool `reset` callback: with one, the pool hands every
     returned connection to its worker thread, a thread switch on each enqueue)."""
 
-    def __init__(self, cm: AbstractContextManager[Connection[Any]], idle: IdleCheck) -> None:
+    def __init__(
+        self, cm: AbstractContextManager[Connection[Any]], idle: IdleCheck, busy: _Busy
+    ) -> None:
         self._cm = cm
         self._idle = idle
+        self._busy = busy
         self._conn: Connection[Any] | None = None
 
     def __enter__(self) -> Connection[Any]:
         try:
             self._conn = self._cm.__enter__()
-            return self._conn
         except Exception as exc:
             raise _unavailable(exc) from exc
+        self._busy.add(1)
+        return self._conn
 
     def __exit__(self, *exc: Any) -> Any:
         if self._conn is not None:
+            self._busy.add(-1)
             self._idle.returned(self._conn)
         return self._cm.__exit__(*exc)
 
 
 class _AsyncGuard(AbstractAsyncContextManager[AsyncConnection[Any]]):
-    def __init__(self, pool: AsyncConnectionPool[Any], idle: IdleCheck) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], idle: IdleCheck, busy: _Busy) -> None:
         self._pool = pool
         self._idle = idle
+        self._busy = busy
         self._cm: Any = None
         self._conn: AsyncConnection[Any] | None = None
 
@@ -124,13 +148,15 @@ class _AsyncGuard(AbstractAsyncContextManager[AsyncConnection[Any]]):
                 await self._pool.open(wait=False)
             self._cm = self._pool.connection()
             conn: AsyncConnection[Any] = await self._cm.__aenter__()
-            self._conn = conn
-            return conn
         except Exception as exc:
             raise _unavailable(exc) from exc
+        self._conn = conn
+        self._busy.add(1)
+        return conn
 
     async def __aexit__(self, *exc: Any) -> Any:
         if self._conn is not None:
+            self._busy.add(-1)
             self._idle.returned(self._conn)
         return await self._cm.__aexit__(*exc)
 

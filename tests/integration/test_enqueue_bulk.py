@@ -140,3 +140,45 @@ def test_a_single_enqueue_wakes_its_queue_once_and_only_for_an_available_job(
             own.rollback()
         woken = [n.payload for n in listener.notifies(timeout=1.0, stop_after=4)]
     assert woken == ["default", "once"]
+
+
+def test_a_single_enqueue_wakes_once_whether_alone_or_beside_other_enqueues(
+    app: conveyor.Conveyor, t: conveyor.Task[Any], db: str
+) -> None:
+    # Alone, the NOTIFY rides in the insert's own statement (one round trip); beside another
+    # enqueue of the app in flight it follows the commit, so their flushes are shared. A task
+    # with durable_enqueue off notifies inside its insert either way. Each wakes exactly once.
+    @app.task(name="relaxed_t", queue="relaxed", durable_enqueue=False)
+    def relaxed_t(**kwargs: Any) -> None:
+        pass
+
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute("LISTEN conveyor_jobs")
+        t.with_options(queue="alone").enqueue(n=1)
+        with app._connections.connection():  # another enqueue of the app, in flight
+            assert app._connections.busy == 1
+            t.with_options(queue="beside").enqueue(n=2)
+            relaxed_t.enqueue(n=3)
+        relaxed_t.enqueue(n=4)
+        woken = [n.payload for n in listener.notifies(timeout=1.0, stop_after=5)]
+    assert woken == ["alone", "beside", "relaxed", "relaxed"]
+    assert app._connections.busy == 0
+
+
+async def test_the_count_of_connections_in_flight_comes_back_to_zero_after_failures(
+    app: conveyor.Conveyor, t: conveyor.Task[Any], db: str
+) -> None:
+    with psycopg.connect(db, autocommit=True) as listener:
+        listener.execute("LISTEN conveyor_jobs")
+        await t.with_options(queue="async_alone").aenqueue(n=1)
+        async with app._connections.aconnection():
+            assert app._connections.busy == 1
+            await t.with_options(queue="async_beside").aenqueue(n=2)
+        woken = [n.payload for n in listener.notifies(timeout=1.0, stop_after=3)]
+    assert woken == ["async_alone", "async_beside"]
+    with pytest.raises(psycopg.errors.UndefinedTable), app._connections.connection() as conn:
+        conn.execute("SELECT * FROM no_such_table")
+    with pytest.raises(ZeroDivisionError):
+        async with app._connections.aconnection():
+            1 / 0  # noqa: B018
+    assert app._connections.busy == 0

@@ -179,8 +179,9 @@ def insert_plan(
     itself. `relaxed` (own connections only) turns synchronous_commit off for the insert's
     transaction (SET LOCAL).
 
-    A single job inserted durably on an own connection wakes its queue with a NOTIFY of its own
-    after the insert committed, not inside the insert: a transaction that notifies holds a
+    A single job inserted durably on an own connection beside other enqueues in flight
+    (enqueue_own.py decides) wakes its queue with a NOTIFY of its own after the insert
+    committed, not inside the insert: a transaction that notifies holds a
     cluster-wide lock from its commit until the commit's WAL flush is done, so notifying
     inserts cannot share flushes (group commit) and concurrent enqueues queue up one flush at a
     time. A failed insert still wakes nobody. Everywhere else (a caller's transaction, many
