@@ -125,9 +125,10 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "min": fig["min"],
                     "max": fig["max"],
                     "unit": "jobs/s",
-                    "ratio": fig["ratio_to_empty"],
-                    "vs": "empty tables",
-                    "note": f"empty: {w4['empty']['median']:,.0f} jobs/s",
+                    "ratio": fig.get("ratio_to_adjacent_empty", fig["ratio_to_empty"]),
+                    "vs": "empty tables, drained just before and after",
+                    "note": f"adjacent empty: {fig.get('adjacent_empty_rate', 0):,.0f} jobs/s;"
+                    f" all empty drains: {w4['empty']['median']:,.0f} jobs/s",
                 }
             )
     hot = work.get("hotpath") or {}
