@@ -55,6 +55,7 @@ def _fetch_params(token: uuid.UUID) -> dict[str, Any]:
         "token": token,
         "worker_id": "bench-hotpath",
         "now": None,
+        "relaxed": False,
     }
 
 
@@ -64,6 +65,7 @@ def _complete_params(jobs: list[Job], token: uuid.UUID) -> dict[str, Any]:
         "tokens": [token] * len(jobs),
         "results": [None] * len(jobs),
         "now": None,
+        "relaxed": False,
     }
 
 

@@ -15,7 +15,7 @@ import os
 import re
 from typing import Any
 
-from conveyor.errors import ConfigError
+from conveyor.envflags import env_flag
 
 #: Set to 1 when the database URL goes through PgBouncer in transaction mode.
 PGBOUNCER_ENV = "CONVEYOR_PGBOUNCER"
@@ -31,20 +31,13 @@ _POOLER_SYMPTOM = re.compile(
 )
 _hinted = False
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
-
 
 def pgbouncer_from_env() -> bool:
     """CONVEYOR_PGBOUNCER as a flag; a value that is neither yes nor no is refused."""
-    value = os.environ.get(PGBOUNCER_ENV, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(
-        f"{PGBOUNCER_ENV}={os.environ[PGBOUNCER_ENV]!r} is not a yes or no; set it to 1 when"
-        " the database URL goes through PgBouncer in transaction mode, or 0 (or unset) when not"
+    return env_flag(
+        PGBOUNCER_ENV,
+        yes="set it to 1 when the database URL goes through PgBouncer in transaction mode",
+        no="0 (or unset) when not",
     )
 
 

@@ -58,8 +58,12 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         max_connections: int = 4,
         name: str = "",
         pgbouncer: bool = False,
+        relaxed_transitions: bool = False,
     ) -> None:
         self.database_url = database_url
+        # claims, completions, failures and lease renewals commit without waiting for the WAL
+        # flush (WorkerConfig.durable_transitions off; docs/worker.md says what that risks)
+        self._relaxed = relaxed_transitions
         self._name = name or "conveyor"
         # behind PgBouncer in transaction mode: no server-side prepared statements (pooler.py)
         self._options = connect_options(pgbouncer)
@@ -112,7 +116,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         self, conn: Connection[Any], completion: Completion, now: datetime | None = None
     ) -> bool:
         """Complete one job on a sync connection inside its open transaction."""
-        return bool(run(conn, _complete([completion], now)))
+        return bool(run(conn, _complete([completion], now, relaxed=False)))
 
     async def _run(self, work: Op[T] | Plan[T], *, atomic: bool = False) -> T:
         """Run an operation on a pooled connection; a plan of several steps with `atomic`
@@ -150,6 +154,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
             "token": token,
             "worker_id": worker_id,
             "now": now,
+            "relaxed": self._relaxed,
         }
         return await self._run(_claim("job_fetch_available", params))
 
@@ -176,6 +181,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
             "token": token,
             "worker_id": worker_id,
             "now": now,
+            "relaxed": self._relaxed,
         }
         return await self._run(_claim_limited(params), atomic=True)
 
@@ -199,13 +205,13 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
     ) -> set[int]:
         # one transaction only when keys must be recorded with the completions
         atomic = any(c.idempotency for c in completions)
-        return await self._run(_complete(completions, now), atomic=atomic)
+        return await self._run(_complete(completions, now, relaxed=self._relaxed), atomic=atomic)
 
     async def job_complete_in(
         self, conn: AsyncConnection[Any], completion: Completion, now: datetime | None = None
     ) -> bool:
         """Complete one job on the handler's own connection, inside its open transaction."""
-        return bool(await arun(conn, _complete([completion], now)))
+        return bool(await arun(conn, _complete([completion], now, relaxed=False)))
 
     async def job_fail_many(
         self, failures: Sequence[Failure], now: datetime | None = None
@@ -217,6 +223,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
             "retry_in": [f.retry_in for f in failures],
             "cancel": [f.cancel for f in failures],
             "now": now,
+            "relaxed": self._relaxed,
         }
         return await self._run(Op("job_fail_many", params, ids))
 
@@ -231,6 +238,7 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
             "tokens": [h[1] for h in held],
             "lease_seconds": lease_seconds,
             "now": now,
+            "relaxed": self._relaxed,
         }
         return await self._run(Op("job_extend_lease", params, ids))
 
@@ -368,13 +376,16 @@ class PostgresStore(CronStatements, FlowStatements, AlertStatements):
         )
 
 
-def _complete(completions: Sequence[Completion], now: datetime | None) -> Plan[set[int]]:
+def _complete(
+    completions: Sequence[Completion], now: datetime | None, *, relaxed: bool
+) -> Plan[set[int]]:
     """Complete jobs, then record the idempotency keys of those that were still theirs."""
     params = {
         "ids": arrays.ints(c.job_id for c in completions),
         "tokens": arrays.uuids(c.token for c in completions),
         "results": arrays.nullable_texts([c.result_json for c in completions]),
         "now": now,
+        "relaxed": relaxed,
     }
     done: set[int] = yield Op("job_complete_many", params, ids)
     claims = [(c.job_id, c.idempotency) for c in completions if c.idempotency and c.job_id in done]
@@ -409,7 +420,8 @@ def _claim(name: str, params: dict[str, Any]) -> Plan[list[Job]]:
         try:
             # a savepoint inside the limited claim's transaction: a refusal here must not
             # roll back the claim of the readable jobs
-            yield Savepoint(Op("job_fail_many", failures(bad, params["token"]), ignore))
+            unreadable = {**failures(bad, params["token"]), "relaxed": params["relaxed"]}
+            yield Savepoint(Op("job_fail_many", unreadable, ignore))
         except psycopg.Error as exc:
             # the claim stands; the lease runs out and the rescuer counts the attempt instead
             log.error("cannot fail unreadable jobs %s (%s)", [b.job_id for b in bad], exc)

@@ -124,6 +124,14 @@ _OPTIONS = [
         help="/healthz fails once the database has not answered for this many seconds.",
     ),
     click.option(
+        "--durable-transitions/--relaxed-transitions",
+        default=None,
+        help="Whether the worker's own claims, completions, failures and lease renewals wait"
+        " for their WAL flush (durable, the default). --relaxed-transitions: faster; a Postgres"
+        " crash can lose the last moments of them, and those jobs run again (docs/worker.md)."
+        " CONVEYOR_RELAXED_TRANSITIONS=1 when not given.",
+    ),
+    click.option(
         "--cron-interval",
         default=1.0,
         show_default=True,
@@ -173,6 +181,7 @@ def _run(
     http2: bool,
     ca_file: str | None,
     cron_interval: float,
+    durable_transitions: bool | None,
     pgbouncer: bool | None,
     listen_url: str | None,
     pickup_poll_interval: float,
@@ -205,6 +214,7 @@ def _run(
         shutdown_grace=shutdown_grace,
         lease_seconds=lease_seconds,
         cron_interval=cron_interval,
+        durable_transitions=durable_transitions,
         pickup_poll_interval=pickup_poll_interval,
         health_stall_seconds=health_stall_seconds,
         health_database_seconds=health_database_seconds,

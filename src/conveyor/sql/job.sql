@@ -184,9 +184,11 @@ SELECT unique_key, id FROM conveyor.job WHERE unique_key = ANY(%(keys)s::text[])
 
 -- name: job_fetch_available
 -- Claim up to %(limit)s available jobs of one queue and the given tasks for this worker
--- (a queue without controls: see queue.sql for the others).
-WITH n AS (
-    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+-- (a queue without controls: see queue.sql for the others). %(relaxed)s: commit without
+-- waiting for the WAL flush (WorkerConfig.durable_transitions off, docs/worker.md).
+WITH n AS MATERIALIZED (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t,
+           CASE WHEN %(relaxed)s::bool THEN set_config('synchronous_commit', 'off', true) END AS relaxed
 ), picked AS (
     -- CTE fences the planner: LIMIT and SKIP LOCKED must apply before the UPDATE
     SELECT j.id
@@ -225,8 +227,10 @@ RETURNING j.id, j.task, j.queue, j.state, j.priority, j.attempt, j.max_attempts,
 
 -- name: job_complete_many
 -- Move jobs still held by the given lease tokens to job_done as completed; return their ids.
-WITH n AS (
-    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+-- %(relaxed)s: as in job_fetch_available.
+WITH n AS MATERIALIZED (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t,
+           CASE WHEN %(relaxed)s::bool THEN set_config('synchronous_commit', 'off', true) END AS relaxed
 ), done AS (
     DELETE FROM conveyor.job j
      USING unnest(%(ids)s::bigint[], %(tokens)s::uuid[], %(results)s::text[]) AS c(id, token, result)
@@ -248,9 +252,11 @@ RETURNING id;
 -- Record a failed attempt of jobs still held by their lease tokens: retryable again after
 -- retry_in seconds (available at once when 0), or to job_done as failed when retry_in is NULL
 -- (as cancelled when cancel: an endpoint answered 410 Gone).
--- Times come from the database clock, so skewed worker hosts agree.
-WITH n AS (
-    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+-- Times come from the database clock, so skewed worker hosts agree. %(relaxed)s: as in
+-- job_fetch_available.
+WITH n AS MATERIALIZED (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t,
+           CASE WHEN %(relaxed)s::bool THEN set_config('synchronous_commit', 'off', true) END AS relaxed
 ), input AS (
     SELECT f.id, f.token,
            f.error::jsonb || jsonb_build_object('at', n.t) AS error,
@@ -299,10 +305,14 @@ SELECT id, 'failed' AS outcome, NULL FROM moved;
 
 -- name: job_extend_lease
 -- Renew the leases of jobs this worker still holds; return the ids still held.
+-- %(relaxed)s: as in job_fetch_available.
+WITH n AS MATERIALIZED (
+    SELECT CASE WHEN %(relaxed)s::bool THEN set_config('synchronous_commit', 'off', true) END AS relaxed
+)
 UPDATE conveyor.job j
    SET lease_expires_at = coalesce(%(now)s::timestamptz, now())
                           + make_interval(secs => %(lease_seconds)s)
-  FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token)
+  FROM unnest(%(ids)s::bigint[], %(tokens)s::uuid[]) AS h(id, token), n
  WHERE j.id = ANY(%(ids)s::bigint[])  -- primary key lookups
    AND j.id = h.id AND j.lease_token = h.token
 RETURNING j.id;
@@ -366,9 +376,11 @@ SELECT b.id, pg_notify('conveyor_queue', b.queue) IS NULL AS notified,
 -- workers), jobs started in the current rate window, and running jobs per concurrency key.
 -- Keyed jobs are taken round-robin: every key's best job before any key's second, starting
 -- after the key where the last claim stopped, so a key with 100,000 jobs cannot starve one
--- with 10. Runs after queue_lock_for_claim, in its transaction.
-WITH RECURSIVE n AS (
-    SELECT coalesce(%(now)s::timestamptz, now()) AS t
+-- with 10. Runs after queue_lock_for_claim, in its transaction. %(relaxed)s: as in
+-- job_fetch_available (for the whole transaction).
+WITH RECURSIVE n AS MATERIALIZED (
+    SELECT coalesce(%(now)s::timestamptz, now()) AS t,
+           CASE WHEN %(relaxed)s::bool THEN set_config('synchronous_commit', 'off', true) END AS relaxed
 ), c AS (
     SELECT q.* FROM conveyor.queue q WHERE q.name = %(queue)s
 ), win AS (

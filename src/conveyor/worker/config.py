@@ -9,8 +9,21 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.envflags import env_flag
 from conveyor.errors import ConfigError
 from conveyor.http_auth import Credentials, check_bind
+
+#: Set to 1 to commit the worker's own transitions without waiting for the WAL flush.
+RELAXED_TRANSITIONS_ENV = "CONVEYOR_RELAXED_TRANSITIONS"
+
+
+def relaxed_transitions_from_env() -> bool:
+    """CONVEYOR_RELAXED_TRANSITIONS as a flag; a value that is neither yes nor no is refused."""
+    return env_flag(
+        RELAXED_TRANSITIONS_ENV,
+        yes="set it to 1 to commit the worker's own transitions without waiting for the WAL flush",
+        no="0 (or unset) to keep them durable",
+    )
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,11 @@ class WorkerConfig:
     prune_interval: float = 60.0
     #: How often every worker looks for due cron slots (the latency of a cron job).
     cron_interval: float = 1.0
+    #: The worker's own claims, completions, failures and lease renewals wait for their WAL
+    #: flush. False (CONVEYOR_RELAXED_TRANSITIONS=1) commits them without waiting: drains go
+    #: faster, and a Postgres crash can lose the last ~0.6 s of them, whose jobs then run
+    #: again. Handlers' own transactions and enqueues keep their durability. docs/worker.md.
+    durable_transitions: bool = True
     #: Run the maintenance services (only the elected leader does).
     maintenance: bool = True
     #: Serve Prometheus metrics at http://metrics_host:metrics_port/metrics (None: don't).
@@ -109,7 +127,8 @@ class WorkerConfig:
 
     @classmethod
     def from_options(cls, **options: Any) -> WorkerConfig:
-        """Build from keyword options, suggesting the right name for a misspelt one."""
+        """Build from keyword options, suggesting the right name for a misspelt one.
+        durable_transitions=None: from CONVEYOR_RELAXED_TRANSITIONS."""
         known = [f.name for f in dataclasses.fields(cls)]
         for name in options:
             if name not in known:
@@ -118,6 +137,8 @@ class WorkerConfig:
                 raise ConfigError(f"unknown worker option {name!r}{hint}")
         if isinstance(options.get("allow_networks"), str):
             options["allow_networks"] = (options["allow_networks"],)
+        if "durable_transitions" in options and options["durable_transitions"] is None:
+            options["durable_transitions"] = not relaxed_transitions_from_env()
         if "queues" in options and isinstance(options["queues"], str):
             options["queues"] = tuple(q.strip() for q in options["queues"].split(",") if q)
         return cls(**options)

@@ -159,6 +159,7 @@ class Worker:
             max_connections=4 + (self.config.concurrency if atomic else 0),
             name=f"conveyor-worker-{os.getpid()}",
             pgbouncer=self.app.pgbouncer,
+            relaxed_transitions=not self.config.durable_transitions,
         )
         listen_url = pickup_mode(self.app, self.config)
         await store.open()
