@@ -118,6 +118,11 @@ def run(
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(shop_app.SCHEMA)
         conn.execute("TRUNCATE acceptance.executions, acceptance.effects")
+        # an earlier run's jobs would count as this run's (and hide its losses), and its
+        # ctx.once keys would skip this run's side effects
+        conn.execute("DELETE FROM conveyor.job WHERE task = 'chaos_work'")
+        conn.execute("DELETE FROM conveyor.job_done WHERE task = 'chaos_work'")
+        conn.execute("DELETE FROM conveyor.idempotency_key WHERE key LIKE 'chaos:%'")
     task = shop_app.chaos_work
     shop_app.app.set_default_database_url(url)
     for start in range(0, jobs, 10_000):
@@ -213,7 +218,8 @@ def check(url: str, report: Report, disrupted: set[int]) -> None:
             q("SELECT state, count(*) FROM conveyor.jobs WHERE task = 'chaos_work'"
               " GROUP BY state").fetchall()
         )  # fmt: skip
-        report.lost_or_stuck = report.jobs - int(states.get("completed", 0))
+        # abs: more completed jobs than enqueued is a violation too, never a credit
+        report.lost_or_stuck = abs(report.jobs - int(states.get("completed", 0)))
         report.executions = int(q("SELECT count(*) FROM acceptance.executions").fetchone()[0])
         # jobs run more than once, and the processes that ran the attempts that did not count
         rows = q(
