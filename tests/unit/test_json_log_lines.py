@@ -54,6 +54,17 @@ def test_values_json_cannot_hold_become_text() -> None:
     assert line["err"] == "ValueError: no"
 
 
+def test_what_the_fast_encoder_refuses_is_written_all_the_same() -> None:
+    # orjson stops at 64-bit ints and non-str keys; the standard library writes them
+    huge = 2**70
+    line = _line(_record("x", big=huge, keyed={1: "one"}, fine=3))
+    assert line["big"] == huge
+    assert line["keyed"] == {"1": "one"}
+    assert line["fine"] == 3
+    text = JsonLineFormatter().format(_record("x", big=huge))
+    assert text == text.replace(", ", ",")  # the same compact form either way
+
+
 def test_an_exception_is_one_field_with_its_traceback() -> None:
     logger = logging.getLogger("conveyor.test")
     try:

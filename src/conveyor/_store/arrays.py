@@ -19,8 +19,10 @@ def ints(values: Iterable[int]) -> str:
 
 
 def uuids(values: Iterable[UUID]) -> str:
-    """'{…,…}' for uuid[] parameters."""
-    return "{" + ",".join(map(str, values)) + "}"
+    """'{…,…}' for uuid[] parameters. A claim gives one lease token to all its jobs, so a
+    flush holds few distinct tokens: each is turned into text once."""
+    text: dict[UUID, str] = {}
+    return "{" + ",".join([text.get(v) or text.setdefault(v, str(v)) for v in values]) + "}"
 
 
 def texts(values: Sequence[str]) -> str:
