@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import os
 import threading
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
+from weakref import WeakKeyDictionary
 
 from conveyor._store import enqueue_own
 from conveyor._store.enqueue import insert_plan
@@ -18,6 +20,7 @@ from conveyor._store.pooler import listen_url_from_env, pgbouncer_from_env
 from conveyor._store.runner import arun, run
 from conveyor.alerts import AlertSettings, Channel, LogChannel, Rule, add_channel, add_rule
 from conveyor.clock import Clock, SystemClock
+from conveyor.coalesce import AsyncCoalescer, Coalescer
 from conveyor.codec import DEFAULT_MAX_PAYLOAD_BYTES
 from conveyor.connections import Connections
 from conveyor.cron import Schedule
@@ -104,6 +107,11 @@ class Conveyor(ScheduleMethods, WorkflowMethods):
         self._lock = threading.RLock()
         self._migrated = False
         self._connections = Connections(lambda: self.database_url, lambda: self.pgbouncer)
+        # concurrent task.enqueue() / aenqueue() calls share round trips (coalesce.py)
+        self._coalescer = Coalescer(self._enqueue_line)
+        self._acoalescers: WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncCoalescer] = (
+            WeakKeyDictionary()
+        )
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -316,6 +324,36 @@ class Conveyor(ScheduleMethods, WorkflowMethods):
         with self._connections.connection() as conn:
             alone = self._connections.busy <= 1
             return enqueue_own.enqueue(conn, specs, self.clock.now(), relaxed, alone)
+
+    def _enqueue_one(self, spec: JobSpec) -> int:
+        """task.enqueue(): one job on the app's own connection, sharing the round trip of
+        other threads' calls in flight (coalesce.py)."""
+        return self._coalescer.enqueue(spec)
+
+    async def _aenqueue_one(self, spec: JobSpec) -> int:
+        """task.aenqueue(): as _enqueue_one(), with the other tasks of this event loop."""
+        loop = asyncio.get_running_loop()
+        coalescer = self._acoalescers.get(loop)
+        if coalescer is None:
+            coalescer = self._acoalescers[loop] = AsyncCoalescer(self._aenqueue_line)
+        return await coalescer.enqueue(spec)
+
+    def _enqueue_line(self, specs: Sequence[JobSpec]) -> list[int]:
+        """The coalescer's send: one job as enqueue_many(); a line of them all or nothing, in
+        a transaction, so that a line refused as a whole can be sent again job by job."""
+        if len(specs) == 1:
+            return self.enqueue_many(specs)
+        relaxed = self._relaxed(specs)
+        with self._connections.connection() as conn, conn.transaction():
+            return enqueue_own.enqueue(conn, specs, self.clock.now(), relaxed)
+
+    async def _aenqueue_line(self, specs: Sequence[JobSpec]) -> list[int]:
+        """Async twin of _enqueue_line()."""
+        if len(specs) == 1:
+            return await self.aenqueue_many(specs)
+        relaxed = self._relaxed(specs)
+        async with self._connections.aconnection() as conn, conn.transaction():
+            return await enqueue_own.aenqueue(conn, specs, self.clock.now(), relaxed)
 
     def enqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Insert many jobs in the caller's open transaction: invisible until commit, gone on

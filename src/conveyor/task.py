@@ -122,7 +122,7 @@ class Enqueuer(Generic[R]):
 
     def enqueue(self, **args: Any) -> int:
         """Enqueue a job on the app's own connection; committed when this returns."""
-        return self.task.app.enqueue_many([self.spec(**args)])[0]
+        return self.task.app._enqueue_one(self.spec(**args))
 
     def enqueue_tx(self, conn: Any, /, **args: Any) -> int:
         """Enqueue inside the caller's open transaction (psycopg, SQLAlchemy or Django).
@@ -135,7 +135,7 @@ class Enqueuer(Generic[R]):
 
     async def aenqueue(self, **args: Any) -> int:
         """Async twin of enqueue()."""
-        return (await self.task.app.aenqueue_many([self.spec(**args)]))[0]
+        return await self.task.app._aenqueue_one(self.spec(**args))
 
     async def aenqueue_tx(self, conn: Any, /, **args: Any) -> int:
         """Async twin of enqueue_tx(): psycopg AsyncConnection or SQLAlchemy AsyncSession."""
