@@ -32,14 +32,22 @@ _SHARED = (DatabaseUnavailableError, psycopg.OperationalError)
 
 
 class _Waiter:
-    __slots__ = ("error", "event", "job_id", "lead", "spec")
+    __slots__ = ("_gate", "error", "job_id", "lead", "spec")
 
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec
-        self.event = threading.Event()
+        # held until the waiter may go on: a bare lock costs less than an Event per call
+        self._gate = threading.Lock()
+        self._gate.acquire()
         self.job_id: int | None = None
         self.error: BaseException | None = None
         self.lead = False
+
+    def wait(self) -> None:
+        self._gate.acquire()
+
+    def wake(self) -> None:
+        self._gate.release()
 
     def result(self) -> int:
         if self.error is not None:
@@ -66,7 +74,7 @@ class Coalescer:
                 self._busy = True
                 me.lead = True
         if not me.lead:
-            me.event.wait()
+            me.wait()
             if not me.lead:
                 return me.result()
             with self._lock:  # woken to send the line it waited in
@@ -79,7 +87,7 @@ class Coalescer:
             with self._lock:
                 if self._line:
                     self._line[0].lead = True
-                    self._line[0].event.set()
+                    self._line[0].wake()
                 else:
                     self._busy = False
         return me.result()
@@ -102,14 +110,14 @@ def _send(flush: Flush, batch: list[_Waiter]) -> None:
             w.job_id = job_id
     for w in batch:
         if not w.lead:
-            w.event.set()
+            w.wake()
 
 
 def _fail(batch: list[_Waiter], exc: BaseException) -> None:
     for w in batch:
         w.error = exc
         if not w.lead:
-            w.event.set()
+            w.wake()
 
 
 class AsyncCoalescer:
