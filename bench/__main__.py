@@ -35,6 +35,7 @@ WORKLOADS = (
     "latency",
     "scale",
     "peers",
+    "duel",
     "hotpath",
     "deliver",
     "workflows",
@@ -42,8 +43,9 @@ WORKLOADS = (
     "api",
     "sustained",
 )
-#: Run only when named: they need what a plain run may not have (root, for network namespaces).
-ON_REQUEST = ("hosts",)
+#: Run only when named: hosts needs what a plain run may not have (root, for network
+#: namespaces); duel repeats what drain and peers measure, interleaved.
+ON_REQUEST = ("hosts", "duel")
 ALIASES = {"w1": "enqueue", "w2": "drain", "w3": "latency", "w4": "scale", "w5": "sustained"}
 
 FULL = {
@@ -94,7 +96,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         epilog="workloads: import (time of `import conveyor`), enqueue (W1), drain (W2),"
         " latency (W3), scale (W4), peers, hotpath (asyncpg vs psycopg), deliver (HTTP delivery),"
         " workflows (10-step durable workflows; DBOS beside it if installed), hosts (the drain on"
-        " 1..4 network-namespace hosts; root; only when named),"
+        " 1..4 network-namespace hosts; root; only when named), duel (drains beside BullMQ,"
+        " interleaved round by round; only when named),"
         " api (enqueue over the REST API beside the direct SQL enqueue),"
         " sustained (W5);"
         " 'table' reprints latest.json, 'plot' redraws docs/img/w5.png from it",
@@ -134,6 +137,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--handler", choices=("async", "sync"), default="async", help="W2 handler")
     p.add_argument("--no-profile", action="store_true", help="W2: skip the py-spy run")
     p.add_argument("--hosts-jobs", type=int, help="jobs per drain of `hosts` (20,000)")
+    p.add_argument(
+        "--duel-concurrency",
+        type=int,
+        help="`duel`: this concurrency for both systems (else Conveyor 100, BullMQ 50)",
+    )
     p.add_argument("--max-hosts", type=int, default=4, help="`hosts`: 1..this many hosts (4)")
     p.add_argument("--force-database", action="store_true", help="allow a non-bench database")
     args = p.parse_args(argv)
@@ -288,6 +296,13 @@ def main(argv: list[str] | None = None) -> int:
             reps=args.reps,
         )
         report.write(results, out_dir)
+    if "duel" in args.workloads:
+        from bench import duel
+
+        work["duel"] = duel.run(
+            url, n=args.drain, reps=args.reps, concurrency=args.duel_concurrency
+        )
+        save("duel")
     if "hotpath" in args.workloads:
         from bench import asyncpg_vs_psycopg
 
