@@ -74,7 +74,11 @@ class Coalescer:
                 self._busy = True
                 me.lead = True
         if not me.lead:
-            me.wait()
+            try:
+                me.wait()
+            except BaseException:  # KeyboardInterrupt in the main thread, say
+                self._give_up(me)
+                raise
             if not me.lead:
                 return me.result()
             with self._lock:  # woken to send the line it waited in
@@ -91,6 +95,22 @@ class Coalescer:
                 else:
                     self._busy = False
         return me.result()
+
+    def _give_up(self, me: _Waiter) -> None:
+        """The caller of `me` stopped waiting: its job leaves the line unsent, and if it had
+        just been woken to send the line, the next in line sends it instead (else the line
+        would wait forever). A job already taken into a batch is sent with it."""
+        with self._lock:
+            if me not in self._line:
+                return
+            self._line.remove(me)
+            if not me.lead:
+                return
+            if self._line:
+                self._line[0].lead = True
+                self._line[0].wake()
+            else:
+                self._busy = False
 
 
 def _send(flush: Flush, batch: list[_Waiter]) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from conveyor.coalesce import AsyncCoalescer, Coalescer
+from conveyor.coalesce import AsyncCoalescer, Coalescer, _Waiter
 from conveyor.errors import DatabaseUnavailableError, QueueFullError
 from conveyor.spec import JobSpec
 
@@ -107,6 +107,29 @@ def test_a_batch_refused_as_a_whole_is_sent_again_one_job_at_a_time() -> None:
     assert {i: r for i, r in results.items() if i != 3} == {0: 1000, 1: 1001, 2: 1002, 4: 1004}
     assert sorted(flush.calls[1]) == [1, 2, 3, 4]
     assert sorted(c[0] for c in flush.calls[2:]) == [1, 2, 3, 4]
+
+
+def test_a_caller_interrupted_while_woken_to_send_hands_the_line_on() -> None:
+    # A KeyboardInterrupt can land in the main thread while it waits in line; if it had just
+    # been woken to send the line, the next caller must send it, or every caller would hang.
+    flush = Recorder()
+    flush.release.set()
+    coalescer = Coalescer(flush)
+    coalescer._busy = True  # another call is in flight
+    woken, waiting, other = _Waiter(_spec(1)), _Waiter(_spec(2)), _Waiter(_spec(4))
+    coalescer._line = [woken, waiting, other]
+    woken.lead = True  # what the sender that just finished does, before waking it
+    coalescer._give_up(woken)
+    assert coalescer._line == [waiting, other] and waiting.lead and not other.lead
+    waiting.wait()  # it was woken: this returns at once
+    # a caller interrupted while merely waiting just leaves the line, unsent
+    coalescer._give_up(other)
+    assert coalescer._line == [waiting] and coalescer._busy is True
+    # and the last one woken to send, with nobody behind it, leaves the coalescer idle
+    coalescer._give_up(waiting)
+    assert coalescer._line == [] and coalescer._busy is False
+    # the line still works afterwards
+    assert coalescer.enqueue(_spec(3)) == 1003
 
 
 def test_a_database_that_cannot_be_reached_fails_the_whole_line_once() -> None:
