@@ -10,6 +10,7 @@ auto-instrumentation agent does): without one, these helpers cost a single check
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -30,9 +31,19 @@ _SYSTEM = "conveyor"
 _found: list[tuple[Any, Any]] = []  # (provider, its tracer), once a real provider is set
 
 
+#: OpenTelemetry takes a provider named in this variable, set before the process starts.
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+
+
 def _tracer() -> Any:
     """The tracer, or None when OpenTelemetry is absent or no provider was installed."""
     if trace is None:
+        return None
+    # While no provider is installed, get_tracer_provider() looks that variable up in
+    # os.environ on every call (1.5 µs, once per job and per enqueue: docs/benchmarks.md);
+    # its module's provider slot says the same for the cost of an attribute read. Should
+    # the slot ever be renamed, the default sends every call down the public path.
+    if not _PROVIDER_FROM_ENV and getattr(trace, "_TRACER_PROVIDER", True) is None:
         return None
     provider = trace.get_tracer_provider()
     if _found and _found[0][0] is provider:
