@@ -7,6 +7,7 @@ import difflib
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -318,12 +319,7 @@ class Conveyor(ScheduleMethods, WorkflowMethods):
 
     def enqueue_many(self, specs: Sequence[JobSpec]) -> list[int]:
         """Insert many jobs (built with task.spec(...)) in one round trip; return their ids."""
-        if not specs:
-            return []
-        relaxed = self._relaxed(specs)
-        with self._connections.connection() as conn:
-            alone = self._connections.busy <= 1
-            return enqueue_own.enqueue(conn, specs, self.clock.now(), relaxed, alone)
+        return self._enqueue_own(specs, atomic=False)
 
     def _enqueue_one(self, spec: JobSpec) -> int:
         """task.enqueue(): one job on the app's own connection, sharing the round trip of
@@ -341,19 +337,35 @@ class Conveyor(ScheduleMethods, WorkflowMethods):
     def _enqueue_line(self, specs: Sequence[JobSpec]) -> list[int]:
         """The coalescer's send: one job as enqueue_many(); a line of them all or nothing, in
         a transaction, so that a line refused as a whole can be sent again job by job."""
-        if len(specs) == 1:
-            return self.enqueue_many(specs)
-        relaxed = self._relaxed(specs)
-        with self._connections.connection() as conn, conn.transaction():
-            return enqueue_own.enqueue(conn, specs, self.clock.now(), relaxed)
+        return self._enqueue_own(specs, atomic=len(specs) > 1)
 
     async def _aenqueue_line(self, specs: Sequence[JobSpec]) -> list[int]:
         """Async twin of _enqueue_line()."""
-        if len(specs) == 1:
-            return await self.aenqueue_many(specs)
+        return await self._aenqueue_own(specs, atomic=len(specs) > 1)
+
+    def _enqueue_own(self, specs: Sequence[JobSpec], *, atomic: bool) -> list[int]:
+        """Insert `specs` on a connection of the app's pool (in a transaction when `atomic`)."""
+        if not specs:
+            return []
         relaxed = self._relaxed(specs)
-        async with self._connections.aconnection() as conn, conn.transaction():
-            return await enqueue_own.aenqueue(conn, specs, self.clock.now(), relaxed)
+        with (
+            self._connections.connection() as conn,
+            conn.transaction() if atomic else nullcontext(),
+        ):
+            alone = self._connections.busy <= 1
+            return enqueue_own.enqueue(conn, specs, self.clock.now(), relaxed, alone)
+
+    async def _aenqueue_own(self, specs: Sequence[JobSpec], *, atomic: bool) -> list[int]:
+        """Async twin of _enqueue_own()."""
+        if not specs:
+            return []
+        relaxed = self._relaxed(specs)
+        async with (
+            self._connections.aconnection() as conn,
+            conn.transaction() if atomic else nullcontext(),
+        ):
+            alone = self._connections.busy <= 1
+            return await enqueue_own.aenqueue(conn, specs, self.clock.now(), relaxed, alone)
 
     def enqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Insert many jobs in the caller's open transaction: invisible until commit, gone on
@@ -362,12 +374,7 @@ class Conveyor(ScheduleMethods, WorkflowMethods):
 
     async def aenqueue_many(self, specs: Sequence[JobSpec]) -> list[int]:
         """Async twin of enqueue_many()."""
-        if not specs:
-            return []
-        relaxed = self._relaxed(specs)
-        async with self._connections.aconnection() as conn:
-            alone = self._connections.busy <= 1
-            return await enqueue_own.aenqueue(conn, specs, self.clock.now(), relaxed, alone)
+        return await self._aenqueue_own(specs, atomic=False)
 
     async def aenqueue_many_tx(self, conn: Any, specs: Sequence[JobSpec]) -> list[int]:
         """Async twin of enqueue_many_tx()."""

@@ -113,11 +113,17 @@ class Coalescer:
                 self._busy = False
 
 
+def _one_by_one(exc: BaseException, size: int) -> bool:
+    """Whether a line of `size` jobs that failed with `exc` is sent again job by job: when the
+    database refused it as a whole, not when it could not be reached or the caller stopped."""
+    return size > 1 and isinstance(exc, Exception) and not isinstance(exc, _SHARED)
+
+
 def _send(flush: Flush, batch: list[_Waiter]) -> None:
     try:
         ids = flush([w.spec for w in batch])
     except BaseException as exc:  # noqa: BLE001 - handed to the callers of the batch
-        if len(batch) == 1 or isinstance(exc, _SHARED) or not isinstance(exc, Exception):
+        if not _one_by_one(exc, len(batch)):
             _fail(batch, exc)
             return
         for w in batch:  # refused as a whole: one at a time, so only the job at fault fails
@@ -179,7 +185,7 @@ class AsyncCoalescer:
         try:
             ids = await self._flush([s for s, _ in line])
         except Exception as exc:  # noqa: BLE001 - handed to the callers of the line
-            if len(line) == 1 or isinstance(exc, _SHARED):
+            if not _one_by_one(exc, len(line)):
                 for _, w in line:
                     _settle(w, error=exc)
                 return
