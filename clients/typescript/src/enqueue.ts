@@ -45,7 +45,8 @@ export interface SqlTemplate {
 /** A tagged-template function such as Drizzle's `sql`. */
 export type SqlTag<T> = (strings: TemplateStringsArray, ...values: unknown[]) => T;
 
-const OPTIONS: ReadonlySet<string> = new Set([
+/** The options an enqueue takes besides `task` and `args` (the REST client checks the same). */
+export const ENQUEUE_OPTIONS: ReadonlySet<string> = new Set([
   "queue",
   "priority",
   "runAt",
@@ -196,10 +197,10 @@ function checkTask(task: unknown): string {
 
 function checkOptions(options: EnqueueOptions, where: string): void {
   for (const name of Object.keys(options)) {
-    if (!OPTIONS.has(name)) {
+    if (!ENQUEUE_OPTIONS.has(name)) {
       const hint = name === "maxAttempts" || name === "max_attempts"
         ? "; conveyor.enqueue takes no max_attempts: the job uses the task's setting"
-        : `; the options are ${[...OPTIONS].join(", ")}`;
+        : `; the options are ${[...ENQUEUE_OPTIONS].join(", ")}`;
       throw new EnqueueOptionError(`unknown enqueue option '${where}${name}'${hint}`, name);
     }
   }
