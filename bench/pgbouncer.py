@@ -55,13 +55,8 @@ def drain(
         workers = WorkerGroup(worker_url, concurrency=concurrency, env=env, label="pgbouncer")
         workers.start()
         try:
-            deadline = time.monotonic() + 60
-            while not _registered(mon):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"worker not ready; see {workers.log_path}")
-                time.sleep(0.05)
+            pids = workers.wait_ready(mon, listening=False)
             time.sleep(0.5)  # its first (empty) claims and LISTEN, if any
-            pids = [int(r[0]) for r in mon.execute("SELECT pid FROM conveyor.worker")]
             with connect(url, autocommit=False) as tx:
                 ids = app.enqueue_many_tx(tx, specs)
                 tx.commit()
@@ -98,11 +93,7 @@ def idle_and_pickup(
         workers = WorkerGroup(worker_url, concurrency=10, env=env, label="pgbouncer-idle")
         workers.start()
         try:
-            deadline = time.monotonic() + 60
-            while not _registered(mon):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"worker not ready; see {workers.log_path}")
-                time.sleep(0.05)
+            workers.wait_ready(mon, listening=False)
             time.sleep(1.0)
             meter = CpuMeter(backend_pids(mon))
             meter.begin()
@@ -127,11 +118,6 @@ def idle_and_pickup(
         "pickup_p50_ms": waits[len(waits) // 2],
         "pickup_p95_ms": waits[int(len(waits) * 0.95)],
     }
-
-
-def _registered(mon: Any) -> bool:
-    row = mon.execute("SELECT count(*) FROM conveyor.worker").fetchone()
-    return bool(row and row[0])
 
 
 def main() -> None:

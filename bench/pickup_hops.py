@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Any
 import psycopg
 
 from bench.common import ENV_URL, connect, database_url, prepare_database, truncate
+from bench.workers import WorkerGroup
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,6 +86,17 @@ def _worker(out: Path) -> None:
     out.write_text(json.dumps(marks))
 
 
+class _HopsWorker(WorkerGroup):
+    """This module's marked worker, started, awaited and stopped as `conveyor worker` is."""
+
+    def __init__(self, url: str, out: Path) -> None:
+        super().__init__(url, env={"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}, label="hops")
+        self.out = out
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.pickup_hops", "worker", str(self.out)]
+
+
 def _send(n: int) -> tuple[list[int], list[float]]:
     from bench.app import stamp
 
@@ -104,19 +115,16 @@ def run(url: str, jobs: int) -> dict[str, float]:
     out = Path(tempfile.mkdtemp(prefix="conveyor-hops-")) / "marks.json"
     with connect(url) as mon:
         truncate(mon)
-        env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.pickup_hops", "worker", str(out)], cwd=ROOT, env=env
-        )
+        worker = _HopsWorker(url, out)
+        worker.start()
         try:
-            _until_listening(mon)
+            worker.wait_ready(mon)
             ids, calls = _send(jobs)
             deadline = time.monotonic() + 30
             while _completed(mon, ids) < len(ids) and time.monotonic() < deadline:
                 time.sleep(0.05)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+            worker.stop()
         rows = mon.execute(
             "SELECT id, 1000 * (extract(epoch FROM created_at) - (args ->> 't')::float8),"
             "       1000 * (extract(epoch FROM attempted_at) - (args ->> 't')::float8),"
@@ -143,20 +151,6 @@ def run(url: str, jobs: int) -> dict[str, float]:
         "dispatched": after_stamp("dispatched"),
         "handler_started": round(statistics.median(float(r[3]) for r in rows), 3),
     }
-
-
-def _until_listening(mon: psycopg.Connection[Any]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        row = mon.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'conveyor-listener'"
-            " AND query ILIKE 'LISTEN%'"
-        ).fetchone()
-        if row and row[0]:
-            time.sleep(0.5)
-            return
-        time.sleep(0.05)
-    raise RuntimeError("the worker did not LISTEN within 60 s")
 
 
 def _completed(mon: psycopg.Connection[Any], ids: list[int]) -> int:

@@ -61,18 +61,22 @@ class WorkerGroup:
                 start_new_session=True,
             )
 
-    def wait_ready(self, conn: psycopg.Connection[Any], timeout: float = 60.0) -> list[int]:
-        """Until every process registered (conveyor.worker) and LISTENs; return worker pids."""
+    def wait_ready(
+        self, conn: psycopg.Connection[Any], timeout: float = 60.0, *, listening: bool = True
+    ) -> list[int]:
+        """Until every process registered (conveyor.worker) and, unless `listening` is False (a
+        worker that polls, behind PgBouncer), LISTENs; return worker pids."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited ({self.proc.returncode}); see {self.log_path}")
             pids = [int(r[0]) for r in conn.execute("SELECT pid FROM conveyor.worker").fetchall()]
-            listening = conn.execute(
+            listeners = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND application_name = 'conveyor-listener' AND query ILIKE 'LISTEN%'"
             ).fetchone()
-            if len(pids) >= self.processes and listening and listening[0] >= self.processes:
+            listen_ok = not listening or bool(listeners and listeners[0] >= self.processes)
+            if len(pids) >= self.processes and listen_ok:
                 self.pids = pids
                 time.sleep(0.3)  # LISTEN is up; let the producer's first (empty) claim finish
                 return pids
